@@ -1,0 +1,335 @@
+//! The WebSocket events of the wire protocol, tagged by `type`.
+
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::message::{ClientId, MessageContent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Most ids one `message_read` frame may list.
+pub const MAX_READ_IDS: usize = 1000;
+
+/// A frame a client sends, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Send a message.
+    ChatMessage {
+        /// Trimmed, length-checked content.
+        content: MessageContent,
+        /// Optional idempotency key.
+        client_id: Option<ClientId>,
+    },
+    /// Start or stop typing.
+    TypingIndicator {
+        /// Whether the user is typing.
+        is_typing: bool,
+    },
+    /// Mark messages as read.
+    MessageRead {
+        /// Ids to mark; unknown or foreign ids are ignored.
+        message_ids: Vec<MessageId>,
+    },
+}
+
+/// Why a client frame was refused. `client_id` is whatever valid-looking
+/// `client_id` string the frame carried, so the error can echo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientEventError {
+    /// What was wrong, for the client.
+    pub message: String,
+    /// The frame's `client_id`, when it had a string one.
+    pub client_id: Option<String>,
+}
+
+impl ClientEventError {
+    fn new(message: impl Into<String>, client_id: Option<String>) -> Self {
+        Self {
+            message: message.into(),
+            client_id,
+        }
+    }
+}
+
+impl ClientEvent {
+    /// Parses and validates a text frame.
+    ///
+    /// ```
+    /// use chat_domain::ClientEvent;
+    /// let e = ClientEvent::parse(r#"{"type":"typing_indicator","is_typing":true}"#).unwrap();
+    /// assert_eq!(e, ClientEvent::TypingIndicator { is_typing: true });
+    /// let err = ClientEvent::parse(r#"{"type":"chat_message","content":"  ","client_id":"c1"}"#).unwrap_err();
+    /// assert_eq!(err.client_id.as_deref(), Some("c1"));
+    /// assert!(ClientEvent::parse("not json").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, ClientEventError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| ClientEventError::new("Invalid JSON.", None))?;
+        let Value::Object(obj) = value else {
+            return Err(ClientEventError::new("Expected a JSON object.", None));
+        };
+        let raw_client_id = obj
+            .get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let fail = |m: &str| ClientEventError::new(m, raw_client_id.clone());
+        let kind = match obj.get("type") {
+            None => return Err(fail("Missing field 'type'.")),
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(fail("Field 'type' must be a string.")),
+        };
+        match kind {
+            "chat_message" => {
+                let content = match obj.get("content") {
+                    None | Some(Value::Null) => return Err(fail("Missing field 'content'.")),
+                    Some(Value::String(s)) => {
+                        MessageContent::parse(s).map_err(|e| fail(&e.to_string()))?
+                    }
+                    Some(_) => return Err(fail("Field 'content' must be a string.")),
+                };
+                let client_id = match obj.get("client_id") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => {
+                        Some(ClientId::parse(s).map_err(|e| fail(&e.to_string()))?)
+                    }
+                    Some(_) => return Err(fail("Field 'client_id' must be a string.")),
+                };
+                Ok(Self::ChatMessage { content, client_id })
+            }
+            "typing_indicator" => match obj.get("is_typing") {
+                None => Err(fail("Missing field 'is_typing'.")),
+                Some(Value::Bool(b)) => Ok(Self::TypingIndicator { is_typing: *b }),
+                Some(_) => Err(fail("Field 'is_typing' must be a boolean.")),
+            },
+            "message_read" => match obj.get("message_ids") {
+                None => Err(fail("Missing field 'message_ids'.")),
+                Some(Value::Array(items)) => {
+                    if items.len() > MAX_READ_IDS {
+                        return Err(fail("Field 'message_ids' may list at most 1000 ids."));
+                    }
+                    let ids = items
+                        .iter()
+                        .map(|v| v.as_i64().map(MessageId))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| fail("Field 'message_ids' must be a list of integers."))?;
+                    Ok(Self::MessageRead { message_ids: ids })
+                }
+                Some(_) => Err(fail("Field 'message_ids' must be a list of integers.")),
+            },
+            other => Err(fail(&format!("Unknown event type '{other}'."))),
+        }
+    }
+}
+
+/// A frame the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First frame on a socket, once it is subscribed everywhere.
+    ConnectionEstablished {
+        /// Always "Connected to chat".
+        message: String,
+        /// The conversation of the socket.
+        conversation_id: ConversationId,
+        /// The authenticated user.
+        user_id: UserId,
+    },
+    /// A stored message.
+    ChatMessage {
+        /// Message id.
+        message_id: MessageId,
+        /// Conversation id.
+        conversation_id: ConversationId,
+        /// Sender id.
+        sender_id: UserId,
+        /// Sender's display name.
+        sender_name: String,
+        /// Sender's avatar URL or null.
+        sender_avatar: Option<String>,
+        /// Content.
+        content: String,
+        /// Storage time.
+        created_at: DateTime<Utc>,
+        /// The sender's idempotency key or null.
+        client_id: Option<String>,
+    },
+    /// The other participant started or stopped typing.
+    TypingIndicator {
+        /// The typist.
+        user_id: UserId,
+        /// The typist's display name.
+        user_name: String,
+        /// Whether they are typing.
+        is_typing: bool,
+    },
+    /// Messages were marked read.
+    MessagesRead {
+        /// The reader.
+        user_id: UserId,
+        /// Ids actually marked.
+        message_ids: Vec<MessageId>,
+        /// When.
+        read_at: DateTime<Utc>,
+    },
+    /// A refused frame.
+    Error {
+        /// What was wrong.
+        message: String,
+        /// The refused frame's `client_id`, when it had one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_id: Option<String>,
+    },
+}
+
+impl ServerEvent {
+    /// The first frame of a socket.
+    ///
+    /// ```
+    /// use chat_domain::{ServerEvent, ConversationId, UserId};
+    /// let e = ServerEvent::established(ConversationId(1), UserId(7));
+    /// assert_eq!(serde_json::to_value(&e).unwrap(), serde_json::json!({
+    ///     "type": "connection_established", "message": "Connected to chat",
+    ///     "conversation_id": 1, "user_id": 7}));
+    /// ```
+    pub fn established(conversation_id: ConversationId, user_id: UserId) -> Self {
+        Self::ConnectionEstablished {
+            message: "Connected to chat".into(),
+            conversation_id,
+            user_id,
+        }
+    }
+
+    /// The JSON text of the event.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail (no maps with non-string keys).
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(text: &str) -> ClientEventError {
+        ClientEvent::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn valid_events() {
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"chat_message","content":" hi ","client_id":"k"}"#)
+                .unwrap(),
+            ClientEvent::ChatMessage {
+                content: MessageContent::parse("hi").unwrap(),
+                client_id: Some(ClientId::parse("k").unwrap())
+            }
+        );
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"message_read","message_ids":[1,2]}"#).unwrap(),
+            ClientEvent::MessageRead {
+                message_ids: vec![MessageId(1), MessageId(2)]
+            }
+        );
+    }
+
+    #[test]
+    fn bad_frames() {
+        assert_eq!(err("{").message, "Invalid JSON.");
+        assert_eq!(err("[1]").message, "Expected a JSON object.");
+        assert_eq!(err(r#"{"content":"x"}"#).message, "Missing field 'type'.");
+        assert!(
+            err(r#"{"type":"shout"}"#)
+                .message
+                .contains("Unknown event type")
+        );
+        assert!(
+            err(r#"{"type":"chat_message"}"#)
+                .message
+                .contains("content")
+        );
+        assert!(
+            err(r#"{"type":"chat_message","content":5}"#)
+                .message
+                .contains("string")
+        );
+        assert!(
+            err(r#"{"type":"chat_message","content":""}"#)
+                .message
+                .contains("empty")
+        );
+        let long = json!({"type":"chat_message","content":"a".repeat(5001)}).to_string();
+        assert!(err(&long).message.contains("5000"));
+        assert!(
+            err(r#"{"type":"typing_indicator","is_typing":"yes"}"#)
+                .message
+                .contains("boolean")
+        );
+        assert!(
+            err(r#"{"type":"typing_indicator"}"#)
+                .message
+                .contains("is_typing")
+        );
+        assert!(
+            err(r#"{"type":"message_read","message_ids":["a"]}"#)
+                .message
+                .contains("integers")
+        );
+        assert!(
+            err(r#"{"type":"message_read","message_ids":3}"#)
+                .message
+                .contains("integers")
+        );
+        assert!(
+            err(r#"{"type":"chat_message","content":"x","client_id":""}"#)
+                .message
+                .contains("client_id")
+        );
+        assert!(
+            err(r#"{"type":"chat_message","content":"x","client_id":7}"#)
+                .message
+                .contains("client_id")
+        );
+    }
+
+    #[test]
+    fn errors_echo_client_id() {
+        let e = err(r#"{"type":"chat_message","content":"","client_id":"abc"}"#);
+        assert_eq!(e.client_id.as_deref(), Some("abc"));
+        let wire = ServerEvent::Error {
+            message: e.message,
+            client_id: e.client_id,
+        }
+        .to_json();
+        let v: Value = serde_json::from_str(&wire).unwrap();
+        assert_eq!(v["client_id"], "abc");
+        let none = ServerEvent::Error {
+            message: "x".into(),
+            client_id: None,
+        }
+        .to_json();
+        assert_eq!(none, r#"{"type":"error","message":"x"}"#);
+    }
+
+    #[test]
+    fn chat_message_wire_shape() {
+        let t = chrono::DateTime::parse_from_rfc3339("2025-10-25T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let e = ServerEvent::ChatMessage {
+            message_id: MessageId(123),
+            conversation_id: ConversationId(1),
+            sender_id: UserId(456),
+            sender_name: "John Doe".into(),
+            sender_avatar: None,
+            content: "Hello!".into(),
+            created_at: t,
+            client_id: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"type":"chat_message","message_id":123,"conversation_id":1,"sender_id":456,
+                   "sender_name":"John Doe","sender_avatar":null,"content":"Hello!",
+                   "created_at":"2025-10-25T10:00:00Z","client_id":null})
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Messages and the rules on their content.
+
+use crate::ids::{ConversationId, MessageId, UserId};
+use chrono::{DateTime, Utc};
+
+/// Why message content was refused; the message is shown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MessageContentError {
+    /// Nothing left after trimming.
+    #[error("Message content cannot be empty.")]
+    Empty,
+    /// More than [`MessageContent::MAX_CHARS`] characters after trimming.
+    #[error("Message content cannot be longer than 5000 characters.")]
+    TooLong,
+    /// A `client_id` outside 1 to 64 characters.
+    #[error("client_id must be a string of 1 to 64 characters.")]
+    InvalidClientId,
+}
+
+/// Message content: trimmed of surrounding whitespace, 1 to 5000
+/// characters (characters, not bytes).
+///
+/// ```
+/// use chat_domain::{MessageContent, MessageContentError};
+/// assert_eq!(MessageContent::parse("  hi \n").unwrap().as_str(), "hi");
+/// assert_eq!(MessageContent::parse("   "), Err(MessageContentError::Empty));
+/// assert!(MessageContent::parse(&"é".repeat(5000)).is_ok());
+/// assert_eq!(MessageContent::parse(&"a".repeat(5001)), Err(MessageContentError::TooLong));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageContent(String);
+
+impl MessageContent {
+    /// Most characters a message may hold.
+    pub const MAX_CHARS: usize = 5000;
+
+    /// Trims and checks the length.
+    pub fn parse(raw: &str) -> Result<Self, MessageContentError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(MessageContentError::Empty);
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(MessageContentError::TooLong);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The trimmed content.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The trimmed content as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A client-chosen idempotency key: 1 to 64 characters, kept as given.
+///
+/// ```
+/// use chat_domain::ClientId;
+/// assert!(ClientId::parse("a1b2").is_ok());
+/// assert!(ClientId::parse("").is_err());
+/// assert!(ClientId::parse(&"x".repeat(65)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Most characters a client id may have.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Checks the length.
+    pub fn parse(raw: &str) -> Result<Self, MessageContentError> {
+        let n = raw.chars().count();
+        if n == 0 || n > Self::MAX_CHARS {
+            return Err(MessageContentError::InvalidClientId);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Id; increases in storage order.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Who sent it.
+    pub sender_id: UserId,
+    /// Trimmed content.
+    pub content: String,
+    /// The sender's idempotency key, if given.
+    pub client_id: Option<String>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// When the recipient read it.
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+impl Message {
+    /// Whether the recipient has read it.
+    pub fn is_read(&self) -> bool {
+        self.read_at.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_counts_characters_after_trimming() {
+        let padded = format!("  {}  ", "a".repeat(5000));
+        assert_eq!(MessageContent::parse(&padded).unwrap().as_str().len(), 5000);
+        assert!(MessageContent::parse(&"😀".repeat(5000)).is_ok());
+        assert_eq!(
+            MessageContent::parse(&"😀".repeat(5001)),
+            Err(MessageContentError::TooLong)
+        );
+        assert_eq!(
+            MessageContent::parse("\t\n "),
+            Err(MessageContentError::Empty)
+        );
+        assert_eq!(MessageContent::parse(" a b ").unwrap().as_str(), "a b");
+    }
+
+    #[test]
+    fn client_id_counts_characters() {
+        assert!(ClientId::parse(&"é".repeat(64)).is_ok());
+        assert!(ClientId::parse(&"é".repeat(65)).is_err());
+        assert_eq!(ClientId::parse(" x ").unwrap().as_str(), " x ");
+    }
+}

@@ -1,0 +1,316 @@
+//! Users and the rules on their fields.
+
+use crate::ids::UserId;
+use serde::{Deserialize, Serialize};
+
+/// Why a user field was refused; the message is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserFieldError {
+    /// The username breaks the length or character rule.
+    #[error("Enter a valid username of 3 to 150 characters: letters, digits and @/./+/-/_ only.")]
+    InvalidUsername,
+    /// The password is shorter than [`Password::MIN_CHARS`].
+    #[error("This password is too short. It must contain at least 8 characters.")]
+    PasswordTooShort,
+    /// The password is longer than [`Password::MAX_CHARS`].
+    #[error("This password is too long. It must contain at most 1024 characters.")]
+    PasswordTooLong,
+    /// A first or last name longer than [`NamePart::MAX_CHARS`].
+    #[error("Ensure this field has no more than 150 characters.")]
+    NameTooLong,
+    /// An avatar that is not an http(s) URL of at most [`Avatar::MAX_CHARS`].
+    #[error("Enter a valid http or https URL of at most 2048 characters.")]
+    InvalidAvatar,
+}
+
+/// A username: 3 to 150 characters of letters, digits and `@.+-_`
+/// (Django's rule). Uniqueness is case-insensitive: compare [`Username::key`].
+///
+/// ```
+/// use chat_domain::Username;
+/// assert!(Username::parse("jdoe").is_ok());
+/// assert!(Username::parse("jd").is_err());
+/// assert!(Username::parse("j doe").is_err());
+/// assert_eq!(Username::parse("JDoe").unwrap().key(), "jdoe");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    /// Fewest characters a username may have.
+    pub const MIN_CHARS: usize = 3;
+    /// Most characters a username may have.
+    pub const MAX_CHARS: usize = 150;
+
+    /// Checks the rule; the value is kept as given (no trimming, no case change).
+    pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
+        let count = raw.chars().count();
+        let allowed = |c: char| c.is_alphanumeric() || "@.+-_".contains(c);
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&count) || !raw.chars().all(allowed) {
+            return Err(UserFieldError::InvalidUsername);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The username as given at registration.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive key that must be unique among users.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+
+    /// The username as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A password that meets the policy: 8 to 1024 characters. The upper bound
+/// keeps hashing cost bounded. Its `Debug` never shows the value.
+///
+/// ```
+/// use chat_domain::Password;
+/// assert!(Password::parse("correct horse").is_ok());
+/// assert!(Password::parse("short").is_err());
+/// assert_eq!(format!("{:?}", Password::parse("correct horse").unwrap()), "Password(***)");
+/// ```
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Fewest characters a password may have.
+    pub const MIN_CHARS: usize = 8;
+    /// Most characters a password may have.
+    pub const MAX_CHARS: usize = 1024;
+
+    /// Checks the policy.
+    pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
+        let count = raw.chars().count();
+        if count < Self::MIN_CHARS {
+            return Err(UserFieldError::PasswordTooShort);
+        }
+        if count > Self::MAX_CHARS {
+            return Err(UserFieldError::PasswordTooLong);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The secret itself, for hashing only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A first or last name: at most 150 characters, surrounding whitespace trimmed.
+///
+/// ```
+/// use chat_domain::NamePart;
+/// assert_eq!(NamePart::parse(" John ").unwrap().as_str(), "John");
+/// assert!(NamePart::parse(&"x".repeat(151)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NamePart(String);
+
+impl NamePart {
+    /// Most characters a name part may have.
+    pub const MAX_CHARS: usize = 150;
+
+    /// Trims and checks the length.
+    pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
+        let trimmed = raw.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(UserFieldError::NameTooLong);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The trimmed name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The trimmed name as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// An avatar URL: `http://` or `https://`, no whitespace, at most 2048 characters.
+///
+/// ```
+/// use chat_domain::Avatar;
+/// assert!(Avatar::parse("https://example.com/a.png").is_ok());
+/// assert!(Avatar::parse("javascript:alert(1)").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Avatar(String);
+
+impl Avatar {
+    /// Most characters an avatar URL may have.
+    pub const MAX_CHARS: usize = 2048;
+
+    /// Checks scheme, host presence and length.
+    pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
+        let raw = raw.trim();
+        let rest = raw
+            .strip_prefix("https://")
+            .or_else(|| raw.strip_prefix("http://"))
+            .ok_or(UserFieldError::InvalidAvatar)?;
+        let host_present = rest
+            .split(['/', '?', '#'])
+            .next()
+            .is_some_and(|h| !h.is_empty());
+        if !host_present
+            || raw.chars().count() > Self::MAX_CHARS
+            || raw.contains(char::is_whitespace)
+        {
+            return Err(UserFieldError::InvalidAvatar);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A user as the API shows it. The password hash never lives here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user's id.
+    pub id: UserId,
+    /// The username as registered.
+    pub username: String,
+    /// First name, possibly empty.
+    pub first_name: String,
+    /// Last name, possibly empty.
+    pub last_name: String,
+    /// Avatar URL, if any.
+    pub avatar: Option<String>,
+}
+
+impl User {
+    /// First and last name joined by a space, or the username when both are empty.
+    ///
+    /// ```
+    /// use chat_domain::{User, UserId};
+    /// let mut u = User { id: UserId(1), username: "jdoe".into(), first_name: "John".into(),
+    ///     last_name: "Doe".into(), avatar: None };
+    /// assert_eq!(u.display_name(), "John Doe");
+    /// u.last_name.clear();
+    /// assert_eq!(u.display_name(), "John");
+    /// u.first_name.clear();
+    /// assert_eq!(u.display_name(), "jdoe");
+    /// ```
+    pub fn display_name(&self) -> String {
+        let full = format!("{} {}", self.first_name, self.last_name);
+        let full = full.trim();
+        if full.is_empty() {
+            self.username.clone()
+        } else {
+            full.to_owned()
+        }
+    }
+}
+
+/// The user object of the wire protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    /// The user's id.
+    pub id: UserId,
+    /// The username.
+    pub username: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// See [`User::display_name`].
+    pub name: String,
+    /// Avatar URL or null.
+    pub avatar: Option<String>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            name: u.display_name(),
+            avatar: u.avatar.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_bounds_count_characters_not_bytes() {
+        assert!(Username::parse("abc").is_ok());
+        assert!(Username::parse(&"a".repeat(150)).is_ok());
+        assert!(Username::parse(&"a".repeat(151)).is_err());
+        assert!(Username::parse("ééé").is_ok());
+        assert!(Username::parse("ab").is_err());
+        assert!(Username::parse("").is_err());
+    }
+
+    #[test]
+    fn username_characters() {
+        assert!(Username::parse("a@b.c+d-e_f").is_ok());
+        for bad in ["a b", "a/b", "a!b", "a\tb", "ab'c"] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn password_policy() {
+        assert_eq!(
+            Password::parse("1234567").unwrap_err(),
+            UserFieldError::PasswordTooShort
+        );
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn avatar_rules() {
+        assert!(Avatar::parse("http://a").is_ok());
+        assert!(Avatar::parse("https://").is_err());
+        assert!(Avatar::parse("ftp://a/b").is_err());
+        assert!(Avatar::parse("https://a/b c").is_err());
+    }
+
+    #[test]
+    fn user_view_has_name() {
+        let u = User {
+            id: UserId(3),
+            username: "x_y".into(),
+            first_name: String::new(),
+            last_name: "Doe".into(),
+            avatar: Some("https://e/a.png".into()),
+        };
+        let v = serde_json::to_value(UserView::from(&u)).unwrap();
+        assert_eq!(v["name"], "Doe");
+        assert_eq!(v["avatar"], "https://e/a.png");
+        assert_eq!(v["id"], 3);
+    }
+}
