@@ -1,1 +1,25 @@
+//! The HTTP and WebSocket API of the chat service (actix-web).
+//!
+//! Handlers stay thin: rules live in `chat-domain`, SQL in
+//! `chat-persistence`, fan-out in `chat-realtime`; errors become responses in
+//! one place, [`error::ApiError`].
 
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod pagination;
+pub mod routes;
+pub mod settings;
+pub mod state;
+
+pub use settings::ApiSettings;
+pub use state::AppState;
+
+use actix_web::web;
+
+/// Mounts every route of the API (the caller adds the middleware; see
+/// [`error::json_error_handlers`] and [`extract::json_config`]).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg);
+}

@@ -1,1 +1,19 @@
+//! Storage of the chat service: one diesel code base over PostgreSQL
+//! (production) and SQLite (the embedded default), chosen by URL scheme.
+//!
+//! Repositories are plain functions over a [`DbConnection`] that return
+//! domain types; run them through [`Database::run`], which takes a pooled
+//! connection on the blocking thread pool. Every error is a
+//! [`PersistenceError`].
 
+pub mod connections;
+pub mod conversations;
+pub mod db;
+pub mod error;
+pub mod messages;
+mod rows;
+pub mod schema;
+pub mod users;
+
+pub use db::{Database, DatabaseUrl, DbConnection, PoolOptions};
+pub use error::{PersistenceError, QueryResult};

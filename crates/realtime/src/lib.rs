@@ -1,1 +1,284 @@
+//! WebSocket fan-out for the chat service.
+//!
+//! A [`Realtime`] owns a *hub* (one task holding the registry of this node's
+//! sockets) and a *bus* that relays events between nodes: in-process when no
+//! Redis is configured (a single node), Redis pub/sub otherwise. Socket tasks
+//! [`join`](Realtime::join) a conversation, read pre-serialized frames from
+//! their bounded queue, and [`leave`](Realtime::leave) when they end;
+//! handlers [`publish`](Realtime::publish) events.
+//!
+//! Redis is best effort by design: while it is down, events still reach the
+//! sockets of the node that published them, other nodes miss them (clients
+//! catch up from the history API), and nothing blocks or fails.
 
+mod envelope;
+mod health;
+mod hub;
+mod redis_bus;
+
+use chat_domain::{ConversationId, ServerEvent, UserId};
+use redis_bus::RedisBus;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, error};
+
+/// A pre-serialized JSON text frame, shared by every recipient so an event is
+/// serialized once however many sockets receive it.
+pub type Frame = Arc<str>;
+
+/// Settings of [`Realtime::start`].
+#[derive(Clone)]
+pub struct RealtimeConfig {
+    /// Redis URL; `None` runs a single node with an in-process bus.
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis channel name, so deployments (and tests)
+    /// sharing one Redis do not hear each other.
+    pub channel_prefix: String,
+    /// Capacity of each socket's outbound queue; a socket whose queue is full
+    /// is dropped rather than letting memory grow behind a slow client.
+    pub socket_queue: usize,
+    /// Bound on every Redis command (fred's default is to wait forever).
+    pub command_timeout: Duration,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            channel_prefix: "chat:".into(),
+            socket_queue: 256,
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl fmt::Debug for RealtimeConfig {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RealtimeConfig")
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("channel_prefix", &self.channel_prefix)
+            .field("socket_queue", &self.socket_queue)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Who receives a published event.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience {
+    /// Every socket of the conversation, the sender's own included.
+    Everyone,
+    /// Every socket except those of this user, on every node (typing
+    /// indicators are not echoed to the typist).
+    ExceptUser(UserId),
+}
+
+/// Identifies one registered socket, to [`leave`](Realtime::leave) with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketId(pub u64);
+
+/// What [`Realtime::join`] hands the socket task.
+#[derive(Debug)]
+pub struct Registration {
+    /// Pass to [`Realtime::leave`] when the socket ends.
+    pub socket: SocketId,
+    /// Frames to write to the client. `None` means the hub dropped this
+    /// socket (its queue overflowed, or the hub stopped): close the
+    /// WebSocket; the client reconnects and catches up from history.
+    pub outbound: mpsc::Receiver<Frame>,
+}
+
+/// Why a realtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    /// The configuration cannot work (bad Redis URL, zero queue size).
+    #[error("invalid realtime configuration: {0}")]
+    Config(String),
+    /// The hub task is gone (the `Realtime` is shutting down).
+    #[error("realtime hub stopped")]
+    HubStopped,
+}
+
+/// Handle to the hub and bus; cheap to clone, no global state (several
+/// instances can live in one process, e.g. to simulate nodes in tests).
+#[derive(Clone, Debug)]
+pub struct Realtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hub: mpsc::Sender<hub::Command>,
+    next_socket: AtomicU64,
+    redis: Option<RedisBus>,
+    socket_queue: usize,
+    command_timeout: Duration,
+    hub_task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.hub_task.abort();
+    }
+}
+
+impl Realtime {
+    /// Spawns the hub (and with Redis, the clients and bus tasks). Must be
+    /// called inside a tokio runtime. An unreachable Redis is not an error:
+    /// the node starts after at most `command_timeout`, logs it, and
+    /// reconnects in the background, so the server can start while Redis is
+    /// down. Only an invalid configuration fails.
+    pub async fn start(config: RealtimeConfig) -> Result<Realtime, RealtimeError> {
+        if config.socket_queue == 0 {
+            return Err(RealtimeError::Config(
+                "socket_queue must be at least 1".into(),
+            ));
+        }
+        if config.command_timeout.is_zero() {
+            // fred reads zero as "no timeout", which hangs during outages.
+            return Err(RealtimeError::Config(
+                "command_timeout must be positive".into(),
+            ));
+        }
+        let (hub_tx, hub_rx) = mpsc::channel(hub::HUB_QUEUE);
+        let (subscriptions, redis) = match config.redis_url.as_deref() {
+            None => (hub::Subscriptions::InProcess, None),
+            Some(url) => {
+                let (bus, sub_tx) = RedisBus::start(&config, url, hub_tx.clone()).await?;
+                (hub::Subscriptions::Redis(sub_tx), Some(bus))
+            }
+        };
+        let hub_task = tokio::spawn(hub::run(hub_rx, subscriptions));
+        Ok(Realtime {
+            inner: Arc::new(Inner {
+                hub: hub_tx,
+                next_socket: AtomicU64::new(1),
+                redis,
+                socket_queue: config.socket_queue,
+                command_timeout: config.command_timeout,
+                hub_task,
+            }),
+        })
+    }
+
+    /// Registers a socket on a conversation. Returns once the conversation's
+    /// channel is subscribed on the bus, so any event published anywhere
+    /// after this returns reaches the socket (which is what makes
+    /// `connection_established` a safe "you are live" signal). If Redis is
+    /// down it returns anyway, within about `command_timeout`: same-node
+    /// delivery works at once and the subscription is made when Redis is back.
+    pub async fn join(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Registration, RealtimeError> {
+        let socket = SocketId(self.inner.next_socket.fetch_add(1, Ordering::Relaxed));
+        // socket_queue >= 1 is checked in start().
+        let (sender, outbound) = mpsc::channel(self.inner.socket_queue);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        self.inner
+            .hub
+            .send(hub::Command::Join {
+                conversation,
+                user,
+                socket,
+                sender,
+                ready: ready_tx,
+            })
+            .await
+            .map_err(|_| RealtimeError::HubStopped)?;
+        let wait = self.inner.command_timeout + Duration::from_millis(250);
+        match tokio::time::timeout(wait, ready_rx).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(RealtimeError::HubStopped),
+            Err(_) => {
+                if let Some(redis) = &self.inner.redis {
+                    redis.note_subscribe_timeout();
+                }
+                debug!(conversation = %conversation, "join returned before SUBSCRIBE was confirmed");
+            }
+        }
+        Ok(Registration { socket, outbound })
+    }
+
+    /// Deregisters a socket; also safe to call for a socket the hub already
+    /// dropped, or twice. The last socket of a conversation leaving
+    /// unsubscribes its channel.
+    pub fn leave(&self, conversation: ConversationId, socket: SocketId) {
+        let command = hub::Command::Leave {
+            conversation,
+            socket,
+        };
+        match self.inner.hub.try_send(command) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(command)) => {
+                // Not async: finish the send in the background rather than
+                // losing the leave (which would keep the channel subscribed).
+                let hub = self.inner.hub.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(async move {
+                            let _ = hub.send(command).await;
+                        });
+                    }
+                    Err(_) => error!("leave called outside a tokio runtime with a full hub queue"),
+                }
+            }
+        }
+    }
+
+    /// Delivers an event to every socket of the conversation on every node.
+    /// The event is serialized once; this node's sockets get it at once, and
+    /// other nodes through Redis without waiting for a round-trip. Events
+    /// published by one caller arrive in call order everywhere. Never blocks
+    /// on or fails because of Redis: while it is down, only this node's
+    /// sockets receive the event.
+    pub async fn publish(
+        &self,
+        conversation: ConversationId,
+        event: &ServerEvent,
+        audience: Audience,
+    ) {
+        let json = event.to_json();
+        if let Some(redis) = &self.inner.redis {
+            redis.publish(conversation, audience, &json);
+        }
+        let command = hub::Command::Deliver {
+            conversation,
+            frame: Frame::from(json),
+            audience,
+        };
+        if self.inner.hub.send(command).await.is_err() {
+            error!("realtime hub stopped; event not delivered");
+        }
+    }
+
+    /// Readiness: `Ok` without Redis; with Redis, a PING bounded by the
+    /// command timeout, `Err("redis: <reason>")` when it is down.
+    pub async fn check(&self) -> Result<(), String> {
+        match &self.inner.redis {
+            None => Ok(()),
+            Some(redis) => redis.check().await,
+        }
+    }
+
+    /// Whether Redis is configured (multi-node mode).
+    pub fn is_distributed(&self) -> bool {
+        self.inner.redis.is_some()
+    }
+}

@@ -1,1 +1,115 @@
+//! Composes the chat server from its crates: settings, storage, fan-out, API.
 
+pub mod settings;
+
+pub use settings::{Settings, SettingsError};
+
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{App, HttpServer, web};
+use chat_api::AppState;
+use chat_persistence::{Database, PoolOptions};
+use chat_realtime::{Realtime, RealtimeConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Settings were unusable.
+    #[error("{0}")]
+    Settings(String),
+    /// Storage could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] chat_persistence::PersistenceError),
+    /// The realtime layer could not start.
+    #[error("realtime: {0}")]
+    Realtime(String),
+    /// The address could not be bound.
+    #[error("cannot bind: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A started server.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Stops the server.
+    pub handle: actix_web::dev::ServerHandle,
+    /// Await it to run until shutdown.
+    pub server: actix_web::dev::Server,
+    /// The pool (for tests counting statements).
+    pub database: Database,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the database pool from settings.
+pub fn open_database(settings: &Settings) -> Result<Database, StartError> {
+    let options = PoolOptions {
+        max_size: settings.database.pool_size,
+        checkout_timeout: Duration::from_secs(settings.database.checkout_timeout_seconds.max(1)),
+    };
+    Ok(Database::new(&settings.database_url(), &options)?)
+}
+
+/// Migrates (when configured), binds and starts serving. Must run inside
+/// an actix (tokio) runtime; returns once the socket is bound.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let database = open_database(&settings)?;
+    if settings.server.run_migrations {
+        let applied = database.migrate().await?;
+        tracing::info!(applied, "migrations up to date");
+    }
+    let realtime = Realtime::start(RealtimeConfig {
+        redis_url: settings.redis_url(),
+        channel_prefix: settings.redis.channel_prefix.clone(),
+        socket_queue: settings.redis.socket_queue.max(1),
+        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms.max(1)),
+    })
+    .await
+    .map_err(|e| StartError::Realtime(e.to_string()))?;
+    let state = AppState::new(database.clone(), realtime, settings.api.clone())
+        .map_err(StartError::Settings)?;
+    let body_limit = settings.api.limits.max_body_bytes;
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(chat_api::extract::json_config(body_limit))
+            .app_data(chat_api::extract::path_config())
+            .app_data(chat_api::extract::query_config())
+            .app_data(web::PayloadConfig::new(body_limit))
+            .configure(chat_api::configure)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(chat_api::error::ApiError::not_found(
+                    "Not found.",
+                ))
+            }))
+            .wrap(chat_api::error::json_error_handlers())
+            .wrap(NormalizePath::new(TrailingSlash::Always))
+            .wrap(actix_web::middleware::Logger::new("%a \"%U\" %s %b %Dms").exclude("/healthz/"))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+    .bind((settings.server.host.as_str(), settings.server.port))?;
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| StartError::Settings("no address bound".into()))?;
+    let server = server.run();
+    Ok(Running {
+        addr,
+        handle: server.handle(),
+        server,
+        database,
+    })
+}

@@ -1,1 +1,70 @@
-fn main() {}
+//! `chat-server [serve|migrate]`: serve (default) or apply migrations.
+
+use chat_server::{Settings, open_database, start};
+use std::process::ExitCode;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&settings.server.log_format);
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    let result = match command.as_str() {
+        "serve" => serve(settings).await,
+        "migrate" => migrate(settings).await,
+        "-h" | "--help" | "help" => {
+            println!(
+                "usage: chat-server [serve|migrate]\n  serve    run the server (default)\n  migrate  apply pending migrations and exit"
+            );
+            Ok(())
+        }
+        other => Err(format!(
+            "unknown command '{other}' (expected serve or migrate)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    if settings.uses_dev_secret() {
+        tracing::warn!(
+            "JWT_SECRET is not set: using an insecure development key. Tokens can be forged; never expose this server."
+        );
+    }
+    let database_url = chat_persistence::db::redact(&settings.database_url());
+    let redis = settings
+        .redis_url()
+        .map(|u| chat_persistence::db::redact(&u));
+    let running = start(settings).await.map_err(|e| e.to_string())?;
+    tracing::info!(addr = %running.addr, database = %database_url, redis = ?redis, "chat server listening");
+    running.server.await.map_err(|e| e.to_string())
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let db = open_database(&settings).map_err(|e| e.to_string())?;
+    let applied = db.migrate().await.map_err(|e| e.to_string())?;
+    tracing::info!(applied, "migrations applied");
+    Ok(())
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format.eq_ignore_ascii_case("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

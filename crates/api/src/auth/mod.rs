@@ -1,0 +1,65 @@
+//! Authentication: tokens, password hashing and the extractor every
+//! protected route uses.
+
+pub mod jwt;
+pub mod password;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use chat_domain::User;
+use chat_persistence::{PersistenceError, users};
+use jwt::TokenType;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The authenticated caller, from a valid access token whose user exists.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub User);
+
+/// The bearer token of the `Authorization` header, if any.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks an access token and loads its user: the one path every route
+/// (and the WebSocket upgrade) authenticates through.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<User, ApiError> {
+    let user_id = state.jwt.verify(token, TokenType::Access)?;
+    match state.db.run(move |c| users::find(c, user_id)).await {
+        Ok(user) => Ok(user),
+        Err(PersistenceError::NotFound) => {
+            Err(ApiError::unauthorized("user_not_found", "User not found."))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .map(|d| d.get_ref().clone());
+        let token = bearer_token(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(ApiError::internal)?;
+            let token = token.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "not_authenticated",
+                    "Authentication credentials were not provided.",
+                )
+            })?;
+            authenticate(&state, &token).await.map(AuthUser)
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Argon2id password hashing, run on the blocking pool.
+
+use crate::error::ApiError;
+use crate::settings::AuthSettings;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Hasher with the configured parameters, and a dummy hash so that a login
+/// for an unknown user costs as much as one with a wrong password.
+pub struct PasswordHashing {
+    argon2: Argon2<'static>,
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for PasswordHashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHashing").finish_non_exhaustive()
+    }
+}
+
+impl PasswordHashing {
+    /// Fails on parameters Argon2 refuses.
+    pub fn new(settings: &AuthSettings) -> Result<Self, String> {
+        let params = Params::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = argon2
+            .hash_password(b"timing-equalizer-password")
+            .map_err(|e| format!("argon2 self-test failed: {e}"))?
+            .to_string();
+        Ok(Self { argon2, dummy_hash })
+    }
+
+    /// Hashes a password into a PHC string.
+    pub fn hash(&self, password: &str) -> Result<String, ApiError> {
+        self.argon2
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::internal()
+            })
+    }
+
+    /// Verifies against `hash`, or against the dummy hash when there is no
+    /// user, so both cases take the same time. Returns whether it matched.
+    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+        let target = hash.unwrap_or(&self.dummy_hash);
+        let matched = PasswordHash::new(target)
+            .map(|parsed| {
+                self.argon2
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        matched && hash.is_some()
+    }
+}

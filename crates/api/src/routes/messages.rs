@@ -1,0 +1,93 @@
+//! Sending over HTTP and reading single messages.
+
+use super::Validator;
+use crate::auth::AuthUser;
+use crate::dto::{MessageView, chat_message_event};
+use crate::error::ApiError;
+use crate::extract::path_id;
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chat_domain::{ClientId, ConversationId, MessageContent, MessageId};
+use chat_persistence::messages::{self, SendOutcome};
+use chat_persistence::users;
+use chat_realtime::Audience;
+use serde_json::Value;
+
+/// `POST /api/chat/messages/`, `GET /api/chat/messages/{id}/` (other methods: 405).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/chat/messages/").route(web::post().to(send)))
+        .service(web::resource("/api/chat/messages/{id}/").route(web::get().to(detail)));
+}
+
+async fn send(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let Value::Object(body) = body.into_inner() else {
+        return Err(ApiError::bad_request("invalid", "Expected a JSON object."));
+    };
+    let mut v = Validator::default();
+    let conversation_id = match body.get("conversation_id") {
+        None | Some(Value::Null) => v.required::<i64>("conversation_id", None),
+        Some(x) => v.check(
+            "conversation_id",
+            x.as_i64().ok_or("A valid integer is required."),
+        ),
+    };
+    let content = match body.get("content") {
+        None | Some(Value::Null) => v.required::<MessageContent>("content", None),
+        Some(Value::String(s)) => v.check("content", MessageContent::parse(s)),
+        Some(_) => v.check("content", Err("Not a valid string.")),
+    };
+    let client_id = match body.get("client_id") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => v.check("client_id", ClientId::parse(s)).map(Some),
+        Some(_) => v.check("client_id", Err("Not a valid string.")),
+    };
+    v.finish()?;
+    let (Some(conversation_id), Some(content), Some(client_id)) =
+        (conversation_id, content, client_id)
+    else {
+        return Err(ApiError::internal());
+    };
+    let conversation = ConversationId(conversation_id);
+    let sender = user.0.clone();
+    let outcome = state
+        .db
+        .run(move |c| messages::send(c, conversation, sender.id, &content, client_id.as_ref()))
+        .await?;
+    match outcome {
+        SendOutcome::Stored(m) => {
+            state
+                .realtime
+                .publish(
+                    m.conversation_id,
+                    &chat_message_event(&m, &user.0),
+                    Audience::Everyone,
+                )
+                .await;
+            Ok(HttpResponse::Created().json(MessageView::build(&m, &user.0)))
+        }
+        SendOutcome::Duplicate(m) => Ok(HttpResponse::Ok().json(MessageView::build(&m, &user.0))),
+        SendOutcome::Denied(denied) => Err(denied.into()),
+    }
+}
+
+async fn detail(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = MessageId(path_id(&req, "id")?);
+    let me = user.0.id;
+    let (message, sender) = state
+        .db
+        .run(move |c| {
+            let m = messages::find_for(c, id, me)?;
+            let sender = users::find(c, m.sender_id)?;
+            Ok((m, sender))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(MessageView::build(&message, &sender)))
+}

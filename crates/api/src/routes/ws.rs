@@ -1,0 +1,326 @@
+//! `/ws/chat/{conversation_id}/`: one task per socket; its frames are
+//! handled in order, so one sender's messages keep their order everywhere.
+
+use crate::auth::{authenticate, bearer_token};
+use crate::dto::chat_message_event;
+use crate::error::ApiError;
+use crate::pagination::query_pairs;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use chat_domain::{ClientEvent, ConversationId, ServerEvent, User};
+use chat_persistence::messages::{self, SendOutcome};
+use chat_persistence::{PersistenceError, conversations};
+use chat_realtime::{Audience, Registration};
+use std::time::{Duration, Instant};
+
+/// Close codes after the upgrade (API.md).
+const CLOSE_UNAUTHENTICATED: u16 = 4001;
+const CLOSE_FORBIDDEN: u16 = 4003;
+const CLOSE_NOT_FOUND: u16 = 4004;
+
+/// The WebSocket route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws/chat/{id}/", web::get().to(upgrade));
+}
+
+async fn upgrade(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let token = query_pairs(&req)
+        .into_iter()
+        .find(|(k, v)| k == "token" && !v.is_empty())
+        .map(|(_, v)| v)
+        .or_else(|| bearer_token(&req).map(str::to_owned));
+    let conversation = req
+        .match_info()
+        .get("id")
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v > 0);
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let limit = state.settings.websocket.max_frame_bytes;
+    let stream = stream
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit);
+    actix_web::rt::spawn(run(
+        state.get_ref().clone(),
+        token,
+        conversation.map(ConversationId),
+        session,
+        stream,
+    ));
+    Ok(response)
+}
+
+fn close_reason(code: u16, description: &str) -> Option<CloseReason> {
+    Some(CloseReason {
+        code: CloseCode::Other(code),
+        description: Some(description.to_owned()),
+    })
+}
+
+/// Authenticates and checks membership; the close reason on failure.
+async fn admit(
+    state: &AppState,
+    token: Option<String>,
+    conversation: Option<ConversationId>,
+) -> Result<(User, ConversationId), Option<CloseReason>> {
+    let token = token.ok_or_else(|| {
+        close_reason(
+            CLOSE_UNAUTHENTICATED,
+            "Authentication credentials were not provided.",
+        )
+    })?;
+    let user = authenticate(state, &token)
+        .await
+        .map_err(|e| match e.status_code_u16() {
+            401 => close_reason(CLOSE_UNAUTHENTICATED, e.detail()),
+            _ => Some(CloseReason {
+                code: CloseCode::Error,
+                description: Some("Service unavailable.".into()),
+            }),
+        })?;
+    let id =
+        conversation.ok_or_else(|| close_reason(CLOSE_NOT_FOUND, "Conversation not found."))?;
+    match state.db.run(move |c| conversations::find(c, id)).await {
+        Ok(conv) if conv.can_read(user.id) => Ok((user, id)),
+        Ok(_) => Err(close_reason(
+            CLOSE_FORBIDDEN,
+            "You are not a participant of this conversation.",
+        )),
+        Err(PersistenceError::NotFound) => {
+            Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found."))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "websocket admission failed");
+            Err(Some(CloseReason {
+                code: CloseCode::Error,
+                description: Some("Service unavailable.".into()),
+            }))
+        }
+    }
+}
+
+impl ApiError {
+    fn status_code_u16(&self) -> u16 {
+        actix_web::ResponseError::status_code(self).as_u16()
+    }
+}
+
+async fn run(
+    state: AppState,
+    token: Option<String>,
+    conversation: Option<ConversationId>,
+    session: Session,
+    mut stream: AggregatedMessageStream,
+) {
+    let (user, conversation) = match admit(&state, token, conversation).await {
+        Ok(admitted) => admitted,
+        Err(reason) => {
+            let _ = session.close(reason).await;
+            return;
+        }
+    };
+    let Registration {
+        socket,
+        mut outbound,
+    } = match state.realtime.join(conversation, user.id).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "realtime join failed");
+            let _ = session
+                .close(Some(CloseReason {
+                    code: CloseCode::Error,
+                    description: None,
+                }))
+                .await;
+            return;
+        }
+    };
+    let mut socket_task = Socket {
+        state: &state,
+        user,
+        conversation,
+        session: session.clone(),
+    };
+    let close = socket_task.serve(&mut stream, &mut outbound).await;
+    state.realtime.leave(conversation, socket);
+    let _ = session.close(close).await;
+}
+
+struct Socket<'a> {
+    state: &'a AppState,
+    user: User,
+    conversation: ConversationId,
+    session: Session,
+}
+
+impl Socket<'_> {
+    /// Runs until the client leaves, stops answering, or falls behind;
+    /// returns the close reason to send.
+    async fn serve(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        outbound: &mut tokio::sync::mpsc::Receiver<chat_realtime::Frame>,
+    ) -> Option<CloseReason> {
+        let established = ServerEvent::established(self.conversation, self.user.id).to_json();
+        if self.session.text(established).await.is_err() {
+            return None;
+        }
+        let settings = &self.state.settings.websocket;
+        let timeout = Duration::from_secs(settings.client_timeout_seconds);
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(
+            settings.heartbeat_interval_seconds.max(1),
+        ));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                incoming = stream.recv() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        Some(Ok(AggregatedMessage::Text(text))) => self.handle_frame(&text).await,
+                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                            self.send_event(&ServerEvent::Error {
+                                message: "Binary frames are not supported; send JSON text.".into(),
+                                client_id: None,
+                            }).await;
+                        }
+                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                            if self.session.pong(&bytes).await.is_err() { return None; }
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => {}
+                        Some(Ok(AggregatedMessage::Close(_))) | None => return None,
+                        Some(Err(ProtocolError::Overflow)) => {
+                            return Some(CloseReason { code: CloseCode::Size, description: Some("Frame too large.".into()) });
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket protocol error");
+                            return Some(CloseReason { code: CloseCode::Protocol, description: None });
+                        }
+                    }
+                }
+                frame = outbound.recv() => match frame {
+                    Some(frame) => {
+                        if self.session.text(&*frame).await.is_err() { return None; }
+                    }
+                    None => {
+                        return Some(CloseReason { code: CloseCode::Again, description: Some("Client too slow.".into()) });
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > timeout {
+                        return Some(CloseReason { code: CloseCode::Policy, description: Some("Heartbeat timeout.".into()) });
+                    }
+                    if self.session.ping(b"").await.is_err() { return None; }
+                }
+            }
+        }
+    }
+
+    async fn send_event(&mut self, event: &ServerEvent) {
+        let _ = self.session.text(event.to_json()).await;
+    }
+
+    async fn error(&mut self, message: impl Into<String>, client_id: Option<String>) {
+        self.send_event(&ServerEvent::Error {
+            message: message.into(),
+            client_id,
+        })
+        .await;
+    }
+
+    async fn handle_frame(&mut self, text: &str) {
+        let event = match ClientEvent::parse(text) {
+            Ok(e) => e,
+            Err(e) => return self.error(e.message, e.client_id).await,
+        };
+        match event {
+            ClientEvent::ChatMessage { content, client_id } => {
+                let (conv, sender) = (self.conversation, self.user.id);
+                let cid = client_id.clone();
+                let outcome = self
+                    .state
+                    .db
+                    .run(move |c| messages::send(c, conv, sender, &content, cid.as_ref()))
+                    .await;
+                let echo = client_id.map(|c| c.as_str().to_owned());
+                match outcome {
+                    Ok(SendOutcome::Stored(m)) => {
+                        let event = chat_message_event(&m, &self.user);
+                        self.state
+                            .realtime
+                            .publish(self.conversation, &event, Audience::Everyone)
+                            .await;
+                    }
+                    Ok(SendOutcome::Duplicate(m)) => {
+                        self.send_event(&chat_message_event(&m, &self.user)).await
+                    }
+                    Ok(SendOutcome::Denied(d)) => self.error(d.to_string(), echo).await,
+                    Err(e) => {
+                        let api: ApiError = e.into();
+                        self.error(unavailable_message(&api), echo).await;
+                    }
+                }
+            }
+            ClientEvent::TypingIndicator { is_typing } => {
+                let event = ServerEvent::TypingIndicator {
+                    user_id: self.user.id,
+                    user_name: self.user.display_name(),
+                    is_typing,
+                };
+                self.state
+                    .realtime
+                    .publish(
+                        self.conversation,
+                        &event,
+                        Audience::ExceptUser(self.user.id),
+                    )
+                    .await;
+            }
+            ClientEvent::MessageRead { message_ids } => {
+                let (conv, reader) = (self.conversation, self.user.id);
+                let result = self
+                    .state
+                    .db
+                    .run(move |c| {
+                        let conversation = conversations::find_for(c, conv, reader)?;
+                        messages::mark_read(c, &conversation, reader, Some(&message_ids))
+                    })
+                    .await;
+                match result {
+                    Ok((marked, read_at)) if !marked.is_empty() => {
+                        let event = ServerEvent::MessagesRead {
+                            user_id: reader,
+                            message_ids: marked,
+                            read_at,
+                        };
+                        self.state
+                            .realtime
+                            .publish(self.conversation, &event, Audience::Everyone)
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let api: ApiError = e.into();
+                        self.error(unavailable_message(&api), None).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn unavailable_message(e: &ApiError) -> String {
+    if actix_web::ResponseError::status_code(e) == StatusCode::SERVICE_UNAVAILABLE {
+        "Service unavailable; nothing was stored. Try again.".into()
+    } else {
+        "Internal error; nothing was stored.".into()
+    }
+}

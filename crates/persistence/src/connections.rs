@@ -1,0 +1,237 @@
+//! Queries on connections, and the transactions that change their status.
+
+use crate::db::DbConnection;
+use crate::error::{PersistenceError, QueryResult};
+use crate::rows::{ConnectionRow, NewConnectionRow, to_naive};
+use crate::schema::{connections, conversations, users};
+use chat_domain::connection::check_request;
+use chat_domain::{
+    Connection, ConnectionError, ConnectionId, ConnectionStatus, Conversation, UserId,
+};
+use diesel::Connection as _;
+use diesel::prelude::*;
+
+/// Outcome of an operation whose rules may refuse it.
+pub type RuleResult<T> = Result<T, ConnectionError>;
+
+/// Name of the index that allows one open connection per pair.
+const OPEN_PAIR: &str = "connections_open_pair";
+
+/// Requests a connection. `Ok(Err(..))` is a refusal by the rules;
+/// `Err(NotFound)` means the addressee does not exist.
+pub fn request(
+    conn: &mut DbConnection,
+    requester: UserId,
+    addressee: UserId,
+) -> QueryResult<RuleResult<Connection>> {
+    if requester == addressee {
+        return Ok(Err(ConnectionError::SelfRequest));
+    }
+    conn.transaction(|conn| {
+        let exists: i64 = users::table
+            .filter(users::id.eq(addressee.0))
+            .count()
+            .get_result(conn)?;
+        if exists == 0 {
+            return Err(PersistenceError::NotFound);
+        }
+        let (low, high) = Conversation::pair(requester, addressee);
+        let open: i64 = connections::table
+            .filter(connections::user_low.eq(low.0))
+            .filter(connections::user_high.eq(high.0))
+            .filter(connections::status.eq_any(["pending", "accepted"]))
+            .count()
+            .get_result(conn)?;
+        if let Err(e) = check_request(requester, addressee, open > 0) {
+            return Ok(Err(e));
+        }
+        let now = to_naive(chat_domain::now());
+        let inserted = diesel::insert_into(connections::table)
+            .values(NewConnectionRow {
+                requester_id: requester.0,
+                addressee_id: addressee.0,
+                user_low: low.0,
+                user_high: high.0,
+                status: ConnectionStatus::Pending.as_str(),
+                created_at: now,
+                updated_at: now,
+            })
+            .returning(connections::all_columns)
+            .get_result::<ConnectionRow>(conn);
+        match inserted.map_err(PersistenceError::from) {
+            Ok(row) => Ok(Ok(row.into_connection())),
+            // Two requests raced; the index let one through.
+            Err(PersistenceError::Conflict(c)) if c == OPEN_PAIR => {
+                Ok(Err(ConnectionError::AlreadyConnected))
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// The connection with this id, if `viewer` is part of it (`NotFound` otherwise).
+pub fn find_for(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    viewer: UserId,
+) -> QueryResult<Connection> {
+    let row: ConnectionRow = connections::table.find(id.0).first(conn)?;
+    let c = row.into_connection();
+    if c.involves(viewer) {
+        Ok(c)
+    } else {
+        Err(PersistenceError::NotFound)
+    }
+}
+
+/// One page of `user`'s connections, newest first, and the total count.
+pub fn list_for(
+    conn: &mut DbConnection,
+    user: UserId,
+    status: Option<ConnectionStatus>,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(i64, Vec<Connection>)> {
+    let filtered = || {
+        let mut q = connections::table
+            .filter(
+                connections::requester_id
+                    .eq(user.0)
+                    .or(connections::addressee_id.eq(user.0)),
+            )
+            .into_boxed();
+        if let Some(s) = status {
+            q = q.filter(connections::status.eq(s.as_str()));
+        }
+        q
+    };
+    let count: i64 = filtered().count().get_result(conn)?;
+    let rows: Vec<ConnectionRow> = filtered()
+        .order(connections::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .load(conn)?;
+    Ok((
+        count,
+        rows.into_iter()
+            .map(ConnectionRow::into_connection)
+            .collect(),
+    ))
+}
+
+/// Accepts a pending connection, creating the pair's conversation in the
+/// same transaction, or bringing back the one they had before.
+pub fn accept(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    actor: UserId,
+) -> QueryResult<RuleResult<Connection>> {
+    conn.transaction(|conn| {
+        let current = find_for(conn, id, actor)?;
+        if let Err(e) = current.accept(actor) {
+            return Ok(Err(e));
+        }
+        let now = to_naive(chat_domain::now());
+        if !set_status_if(conn, id, &["pending"], ConnectionStatus::Accepted, now)? {
+            return Ok(Err(ConnectionError::NotPending));
+        }
+        let (low, high) = Conversation::pair(current.requester_id, current.addressee_id);
+        let existing: Option<i64> = conversations::table
+            .filter(conversations::user_low.eq(low.0))
+            .filter(conversations::user_high.eq(high.0))
+            .select(conversations::id)
+            .first(conn)
+            .optional()?;
+        let conversation_id = match existing {
+            Some(cid) => {
+                diesel::update(conversations::table.find(cid))
+                    .set(conversations::connection_id.eq(id.0))
+                    .execute(conn)?;
+                cid
+            }
+            None => diesel::insert_into(conversations::table)
+                .values((
+                    conversations::connection_id.eq(id.0),
+                    conversations::user_low.eq(low.0),
+                    conversations::user_high.eq(high.0),
+                    conversations::unread_for_low.eq(0),
+                    conversations::unread_for_high.eq(0),
+                    conversations::created_at.eq(now),
+                    conversations::updated_at.eq(now),
+                ))
+                .returning(conversations::id)
+                .get_result(conn)?,
+        };
+        let row: ConnectionRow = diesel::update(connections::table.find(id.0))
+            .set(connections::conversation_id.eq(conversation_id))
+            .returning(connections::all_columns)
+            .get_result(conn)?;
+        Ok(Ok(row.into_connection()))
+    })
+}
+
+/// Rejects a pending connection (addressee only).
+pub fn reject(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    actor: UserId,
+) -> QueryResult<RuleResult<Connection>> {
+    conn.transaction(|conn| {
+        let current = find_for(conn, id, actor)?;
+        if let Err(e) = current.reject(actor) {
+            return Ok(Err(e));
+        }
+        let now = to_naive(chat_domain::now());
+        if !set_status_if(conn, id, &["pending"], ConnectionStatus::Rejected, now)? {
+            return Ok(Err(ConnectionError::NotPending));
+        }
+        find_for(conn, id, actor).map(Ok)
+    })
+}
+
+/// Removes a pending or accepted connection (either side).
+pub fn remove(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    actor: UserId,
+) -> QueryResult<RuleResult<Connection>> {
+    conn.transaction(|conn| {
+        let current = find_for(conn, id, actor)?;
+        if let Err(e) = current.remove(actor) {
+            return Ok(Err(e));
+        }
+        let now = to_naive(chat_domain::now());
+        if !set_status_if(
+            conn,
+            id,
+            &["pending", "accepted"],
+            ConnectionStatus::Removed,
+            now,
+        )? {
+            return Ok(Err(ConnectionError::AlreadyClosed));
+        }
+        find_for(conn, id, actor).map(Ok)
+    })
+}
+
+/// Conditional update: of two racing changes, the second sees the first's
+/// status and changes nothing (PostgreSQL re-checks the row after the lock).
+fn set_status_if(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    from: &[&str],
+    to: ConnectionStatus,
+    now: chrono::NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(
+        connections::table
+            .filter(connections::id.eq(id.0))
+            .filter(connections::status.eq_any(from.to_vec())),
+    )
+    .set((
+        connections::status.eq(to.as_str()),
+        connections::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}

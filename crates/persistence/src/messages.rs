@@ -1,0 +1,244 @@
+//! Queries on messages: sending, history, cursors and read state.
+
+use crate::db::DbConnection;
+use crate::error::{PersistenceError, QueryResult};
+use crate::rows::{MessageRow, NewMessageRow, to_naive};
+use crate::schema::{conversations, messages};
+use chat_domain::{
+    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
+};
+use chrono::{DateTime, Utc};
+use diesel::Connection as _;
+use diesel::prelude::*;
+
+/// Name of the index that makes sends idempotent.
+const CLIENT_ID_INDEX: &str = "messages_client_id";
+
+/// What happened to a send.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Stored now.
+    Stored(Message),
+    /// The same sender already sent this `client_id` here; the original.
+    Duplicate(Message),
+    /// Refused by the rules; nothing stored.
+    Denied(SendDenied),
+}
+
+/// Stores a message, unless it is a retry of one already stored.
+///
+/// The conversation row is updated (and so locked) before the insert, so
+/// message ids of one conversation are allocated in commit order: a client
+/// reading `after=<id>` never misses a message committed later with a lower id.
+pub fn send(
+    conn: &mut DbConnection,
+    conversation_id: ConversationId,
+    sender: UserId,
+    content: &MessageContent,
+    client_id: Option<&ClientId>,
+) -> QueryResult<SendOutcome> {
+    let attempt = conn.transaction(|conn| {
+        let conversation = match crate::conversations::find_for(conn, conversation_id, sender) {
+            Ok(c) => c,
+            Err(PersistenceError::NotFound) => {
+                return Ok(SendOutcome::Denied(SendDenied::NotParticipant));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(cid) = client_id {
+            if let Some(original) = find_by_client_id(conn, conversation_id, sender, cid)? {
+                return Ok(SendOutcome::Duplicate(original));
+            }
+        }
+        if let Err(denied) = conversation.check_send(sender) {
+            return Ok(SendOutcome::Denied(denied));
+        }
+        insert(conn, &conversation, sender, content, client_id).map(SendOutcome::Stored)
+    });
+    match attempt {
+        // A concurrent retry with the same client_id won the race.
+        Err(PersistenceError::Conflict(c)) if c == CLIENT_ID_INDEX => {
+            let cid = client_id.ok_or(PersistenceError::Conflict(c))?;
+            find_by_client_id(conn, conversation_id, sender, cid)?
+                .map(SendOutcome::Duplicate)
+                .ok_or(PersistenceError::NotFound)
+        }
+        other => other,
+    }
+}
+
+fn insert(
+    conn: &mut DbConnection,
+    conversation: &Conversation,
+    sender: UserId,
+    content: &MessageContent,
+    client_id: Option<&ClientId>,
+) -> QueryResult<Message> {
+    let now = to_naive(chat_domain::now());
+    let target = conversations::table.find(conversation.id.0);
+    if sender == conversation.user_low {
+        diesel::update(target)
+            .set((
+                conversations::updated_at.eq(now),
+                conversations::unread_for_high.eq(conversations::unread_for_high + 1),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::update(target)
+            .set((
+                conversations::updated_at.eq(now),
+                conversations::unread_for_low.eq(conversations::unread_for_low + 1),
+            ))
+            .execute(conn)?;
+    }
+    let row: MessageRow = diesel::insert_into(messages::table)
+        .values(NewMessageRow {
+            conversation_id: conversation.id.0,
+            sender_id: sender.0,
+            content: content.as_str(),
+            client_id: client_id.map(ClientId::as_str),
+            created_at: now,
+        })
+        .returning(messages::all_columns)
+        .get_result(conn)?;
+    diesel::update(target)
+        .set(conversations::last_message_id.eq(row.id))
+        .execute(conn)?;
+    Ok(row.into_message())
+}
+
+fn find_by_client_id(
+    conn: &mut DbConnection,
+    conversation_id: ConversationId,
+    sender: UserId,
+    client_id: &ClientId,
+) -> QueryResult<Option<Message>> {
+    let row: Option<MessageRow> = messages::table
+        .filter(messages::conversation_id.eq(conversation_id.0))
+        .filter(messages::sender_id.eq(sender.0))
+        .filter(messages::client_id.eq(client_id.as_str()))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(MessageRow::into_message))
+}
+
+/// The message with this id, if `viewer` takes part in its conversation.
+pub fn find_for(conn: &mut DbConnection, id: MessageId, viewer: UserId) -> QueryResult<Message> {
+    let row: MessageRow = messages::table.find(id.0).first(conn)?;
+    crate::conversations::find_for(conn, ConversationId(row.conversation_id), viewer)?;
+    Ok(row.into_message())
+}
+
+/// The messages with these ids (for last messages of a conversation page).
+pub fn find_many(conn: &mut DbConnection, ids: &[MessageId]) -> QueryResult<Vec<Message>> {
+    let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    let rows: Vec<MessageRow> = messages::table
+        .filter(messages::id.eq_any(raw))
+        .load(conn)?;
+    Ok(rows.into_iter().map(MessageRow::into_message).collect())
+}
+
+/// One page of history, newest first, and the total count.
+pub fn page(
+    conn: &mut DbConnection,
+    conversation_id: ConversationId,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<(i64, Vec<Message>)> {
+    let in_conv = messages::conversation_id.eq(conversation_id.0);
+    let count: i64 = messages::table.filter(in_conv).count().get_result(conn)?;
+    let rows: Vec<MessageRow> = messages::table
+        .filter(in_conv)
+        .order(messages::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .load(conn)?;
+    Ok((
+        count,
+        rows.into_iter().map(MessageRow::into_message).collect(),
+    ))
+}
+
+/// Direction of a cursor read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Older than the id, newest first.
+    Before(MessageId),
+    /// Newer than the id, oldest first.
+    After(MessageId),
+}
+
+/// Up to `limit` messages from a cursor, and whether more remain. A keyset
+/// scan on (conversation_id, id): the cost does not grow with history depth.
+pub fn from_cursor(
+    conn: &mut DbConnection,
+    conversation_id: ConversationId,
+    cursor: Cursor,
+    limit: i64,
+) -> QueryResult<(Vec<Message>, bool)> {
+    let q = messages::table.filter(messages::conversation_id.eq(conversation_id.0));
+    let mut rows: Vec<MessageRow> = match cursor {
+        Cursor::Before(id) => q
+            .filter(messages::id.lt(id.0))
+            .order(messages::id.desc())
+            .limit(limit + 1)
+            .load(conn)?,
+        Cursor::After(id) => q
+            .filter(messages::id.gt(id.0))
+            .order(messages::id.asc())
+            .limit(limit + 1)
+            .load(conn)?,
+    };
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    Ok((
+        rows.into_iter().map(MessageRow::into_message).collect(),
+        has_more,
+    ))
+}
+
+/// Marks as read the other participant's unread messages in the
+/// conversation (only `ids` among them, when given). Returns the ids marked,
+/// ascending, and the time used.
+pub fn mark_read(
+    conn: &mut DbConnection,
+    conversation: &Conversation,
+    reader: UserId,
+    ids: Option<&[MessageId]>,
+) -> QueryResult<(Vec<MessageId>, DateTime<Utc>)> {
+    let now = chat_domain::now();
+    if ids.is_some_and(<[MessageId]>::is_empty) {
+        return Ok((Vec::new(), now));
+    }
+    let other = conversation.other_participant(reader);
+    let id_filter: Option<Vec<i64>> = ids.map(|ids| ids.iter().map(|i| i.0).collect());
+    conn.transaction(|conn| {
+        let mut q = diesel::update(messages::table)
+            .filter(messages::conversation_id.eq(conversation.id.0))
+            .filter(messages::sender_id.eq(other.0))
+            .filter(messages::read_at.is_null())
+            .into_boxed();
+        if let Some(list) = &id_filter {
+            q = q.filter(messages::id.eq_any(list.clone()));
+        }
+        let mut marked: Vec<i64> = q
+            .set(messages::read_at.eq(to_naive(now)))
+            .returning(messages::id)
+            .get_results(conn)?;
+        marked.sort_unstable();
+        if !marked.is_empty() {
+            let n = marked.len() as i64;
+            let target = conversations::table.find(conversation.id.0);
+            if reader == conversation.user_low {
+                diesel::update(target)
+                    .set(conversations::unread_for_low.eq(conversations::unread_for_low - n))
+                    .execute(conn)?;
+            } else {
+                diesel::update(target)
+                    .set(conversations::unread_for_high.eq(conversations::unread_for_high - n))
+                    .execute(conn)?;
+            }
+        }
+        Ok((marked.into_iter().map(MessageId).collect(), now))
+    })
+}

@@ -1,0 +1,163 @@
+//! Row structs as stored, and their conversion into domain types.
+
+use crate::schema::{connections, messages, users};
+use chat_domain::{
+    Connection, ConnectionId, ConnectionStatus, Conversation, ConversationId, Message, MessageId,
+    User, UserId,
+};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+/// Storage keeps UTC as a naive timestamp on both backends.
+pub(crate) fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
+    t.naive_utc()
+}
+
+pub(crate) fn to_utc(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+#[derive(Debug, Queryable)]
+pub(crate) struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub _username_key: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub avatar: Option<String>,
+    pub _created_at: NaiveDateTime,
+}
+
+impl UserRow {
+    pub fn into_user(self) -> User {
+        User {
+            id: UserId(self.id),
+            username: self.username,
+            first_name: self.first_name,
+            last_name: self.last_name,
+            avatar: self.avatar,
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub(crate) struct NewUserRow<'a> {
+    pub username: &'a str,
+    pub username_key: &'a str,
+    pub password_hash: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub avatar: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Queryable)]
+pub(crate) struct ConnectionRow {
+    pub id: i64,
+    pub requester_id: i64,
+    pub addressee_id: i64,
+    pub _user_low: i64,
+    pub _user_high: i64,
+    pub status: String,
+    pub conversation_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ConnectionRow {
+    pub fn into_connection(self) -> Connection {
+        Connection {
+            id: ConnectionId(self.id),
+            requester_id: UserId(self.requester_id),
+            addressee_id: UserId(self.addressee_id),
+            status: parse_status(&self.status),
+            conversation_id: self.conversation_id.map(ConversationId),
+            created_at: to_utc(self.created_at),
+            updated_at: to_utc(self.updated_at),
+        }
+    }
+}
+
+/// The CHECK constraint guarantees one of the four names.
+fn parse_status(raw: &str) -> ConnectionStatus {
+    ConnectionStatus::parse(raw).unwrap_or(ConnectionStatus::Removed)
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = connections)]
+pub(crate) struct NewConnectionRow {
+    pub requester_id: i64,
+    pub addressee_id: i64,
+    pub user_low: i64,
+    pub user_high: i64,
+    pub status: &'static str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Queryable)]
+pub(crate) struct ConversationRow {
+    pub id: i64,
+    pub connection_id: i64,
+    pub user_low: i64,
+    pub user_high: i64,
+    pub last_message_id: Option<i64>,
+    pub unread_for_low: i64,
+    pub unread_for_high: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl ConversationRow {
+    pub fn into_conversation(self, status: &str) -> Conversation {
+        Conversation {
+            id: ConversationId(self.id),
+            connection_id: ConnectionId(self.connection_id),
+            connection_status: parse_status(status),
+            user_low: UserId(self.user_low),
+            user_high: UserId(self.user_high),
+            last_message_id: self.last_message_id.map(MessageId),
+            unread_for_low: self.unread_for_low,
+            unread_for_high: self.unread_for_high,
+            created_at: to_utc(self.created_at),
+            updated_at: to_utc(self.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Queryable)]
+pub(crate) struct MessageRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub sender_id: i64,
+    pub content: String,
+    pub client_id: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub read_at: Option<NaiveDateTime>,
+}
+
+impl MessageRow {
+    pub fn into_message(self) -> Message {
+        Message {
+            id: MessageId(self.id),
+            conversation_id: ConversationId(self.conversation_id),
+            sender_id: UserId(self.sender_id),
+            content: self.content,
+            client_id: self.client_id,
+            created_at: to_utc(self.created_at),
+            read_at: self.read_at.map(to_utc),
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub(crate) struct NewMessageRow<'a> {
+    pub conversation_id: i64,
+    pub sender_id: i64,
+    pub content: &'a str,
+    pub client_id: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+}

@@ -1,0 +1,60 @@
+//! Table definitions shared by both backends. `just schema-check` compares
+//! this file with what the migrations produce.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        username_key -> Text,
+        password_hash -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        avatar -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    connections (id) {
+        id -> BigInt,
+        requester_id -> BigInt,
+        addressee_id -> BigInt,
+        user_low -> BigInt,
+        user_high -> BigInt,
+        status -> Text,
+        conversation_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> BigInt,
+        connection_id -> BigInt,
+        user_low -> BigInt,
+        user_high -> BigInt,
+        last_message_id -> Nullable<BigInt>,
+        unread_for_low -> BigInt,
+        unread_for_high -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        sender_id -> BigInt,
+        content -> Text,
+        client_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        read_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(conversations -> connections (connection_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, connections, conversations, messages);

@@ -1,0 +1,570 @@
+//! The Redis bus: relays events between nodes through Redis pub/sub.
+//!
+//! One publisher client and one subscriber client per `Realtime`. Tasks:
+//! - the publisher drains an outbound queue in batches, each sent as one
+//!   fred pipeline, so publishing never waits for a round-trip per event and
+//!   keeps call order;
+//! - the receiver turns subscriber messages into hub deliveries, skipping
+//!   this node's own echoes;
+//! - the subscription manager applies SUBSCRIBE/UNSUBSCRIBE sequentially
+//!   from refcounts, and re-subscribes after reconnects;
+//! - two watchers turn fred connection events into up/down logs.
+
+use crate::envelope;
+use crate::health::{Health, Link};
+use crate::hub::{self, SubCommand};
+use crate::{Audience, Frame, RealtimeConfig, RealtimeError};
+use chat_domain::ConversationId;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, Client, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy, Value,
+};
+use fred::types::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{MissedTickBehavior, timeout};
+use tracing::{debug, error, warn};
+
+/// Capacity of fred's pub/sub broadcast channel on the subscriber (fred's
+/// default of 32 loses most of a burst).
+const SUBSCRIBER_BROADCAST_CAPACITY: usize = 65_536;
+/// Events waiting to be published; beyond this they are not relayed.
+const OUTBOX_CAPACITY: usize = 16_384;
+/// Most publishes sent in one pipeline.
+const MAX_BATCH: usize = 512;
+/// Most subscription changes applied in one SUBSCRIBE/UNSUBSCRIBE round.
+const MAX_SUB_BATCH: usize = 1024;
+/// How often the manager retries subscriptions that failed.
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How often an idle subscriber connection is pinged (so a dead connection
+/// is noticed even without traffic).
+const KEEPALIVE_EVERY_TICKS: u32 = 10;
+
+/// A random id per `Realtime` instance, so a node recognizes its own echoes.
+fn random_node_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[derive(Debug)]
+pub(crate) struct RedisBus {
+    node_id: String,
+    prefix: String,
+    publisher: Client,
+    subscriber: SubscriberClient,
+    outbox: mpsc::Sender<(String, String)>,
+    health: Arc<Health>,
+    command_timeout: Duration,
+    tasks: Vec<JoinHandle<()>>,
+    connections: Vec<JoinHandle<Result<(), fred::error::Error>>>,
+}
+
+impl RedisBus {
+    /// Builds and connects the clients and spawns the bus tasks. Fails only
+    /// on an invalid configuration: an unreachable server is retried in the
+    /// background.
+    pub(crate) async fn start(
+        config: &RealtimeConfig,
+        url: &str,
+        hub: mpsc::Sender<hub::Command>,
+    ) -> Result<(Self, mpsc::UnboundedSender<SubCommand>), RealtimeError> {
+        let t = config.command_timeout;
+        let mut fred_config =
+            Config::from_url(url).map_err(|e| RealtimeError::Config(format!("redis url: {e}")))?;
+        // Without this the first connection failure is final.
+        fred_config.fail_fast = false;
+        let policy = ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
+
+        let mut builder = Builder::from_config(fred_config);
+        builder
+            .set_policy(policy)
+            .with_performance_config(|p| {
+                p.default_command_timeout = t;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = t;
+                c.internal_command_timeout = t;
+                // A frame unanswered for this long means a dead connection: reconnect.
+                c.unresponsive.max_timeout = Some((t * 2).max(Duration::from_secs(1)));
+                c.unresponsive.interval = (t / 2).max(Duration::from_millis(100));
+            });
+        let subscriber = builder
+            .clone()
+            .with_performance_config(|p| {
+                p.broadcast_channel_capacity = SUBSCRIBER_BROADCAST_CAPACITY;
+            })
+            .build_subscriber_client()
+            .map_err(|e| RealtimeError::Config(format!("redis: {e}")))?;
+        let publisher = builder
+            .with_connection_config(|c| {
+                // A retried PUBLISH could be delivered twice; at most once is
+                // the pub/sub contract anyway.
+                c.max_command_attempts = 1;
+            })
+            .build()
+            .map_err(|e| RealtimeError::Config(format!("redis: {e}")))?;
+
+        let health = Arc::new(Health::new());
+        let node_id = random_node_id();
+        let prefix = config.channel_prefix.clone();
+
+        // Receivers are taken before connecting so no event is missed.
+        let messages = subscriber.message_rx();
+        let sub_reconnects = subscriber.reconnect_rx();
+        let mut tasks = vec![
+            spawn_watcher(
+                Link::Subscriber,
+                subscriber.error_rx(),
+                subscriber.reconnect_rx(),
+                health.clone(),
+            ),
+            spawn_watcher(
+                Link::Publisher,
+                publisher.error_rx(),
+                publisher.reconnect_rx(),
+                health.clone(),
+            ),
+        ];
+        let connections = vec![publisher.connect(), subscriber.connect()];
+        // Re-subscribes tracked channels after every reconnect.
+        let manage = subscriber.manage_subscriptions();
+
+        // Give a reachable server the chance to be connected before the first
+        // join or publish; an unreachable one only delays startup by `t`.
+        let connected = timeout(t, async {
+            while !(publisher.is_connected() && subscriber.is_connected()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if connected.is_err() {
+            for (link, is_connected) in [
+                (Link::Publisher, publisher.is_connected()),
+                (Link::Subscriber, subscriber.is_connected()),
+            ] {
+                if !is_connected {
+                    health.mark_down(
+                        link,
+                        "startup",
+                        format!("not connected after {t:?}; retrying in the background"),
+                    );
+                }
+            }
+        }
+
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        tasks.push(tokio::spawn(run_publisher(
+            publisher.clone(),
+            outbox_rx,
+            health.clone(),
+            t,
+        )));
+        tasks.push(tokio::spawn(run_receiver(
+            messages,
+            hub,
+            node_id.clone(),
+            prefix.clone(),
+        )));
+        let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+        let manager = Manager {
+            client: subscriber.clone(),
+            prefix: prefix.clone(),
+            timeout: t,
+            health: health.clone(),
+            wanted: HashMap::new(),
+            subscribed: HashSet::new(),
+        };
+        tasks.push(tokio::spawn(manager.run(sub_rx, sub_reconnects)));
+        tasks.push(manage);
+
+        Ok((
+            Self {
+                node_id,
+                prefix,
+                publisher,
+                subscriber,
+                outbox,
+                health,
+                command_timeout: t,
+                tasks,
+                connections,
+            },
+            sub_tx,
+        ))
+    }
+
+    /// Queues the event for other nodes; never waits for Redis.
+    pub(crate) fn publish(&self, conversation: ConversationId, audience: Audience, json: &str) {
+        let payload = envelope::encode(&self.node_id, audience, json);
+        let channel = envelope::channel(&self.prefix, conversation);
+        match self.outbox.try_send((channel, payload)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self.health.is_up() {
+                    self.health.note_overflow();
+                } else {
+                    self.health.add_dropped(1);
+                }
+            }
+            Err(TrySendError::Closed(_)) => error!("redis publisher task stopped"),
+        }
+    }
+
+    /// Readiness: a PING through the publisher, and the subscriber's state.
+    pub(crate) async fn check(&self) -> Result<(), String> {
+        if !self.publisher.is_connected() {
+            return Err("redis: not connected".into());
+        }
+        match timeout(self.command_timeout, self.publisher.ping::<Value>(None)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("redis: {e}")),
+            Err(_) => return Err("redis: PING timed out".into()),
+        }
+        if !self.subscriber.is_connected() {
+            return Err("redis: subscriber not connected".into());
+        }
+        Ok(())
+    }
+
+    /// Marks Redis down after a join gave up waiting for its SUBSCRIBE.
+    pub(crate) fn note_subscribe_timeout(&self) {
+        self.health.mark_down(
+            Link::Subscriber,
+            "subscribe",
+            "SUBSCRIBE not confirmed in time",
+        );
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let publisher = self.publisher.clone();
+        let subscriber = self.subscriber.clone();
+        let connections = std::mem::take(&mut self.connections);
+        let close = async move {
+            let _ = timeout(Duration::from_secs(1), async {
+                let _ = publisher.quit().await;
+                let _ = subscriber.quit().await;
+            })
+            .await;
+            // With unlimited reconnects a client that could not QUIT would
+            // keep retrying forever.
+            for c in connections {
+                c.abort();
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(close);
+            }
+            Err(_) => debug!("no runtime at drop; redis connections close with the process"),
+        }
+    }
+}
+
+/// Logs connection loss and recovery (once each) from fred's events.
+fn spawn_watcher(
+    link: Link,
+    mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+    health: Arc<Health>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            // Biased: when both are pending the error is older, so the
+            // reconnect must be applied last.
+            tokio::select! {
+                biased;
+                e = errors.recv() => match e {
+                    Ok((error, _)) => health.mark_down(link, "connection", error),
+                    Err(RecvError::Lagged(_)) => health.mark_down(link, "connection", "errors"),
+                    Err(RecvError::Closed) => break,
+                },
+                r = reconnects.recv() => match r {
+                    Ok(_) | Err(RecvError::Lagged(_)) => health.mark_up(link),
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+    })
+}
+
+/// Sends queued events in pipelines, one batch at a time (order preserved).
+async fn run_publisher(
+    client: Client,
+    mut outbox: mpsc::Receiver<(String, String)>,
+    health: Arc<Health>,
+    command_timeout: Duration,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while outbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if !client.is_connected() {
+            // Pub/sub keeps nothing for later: drop instead of piling up
+            // stale events while reconnecting.
+            health.add_dropped(batch.len());
+            health.mark_down(Link::Publisher, "publish", "not connected");
+            batch.clear();
+            continue;
+        }
+        let pipeline = client.pipeline();
+        let n = batch.len();
+        for (channel, payload) in batch.drain(..) {
+            // Only queues in memory.
+            let _: Result<Value, _> = pipeline.publish(channel, payload).await;
+        }
+        let sent = timeout(
+            command_timeout + Duration::from_millis(100),
+            pipeline.all::<Value>(),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {
+                health.mark_up(Link::Publisher);
+                health.clear_overflow();
+            }
+            Ok(Err(e)) => {
+                health.add_dropped(n);
+                health.mark_down(Link::Publisher, "publish", e);
+            }
+            Err(_) => {
+                health.add_dropped(n);
+                health.mark_down(Link::Publisher, "publish", "timed out");
+            }
+        }
+    }
+}
+
+/// Forwards other nodes' events to the hub.
+async fn run_receiver(
+    mut messages: broadcast::Receiver<Message>,
+    hub: mpsc::Sender<hub::Command>,
+    node_id: String,
+    prefix: String,
+) {
+    let mut lost_total: u64 = 0;
+    loop {
+        let message = match messages.recv().await {
+            Ok(m) => m,
+            Err(RecvError::Lagged(n)) => {
+                lost_total += n;
+                warn!(
+                    lost = n,
+                    lost_total, "redis subscriber lagged; events from other nodes were lost"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => break,
+        };
+        let Some(conversation) = envelope::parse_channel(&prefix, &message.channel) else {
+            continue;
+        };
+        let Some(payload) = message.value.as_str() else {
+            warn!(channel = %message.channel, "non-text payload on a conversation channel");
+            continue;
+        };
+        let Some(env) = envelope::decode(&payload) else {
+            warn!(channel = %message.channel, "malformed payload on a conversation channel");
+            continue;
+        };
+        if env.node_id == node_id {
+            continue; // already delivered locally
+        }
+        let command = hub::Command::Deliver {
+            conversation,
+            frame: Frame::from(env.json),
+            audience: env.audience,
+        };
+        if hub.send(command).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Applies subscription changes one round at a time, so a SUBSCRIBE and a
+/// later UNSUBSCRIBE of the same channel can never be reordered, and a join
+/// whose SUBSCRIBE is in flight waits for it.
+struct Manager {
+    client: SubscriberClient,
+    prefix: String,
+    timeout: Duration,
+    health: Arc<Health>,
+    /// Local sockets per conversation.
+    wanted: HashMap<ConversationId, usize>,
+    /// Channels believed subscribed on the server.
+    subscribed: HashSet<ConversationId>,
+}
+
+impl Manager {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<SubCommand>,
+        mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+    ) {
+        let mut tick = tokio::time::interval(RETRY_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reconnects_open = true;
+        let mut idle_ticks: u32 = 0;
+        let mut buf = Vec::with_capacity(MAX_SUB_BATCH);
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            tokio::select! {
+                n = commands.recv_many(&mut buf, MAX_SUB_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for command in buf.drain(..) {
+                        match command {
+                            SubCommand::Acquire(c, ready) => {
+                                *self.wanted.entry(c).or_insert(0) += 1;
+                                waiters.push(ready);
+                            }
+                            SubCommand::Release(c) => {
+                                if let Some(count) = self.wanted.get_mut(&c) {
+                                    *count -= 1;
+                                    if *count == 0 {
+                                        self.wanted.remove(&c);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    self.sync(false).await;
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    idle_ticks = 0;
+                }
+                r = reconnects.recv(), if reconnects_open => match r {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        self.after_reconnect();
+                        self.sync(true).await;
+                    }
+                    Err(RecvError::Closed) => reconnects_open = false,
+                },
+                _ = tick.tick() => {
+                    if self.pending() {
+                        self.sync(false).await;
+                    } else {
+                        idle_ticks += 1;
+                        if idle_ticks >= KEEPALIVE_EVERY_TICKS {
+                            idle_ticks = 0;
+                            self.keepalive().await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.subscribed.len() != self.wanted.len()
+            || self.wanted.keys().any(|c| !self.subscribed.contains(c))
+    }
+
+    /// A new connection has none of our subscriptions until they are sent
+    /// again. fred's `manage_subscriptions` re-sends the channels it tracks;
+    /// here every wanted channel is sent too (SUBSCRIBE is idempotent), which
+    /// also covers those whose SUBSCRIBE failed while Redis was down, and
+    /// channels tracked but no longer wanted are dropped.
+    fn after_reconnect(&mut self) {
+        self.subscribed = self
+            .client
+            .tracked_channels()
+            .iter()
+            .filter_map(|ch| envelope::parse_channel(&self.prefix, ch))
+            .filter(|c| !self.wanted.contains_key(c))
+            .collect();
+    }
+
+    /// Brings the server's subscriptions in line with `wanted`. Bounded by
+    /// the command timeout; what fails is retried on the next tick.
+    async fn sync(&mut self, force: bool) {
+        let to_unsub: Vec<ConversationId> = self
+            .subscribed
+            .iter()
+            .filter(|c| !self.wanted.contains_key(c))
+            .copied()
+            .collect();
+        let to_sub: Vec<ConversationId> = self
+            .wanted
+            .keys()
+            .filter(|c| !self.subscribed.contains(c))
+            .copied()
+            .collect();
+        if to_unsub.is_empty() && to_sub.is_empty() {
+            return;
+        }
+        // While disconnected, commands would only wait for the timeout: leave
+        // them pending (joins return at once) and retry after reconnecting.
+        if !force && !self.client.is_connected() {
+            return;
+        }
+        let names = |ids: &[ConversationId]| -> Vec<String> {
+            ids.iter()
+                .map(|c| envelope::channel(&self.prefix, *c))
+                .collect()
+        };
+        if !to_unsub.is_empty() {
+            match timeout(self.timeout, self.client.unsubscribe(names(&to_unsub))).await {
+                Ok(Ok(())) => {
+                    for c in &to_unsub {
+                        self.subscribed.remove(c);
+                    }
+                }
+                Ok(Err(e)) => self.health.mark_down(Link::Subscriber, "unsubscribe", e),
+                Err(_) => self
+                    .health
+                    .mark_down(Link::Subscriber, "unsubscribe", "timed out"),
+            }
+        }
+        if !to_sub.is_empty() {
+            let channels = names(&to_sub);
+            let client = &self.client;
+            // fred answers SUBSCRIBE once it is written; the PING answer on
+            // the same connection proves Redis has processed it.
+            let confirmed = timeout(self.timeout, async move {
+                client.subscribe(channels).await?;
+                client.ping::<Value>(None).await.map(|_| ())
+            })
+            .await;
+            match confirmed {
+                Ok(Ok(())) => {
+                    self.subscribed.extend(to_sub);
+                    self.health.mark_up(Link::Subscriber);
+                }
+                Ok(Err(e)) => self.health.mark_down(Link::Subscriber, "subscribe", e),
+                Err(_) => self
+                    .health
+                    .mark_down(Link::Subscriber, "subscribe", "timed out"),
+            }
+        }
+    }
+
+    async fn keepalive(&self) {
+        if !self.client.is_connected() {
+            return;
+        }
+        match timeout(self.timeout, self.client.ping::<Value>(None)).await {
+            Ok(Ok(_)) => self.health.mark_up(Link::Subscriber),
+            Ok(Err(e)) => self.health.mark_down(Link::Subscriber, "keepalive", e),
+            Err(_) => self
+                .health
+                .mark_down(Link::Subscriber, "keepalive", "PING timed out"),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use chat_domain::{ConversationId, ServerEvent, UserId};
+use chat_realtime::{Frame, Realtime, RealtimeConfig, Registration};
+use std::hash::{BuildHasher, Hasher};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+
+/// A recognizable event; `to_json()` of it is the expected frame.
+pub fn ev(tag: &str) -> ServerEvent {
+    ServerEvent::Error {
+        message: tag.to_owned(),
+        client_id: None,
+    }
+}
+
+pub fn frame_of(tag: &str) -> String {
+    ev(tag).to_json()
+}
+
+/// The next frame, or None if none arrives within `wait` (or the socket was dropped).
+pub async fn recv_within(reg: &mut Registration, wait: Duration) -> Option<Frame> {
+    timeout(wait, reg.outbound.recv()).await.ok().flatten()
+}
+
+/// Asserts the next frame is the event tagged `tag`.
+pub async fn expect(reg: &mut Registration, tag: &str) {
+    let got = recv_within(reg, Duration::from_secs(5)).await;
+    assert_eq!(
+        got.as_deref(),
+        Some(frame_of(tag).as_str()),
+        "expected event {tag}"
+    );
+}
+
+/// Asserts nothing arrives within `wait`.
+pub async fn expect_nothing(reg: &mut Registration, wait: Duration) {
+    if let Ok(Some(f)) = timeout(wait, reg.outbound.recv()).await {
+        panic!("unexpected frame {f}");
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A channel prefix no other test (or test run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    let run = std::env::var("TEST_RUN_PREFIX").unwrap_or_else(|_| "test".into());
+    format!("{run}:{test}:{:x}:", random_u64())
+}
+
+/// A conversation id unlikely to collide between tests.
+pub fn conv() -> ConversationId {
+    ConversationId((random_u64() >> 2) as i64)
+}
+
+pub fn user(id: i64) -> UserId {
+    UserId(id)
+}
+
+pub fn config(redis_url: Option<String>, prefix: &str) -> RealtimeConfig {
+    RealtimeConfig {
+        redis_url,
+        channel_prefix: prefix.to_owned(),
+        ..RealtimeConfig::default()
+    }
+}
+
+pub async fn local() -> Realtime {
+    Realtime::start(config(None, "local:")).await.unwrap()
+}
+
+/// `TEST_REDIS_URL`, or None after printing a skip line.
+pub fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            println!("SKIP {test}: TEST_REDIS_URL not set");
+            None
+        }
+    }
+}
+
+/// Whether a program is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// A private redis-server child process, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    pub fn url(port: u16) -> String {
+        format!("redis://127.0.0.1:{port}")
+    }
+
+    /// Starts redis-server on `port` and waits until it accepts connections.
+    pub fn start(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE messages;
+DROP TABLE connections;
+DROP TABLE conversations;
+DROP TABLE users;
