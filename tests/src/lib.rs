@@ -1,1 +1,390 @@
+//! Test support: a database per test and the real server on a free port.
+//!
+//! Backends come from the environment, so one command tests either:
+//! - nothing set: SQLite temp files and the in-process bus;
+//! - `TEST_DATABASE_URL=postgres://…/postgres`: a PostgreSQL database per
+//!   test, cloned from a template migrated once, dropped afterwards;
+//! - `TEST_REDIS_URL=redis://…`: servers relay through Redis.
+//!
+//! `TEST_RUN_PREFIX` names the databases and Redis channels of a run, so
+//! runs sharing the servers do not meet.
 
+use chat_persistence::{Database, PoolOptions};
+use chat_server::Settings;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// PostgreSQL maintenance URL when tests run on PostgreSQL.
+pub fn pg_base_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Redis URL when tests relay through Redis.
+pub fn redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// The run's prefix: lower-case letters, digits and `_` only.
+pub fn run_prefix() -> String {
+    let raw = std::env::var("TEST_RUN_PREFIX").unwrap_or_else(|_| "chat_test".into());
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A name unique within this run.
+pub fn unique_name(kind: &str) -> String {
+    format!(
+        "{}_{}_{}_{}",
+        run_prefix(),
+        kind,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database of its own for one test; removed on drop.
+#[derive(Debug)]
+pub struct TestDb {
+    /// URL to give the server.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(PathBuf),
+    Postgres { base: String, name: String },
+}
+
+impl TestDb {
+    /// A fresh, migrated database on the configured backend.
+    pub async fn new() -> TestDb {
+        match pg_base_url() {
+            Some(base) => {
+                let name = unique_name("db");
+                let (b, n) = (base.clone(), name.clone());
+                tokio::task::spawn_blocking(move || create_pg_database(&b, &n))
+                    .await
+                    .expect("create task")
+                    .expect("create PostgreSQL test database");
+                TestDb {
+                    url: with_database(&base, &name),
+                    cleanup: Cleanup::Postgres { base, name },
+                }
+            }
+            None => {
+                let path = std::env::temp_dir().join(format!("{}.sqlite3", unique_name("db")));
+                let url = format!("sqlite://{}", path.display());
+                let db = Database::new(&url, &PoolOptions::default()).expect("open sqlite");
+                db.migrate().await.expect("migrate sqlite");
+                TestDb {
+                    url,
+                    cleanup: Cleanup::Sqlite(path),
+                }
+            }
+        }
+    }
+
+    /// An empty, unmigrated database (for migration tests).
+    pub async fn empty() -> TestDb {
+        match pg_base_url() {
+            Some(base) => {
+                let name = unique_name("empty");
+                let (b, n) = (base.clone(), name.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = PgConnection::establish(&b).expect("connect to PostgreSQL");
+                    diesel::sql_query(format!("CREATE DATABASE \"{n}\""))
+                        .execute(&mut conn)
+                        .expect("create database");
+                })
+                .await
+                .expect("create task");
+                TestDb {
+                    url: with_database(&base, &name),
+                    cleanup: Cleanup::Postgres { base, name },
+                }
+            }
+            None => {
+                let path = std::env::temp_dir().join(format!("{}.sqlite3", unique_name("empty")));
+                TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::Sqlite(path),
+                }
+            }
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.cleanup, Cleanup::Postgres { .. })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { base, name } => {
+                if let Ok(mut conn) = PgConnection::establish(base) {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the database name of a PostgreSQL URL.
+fn with_database(base: &str, name: &str) -> String {
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base, None), |(h, q)| (h, Some(q)));
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let root = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// The template's name changes with the migrations, so a stale one is never used.
+fn template_name() -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations/postgres");
+    let mut files: Vec<PathBuf> = walk(&dir);
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in files {
+        for b in std::fs::read(&f)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(f.to_string_lossy().bytes())
+        {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{}_tmpl_{:x}", run_prefix(), hash)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p))
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Clones the migrated template (made once, under an advisory lock, so
+/// concurrent test processes agree).
+fn create_pg_database(base: &str, name: &str) -> Result<(), String> {
+    let mut conn = PgConnection::establish(base).map_err(|e| e.to_string())?;
+    let template = template_name();
+    diesel::sql_query("SELECT pg_advisory_lock(90210)")
+        .execute(&mut conn)
+        .map_err(|e| e.to_string())?;
+    let made = ensure_template(&mut conn, base, &template);
+    let _ = diesel::sql_query("SELECT pg_advisory_unlock(90210)").execute(&mut conn);
+    made?;
+    let mut last = String::new();
+    for _ in 0..50 {
+        match diesel::sql_query(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .execute(&mut conn)
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                last = e.to_string();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    Err(last)
+}
+
+fn ensure_template(conn: &mut PgConnection, base: &str, template: &str) -> Result<(), String> {
+    let found: Exists = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_database WHERE datname = '{template}'"
+    ))
+    .get_result(conn)
+    .map_err(|e| e.to_string())?;
+    if found.n > 0 {
+        return Ok(());
+    }
+    let building = format!("{template}_build");
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+    ))
+    .execute(conn)
+    .map_err(|e| e.to_string())?;
+    diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+        .execute(conn)
+        .map_err(|e| e.to_string())?;
+    let url = with_database(base, &building);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let db = Database::new(&url, &PoolOptions::default()).map_err(|e| e.to_string())?;
+        db.migrate().await.map_err(|e| e.to_string())
+    })?;
+    drop(runtime);
+    diesel::sql_query(format!(
+        "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+    ))
+    .execute(conn)
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Knobs for a test server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Relay through this Redis (defaults to `TEST_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Channel prefix (defaults to a fresh unique one; give two nodes the same).
+    pub channel_prefix: Option<String>,
+    /// Extra `CHAT__SECTION__KEY` style variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// The secret test servers sign with, so tests can mint tokens like a Django service.
+pub const TEST_JWT_SECRET: &str = "test-secret-shared-with-django";
+
+/// A running server on a free port; stopped on drop.
+pub struct TestServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// The server's pool (statement counts).
+    pub database: Database,
+    handle: actix_web::dev::ServerHandle,
+    /// Kept alive as long as the server.
+    pub db: Arc<TestDb>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// A server on its own fresh database, with the environment's backends.
+    pub async fn start() -> TestServer {
+        let db = Arc::new(TestDb::new().await);
+        Self::start_on(db, ServerOptions::default()).await
+    }
+
+    /// A server on `db` (share it between servers for multi-node tests).
+    pub async fn start_on(db: Arc<TestDb>, options: ServerOptions) -> TestServer {
+        let mut vars: Vec<(String, String)> = vec![
+            ("CHAT_CONFIG_DIR".into(), "/nonexistent-config-dir".into()),
+            ("PORT".into(), "0".into()),
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+            ("CHAT__SERVER__WORKERS".into(), "2".into()),
+            ("CHAT__SERVER__RUN_MIGRATIONS".into(), "false".into()),
+            ("CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
+            ("CHAT__AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
+            ("CHAT__AUTH__ARGON2_ITERATIONS".into(), "1".into()),
+            (
+                "CHAT__REDIS__CHANNEL_PREFIX".into(),
+                options
+                    .channel_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:", unique_name("ch"))),
+            ),
+        ];
+        if let Some(redis) = options.redis_url.clone().or_else(redis_url) {
+            vars.push(("REDIS_URL".into(), redis));
+        }
+        vars.extend(options.env.iter().cloned());
+        let settings = Settings::load_from(&vars).expect("test settings");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                match chat_server::start(settings).await {
+                    Ok(running) => {
+                        let _ = tx.send(Ok((
+                            running.addr,
+                            running.handle.clone(),
+                            running.database.clone(),
+                        )));
+                        let _ = running.server.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+        let (addr, handle, database) = tokio::task::spawn_blocking(move || rx.recv())
+            .await
+            .expect("join")
+            .expect("server thread")
+            .expect("server starts");
+        TestServer {
+            addr,
+            database,
+            handle,
+            db,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `ws://127.0.0.1:PORT{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // stop() sends the command at once; the returned future only waits for it.
+        drop(self.handle.stop(false));
+    }
+}

@@ -32,7 +32,7 @@ use tracing::{debug, error, warn};
 
 /// Capacity of fred's pub/sub broadcast channel on the subscriber (fred's
 /// default of 32 loses most of a burst).
-const SUBSCRIBER_BROADCAST_CAPACITY: usize = 65_536;
+const SUBSCRIBER_BROADCAST_CAPACITY: usize = 16_384;
 /// Events waiting to be published; beyond this they are not relayed.
 const OUTBOX_CAPACITY: usize = 16_384;
 /// Most publishes sent in one pipeline.

@@ -1,0 +1,154 @@
+//! Redis going away and coming back, with a private redis-server child
+//! process (skipped when `redis-server` is not on PATH). One test per
+//! process, so the captured logs belong to it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chat_domain::ConversationId;
+use chat_realtime::{Audience, Realtime, RealtimeConfig, Registration};
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Publishes probes on `from` until one reaches `to` (bounded), then waits
+/// until `to` is quiet so later assertions see only new frames.
+async fn wait_for_cross_node(from: &Realtime, c: ConversationId, to: &mut Registration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut k = 0;
+    loop {
+        k += 1;
+        from.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
+            .await;
+        if recv_within(to, Duration::from_millis(300)).await.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
+    }
+    while recv_within(to, Duration::from_millis(300)).await.is_some() {}
+}
+
+async fn drain(reg: &mut Registration) {
+    while recv_within(reg, Duration::from_millis(100)).await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_redis_restart() {
+    if !on_path("redis-server") {
+        println!("SKIP survives_redis_restart: redis-server not on PATH");
+        return;
+    }
+    let logs = Logs::capture();
+    let port = RedisServer::free_port();
+    let mut server = RedisServer::start(port);
+    let cfg = RealtimeConfig {
+        redis_url: Some(RedisServer::url(port)),
+        channel_prefix: unique_prefix("fault"),
+        socket_queue: 4096,
+        command_timeout: COMMAND_TIMEOUT,
+    };
+    let a = Realtime::start(cfg.clone()).await.unwrap();
+    let b = Realtime::start(cfg.clone()).await.unwrap();
+    assert_eq!(a.check().await, Ok(()));
+    let c = conv();
+    let mut on_a = a.join(c, user(1)).await.unwrap();
+    let mut on_b = b.join(c, user(2)).await.unwrap();
+    a.publish(c, &ev("before"), Audience::Everyone).await;
+    expect(&mut on_b, "before").await;
+    expect(&mut on_a, "before").await;
+
+    // --- Redis goes away.
+    server.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let started = Instant::now();
+        let res = timeout(Duration::from_secs(3), a.check())
+            .await
+            .expect("check() is bounded");
+        assert!(started.elapsed() < COMMAND_TIMEOUT + Duration::from_millis(300));
+        if let Err(reason) = res {
+            assert!(reason.starts_with("redis: "), "{reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "check() kept answering Ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Publishing neither blocks nor fails, and local sockets still get it.
+    let started = Instant::now();
+    for i in 0..300 {
+        let one = Instant::now();
+        a.publish(c, &ev(&format!("down-{i}")), Audience::Everyone)
+            .await;
+        assert!(
+            one.elapsed() < Duration::from_millis(100),
+            "publish blocked"
+        );
+    }
+    println!("300 publishes while down took {:?}", started.elapsed());
+    for i in 0..300 {
+        expect(&mut on_a, &format!("down-{i}")).await;
+    }
+
+    // Joining while down returns within about the command timeout.
+    let c2 = conv();
+    let started = Instant::now();
+    let mut late_b = timeout(Duration::from_secs(5), b.join(c2, user(3)))
+        .await
+        .expect("join is bounded")
+        .unwrap();
+    assert!(started.elapsed() < COMMAND_TIMEOUT + Duration::from_millis(500));
+    b.publish(c2, &ev("local-while-down"), Audience::Everyone)
+        .await;
+    expect(&mut late_b, "local-while-down").await;
+    assert!(b.check().await.is_err());
+
+    // Give the reconnect loop a few failed attempts, then count the logs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down_logs = logs.count("redis unavailable");
+    assert!(
+        (1..=2).contains(&down_logs),
+        "one 'unavailable' log per node expected, got {down_logs}:\n{}",
+        logs.text()
+    );
+
+    // --- Redis is back on the same port; same instances.
+    server = RedisServer::start(port);
+    wait_for_cross_node(&a, c, &mut on_b).await;
+    drain(&mut on_a).await;
+    // The socket joined during the outage is subscribed too.
+    wait_for_cross_node(&a, c2, &mut late_b).await;
+    // And the other direction.
+    wait_for_cross_node(&b, c, &mut on_a).await;
+    drain(&mut on_b).await;
+
+    // Order holds again across nodes.
+    for i in 0..100 {
+        a.publish(c, &ev(&format!("after-{i}")), Audience::Everyone)
+            .await;
+    }
+    for i in 0..100 {
+        expect(&mut on_b, &format!("after-{i}")).await;
+        expect(&mut on_a, &format!("after-{i}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.check().await.is_err() || b.check().await.is_err() {
+        assert!(Instant::now() < deadline, "check() stayed Err");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        logs.count("redis unavailable"),
+        down_logs,
+        "{}",
+        logs.text()
+    );
+    let up_logs = logs.count("redis available again");
+    assert!((1..=2).contains(&up_logs), "{}", logs.text());
+    println!("--- captured logs ---\n{}", logs.text());
+    server.stop();
+}

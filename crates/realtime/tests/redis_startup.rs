@@ -1,0 +1,74 @@
+//! Starting while Redis is unreachable (private redis-server started later;
+//! skipped when `redis-server` is not on PATH).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chat_realtime::{Audience, Realtime, RealtimeConfig};
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::time::timeout;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_while_redis_is_down_and_connects_later() {
+    if !on_path("redis-server") {
+        println!("SKIP starts_while_redis_is_down_and_connects_later: redis-server not on PATH");
+        return;
+    }
+    let port = RedisServer::free_port();
+    let cfg = RealtimeConfig {
+        redis_url: Some(RedisServer::url(port)),
+        channel_prefix: unique_prefix("startup"),
+        socket_queue: 1024,
+        command_timeout: Duration::from_millis(500),
+    };
+    let started = Instant::now();
+    let a = timeout(Duration::from_secs(5), Realtime::start(cfg.clone()))
+        .await
+        .expect("start is bounded")
+        .unwrap();
+    let b = timeout(Duration::from_secs(5), Realtime::start(cfg.clone()))
+        .await
+        .expect("start is bounded")
+        .unwrap();
+    println!("two starts with Redis down took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(a.is_distributed());
+    assert!(a.check().await.unwrap_err().starts_with("redis: "));
+
+    let c = conv();
+    let mut on_a = timeout(Duration::from_secs(3), a.join(c, user(1)))
+        .await
+        .expect("join is bounded")
+        .unwrap();
+    let mut on_b = timeout(Duration::from_secs(3), b.join(c, user(2)))
+        .await
+        .expect("join is bounded")
+        .unwrap();
+    a.publish(c, &ev("local"), Audience::Everyone).await;
+    expect(&mut on_a, "local").await;
+
+    let _server = RedisServer::start(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut k = 0;
+    loop {
+        k += 1;
+        a.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
+            .await;
+        if recv_within(&mut on_b, Duration::from_millis(300))
+            .await
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery never started"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.check().await.is_err() {
+        assert!(Instant::now() < deadline, "check() stayed Err");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,36 @@
+//! The server starts on the configured backends and serves health checks.
+
+use crate::support::*;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (status, body) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = api.call("GET", "/readyz/", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn pair_can_chat_over_http() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (status, msg) = api
+        .call(
+            "POST",
+            "/api/chat/messages/",
+            Some(&ta),
+            Some(serde_json::json!({"conversation_id": conv, "content": " hi "})),
+        )
+        .await;
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(msg["content"], "hi");
+    let (status, list) = api
+        .call("GET", "/api/chat/conversations/", Some(&tb), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["results"][0]["unread_count"], 1);
+}
