@@ -1,4 +1,12 @@
-//! End-to-end tests: one binary, the real server per test.
+//! End-to-end tests: one binary, the real server per test, on SQLite or
+//! (with TEST_DATABASE_URL / TEST_REDIS_URL) PostgreSQL and Redis.
 
+mod auth;
+mod chat;
+mod connections;
+mod conventions;
+mod migrations;
+mod multinode;
 mod smoke;
 mod support;
+mod websocket;
