@@ -67,8 +67,8 @@ impl Health {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// The outbound Redis queue is full although Redis is up (this node
-    /// publishes faster than Redis accepts); logged once per episode.
+    /// The outbound Redis queue stayed full for a whole command timeout
+    /// although Redis counted as up; logged once per episode.
     pub(crate) fn note_overflow(&self) {
         self.add_dropped(1);
         if !self.overflowing.swap(true, Ordering::AcqRel) {

@@ -243,28 +243,30 @@ impl Realtime {
     }
 
     /// Delivers an event to every socket of the conversation on every node.
-    /// The event is serialized once; this node's sockets get it at once, and
-    /// other nodes through Redis without waiting for a round-trip. Events
-    /// published by one caller arrive in call order everywhere. Never blocks
-    /// on or fails because of Redis: while it is down, only this node's
-    /// sockets receive the event.
+    /// The event is serialized once; this node's sockets get it at once (not
+    /// via a Redis echo), other nodes through Redis without waiting for a
+    /// round-trip. Events published by one caller arrive in call order
+    /// everywhere. Never fails, and never blocks because Redis is down: then
+    /// only this node's sockets receive the event. With Redis up, a burst
+    /// faster than Redis accepts is slowed down (bounded by `command_timeout`)
+    /// rather than dropped.
     pub async fn publish(
         &self,
         conversation: ConversationId,
         event: &ServerEvent,
         audience: Audience,
     ) {
-        let json = event.to_json();
-        if let Some(redis) = &self.inner.redis {
-            redis.publish(conversation, audience, &json);
-        }
+        let frame = Frame::from(event.to_json());
         let command = hub::Command::Deliver {
             conversation,
-            frame: Frame::from(json),
+            frame: Frame::clone(&frame),
             audience,
         };
         if self.inner.hub.send(command).await.is_err() {
             error!("realtime hub stopped; event not delivered");
+        }
+        if let Some(redis) = &self.inner.redis {
+            redis.publish(conversation, audience, &frame).await;
         }
     }
 

@@ -33,7 +33,7 @@ use tracing::{debug, error, warn};
 /// Capacity of fred's pub/sub broadcast channel on the subscriber (fred's
 /// default of 32 loses most of a burst).
 const SUBSCRIBER_BROADCAST_CAPACITY: usize = 16_384;
-/// Events waiting to be published; beyond this they are not relayed.
+/// Events waiting to be published (backpressure beyond this while Redis is up).
 const OUTBOX_CAPACITY: usize = 16_384;
 /// Most publishes sent in one pipeline.
 const MAX_BATCH: usize = 512;
@@ -205,17 +205,29 @@ impl RedisBus {
         ))
     }
 
-    /// Queues the event for other nodes; never waits for Redis.
-    pub(crate) fn publish(&self, conversation: ConversationId, audience: Audience, json: &str) {
+    /// Queues the event for other nodes. Never waits for a Redis reply: with
+    /// Redis up, a full queue (a burst faster than Redis takes it) makes the
+    /// caller wait for room, at most `command_timeout`; with Redis down the
+    /// event is dropped at once (pub/sub keeps nothing for later anyway).
+    pub(crate) async fn publish(
+        &self,
+        conversation: ConversationId,
+        audience: Audience,
+        json: &str,
+    ) {
         let payload = envelope::encode(&self.node_id, audience, json);
         let channel = envelope::channel(&self.prefix, conversation);
         match self.outbox.try_send((channel, payload)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if self.health.is_up() {
-                    self.health.note_overflow();
-                } else {
+            Err(TrySendError::Full(item)) => {
+                if !self.health.is_up() {
                     self.health.add_dropped(1);
+                    return;
+                }
+                match timeout(self.command_timeout, self.outbox.send(item)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => error!("redis publisher task stopped"),
+                    Err(_) => self.health.note_overflow(),
                 }
             }
             Err(TrySendError::Closed(_)) => error!("redis publisher task stopped"),

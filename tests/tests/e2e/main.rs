@@ -10,3 +10,4 @@ mod multinode;
 mod smoke;
 mod support;
 mod websocket;
+mod ws_support;

@@ -2,10 +2,10 @@
 //! schema they produce agrees with `crates/persistence/src/schema.rs`
 //! (`just schema-check`).
 
-use chat_persistence::{Database, DbConnection, PoolOptions, PersistenceError};
+use chat_persistence::{Database, DbConnection, PersistenceError, PoolOptions};
 use chat_tests::TestDb;
 use diesel::RunQueryDsl;
-use diesel::sql_types::{Text, BigInt};
+use diesel::sql_types::{BigInt, Text};
 use std::collections::BTreeMap;
 
 #[derive(diesel::QueryableByName, Debug)]
@@ -42,7 +42,12 @@ fn db_columns(conn: &mut DbConnection) -> Result<Columns, PersistenceError> {
     };
     Ok(rows
         .into_iter()
-        .map(|r| ((r.table_name, r.column_name), (r.data_type.to_lowercase(), r.nullable != 0)))
+        .map(|r| {
+            (
+                (r.table_name, r.column_name),
+                (r.data_type.to_lowercase(), r.nullable != 0),
+            )
+        })
         .collect())
 }
 
@@ -62,10 +67,18 @@ fn schema_columns() -> BTreeMap<(String, String), (String, bool)> {
         if line.starts_with('}') {
             continue;
         }
-        let column = line.trim_end_matches(',').split_once("->").map(|(c, t)| (c.trim(), t.trim()));
-        let column = column.filter(|(c, _)| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'));
+        let column = line
+            .trim_end_matches(',')
+            .split_once("->")
+            .map(|(c, t)| (c.trim(), t.trim()));
+        let column = column.filter(|(c, _)| {
+            !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        });
         if let (Some(t), Some((col, ty))) = (&table, column) {
-            let (ty, nullable) = match ty.strip_prefix("Nullable<").and_then(|t| t.strip_suffix('>')) {
+            let (ty, nullable) = match ty
+                .strip_prefix("Nullable<")
+                .and_then(|t| t.strip_suffix('>'))
+            {
                 Some(inner) => (inner.to_owned(), true),
                 None => (ty.to_owned(), false),
             };
@@ -91,11 +104,18 @@ async fn migrations_run_up_down_up_and_match_schema_rs() {
     let db = Database::new(&test_db.url, &PoolOptions::default()).expect("pool");
     let applied = db.migrate().await.expect("up");
     assert!(applied >= 1, "a fresh database gets every migration");
-    assert_eq!(db.migrate().await.expect("up again"), 0, "migrating twice applies nothing");
+    assert_eq!(
+        db.migrate().await.expect("up again"),
+        0,
+        "migrating twice applies nothing"
+    );
     let reverted = db.revert_all().await.expect("down");
     assert_eq!(reverted, applied);
     let after_down = db.run(db_columns).await.expect("columns");
-    assert!(after_down.is_empty(), "down leaves no tables: {after_down:?}");
+    assert!(
+        after_down.is_empty(),
+        "down leaves no tables: {after_down:?}"
+    );
     assert_eq!(db.migrate().await.expect("up after down"), applied);
 
     let actual = db.run(db_columns).await.expect("columns");
@@ -103,10 +123,16 @@ async fn migrations_run_up_down_up_and_match_schema_rs() {
     assert!(!declared.is_empty(), "schema.rs parsed");
     let actual_keys: Vec<_> = actual.keys().collect();
     let declared_keys: Vec<_> = declared.keys().collect();
-    assert_eq!(actual_keys, declared_keys, "tables and columns of the migrations and schema.rs differ");
+    assert_eq!(
+        actual_keys, declared_keys,
+        "tables and columns of the migrations and schema.rs differ"
+    );
     for (key, (diesel_type, nullable)) in &declared {
         let (db_type, db_nullable) = &actual[key];
-        assert!(compatible(diesel_type, db_type), "{key:?}: schema.rs says {diesel_type}, database has {db_type}");
+        assert!(
+            compatible(diesel_type, db_type),
+            "{key:?}: schema.rs says {diesel_type}, database has {db_type}"
+        );
         assert_eq!(nullable, db_nullable, "{key:?}: nullability differs");
     }
 }

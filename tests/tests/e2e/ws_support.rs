@@ -1,0 +1,113 @@
+//! A real WebSocket client for the tests (tokio-tungstenite).
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Opens `/ws/chat/{conv}/` with the token in the query string.
+pub async fn open(base_ws: &str, conv: impl std::fmt::Display, token: &str) -> Ws {
+    let (ws, _) =
+        tokio_tungstenite::connect_async(format!("{base_ws}/ws/chat/{conv}/?token={token}"))
+            .await
+            .expect("websocket upgrade");
+    ws
+}
+
+/// Opens with the token in an `Authorization: Bearer` header.
+pub async fn open_with_header(base_ws: &str, conv: impl std::fmt::Display, token: &str) -> Ws {
+    let mut req = format!("{base_ws}/ws/chat/{conv}/")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket upgrade");
+    ws
+}
+
+/// Opens and checks the first frame is `connection_established`.
+pub async fn join(base_ws: &str, conv: i64, token: &str) -> Ws {
+    let mut ws = open(base_ws, conv, token).await;
+    let first = next(&mut ws).await;
+    assert_eq!(first["type"], "connection_established", "{first}");
+    assert_eq!(first["conversation_id"], conv);
+    ws
+}
+
+/// The next JSON text frame (pings are answered by tungstenite while reading).
+pub async fn next(ws: &mut Ws) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a frame in time");
+        match frame.expect("socket open").expect("frame") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+            Message::Close(c) => panic!("socket closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// The next frame of type `kind`, skipping others.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Asserts no text frame arrives within `ms`.
+pub async fn silent(ws: &mut Ws, ms: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Text(t)))) => panic!("unexpected frame: {t}"),
+            Ok(Some(Ok(Message::Close(c)))) => panic!("unexpected close: {c:?}"),
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+/// The close code the server closes with.
+pub async fn close_code(ws: &mut Ws) -> u16 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+            Some(Ok(Message::Close(None))) => return 1005,
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// Sends a JSON text frame.
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.expect("send");
+}
+
+/// Sends a raw text frame.
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text.to_owned())).await.expect("send");
+}
