@@ -7,8 +7,10 @@
 use crate::{Audience, Frame, SocketId};
 use chat_domain::{ConversationId, UserId};
 use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, warn};
 
 /// Capacity of the hub's command channel.
@@ -77,10 +79,38 @@ impl Subscriptions {
 
 type Sockets = HashMap<SocketId, (UserId, mpsc::Sender<Frame>)>;
 
+/// How often sockets whose receiver is gone without a `leave` (a cancelled
+/// join, a panicked socket task) are removed, so their conversation does not
+/// stay subscribed until its next event.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+struct Hub {
+    registry: HashMap<ConversationId, Sockets>,
+    subscriptions: Subscriptions,
+}
+
 /// Runs until every command sender is gone.
 pub(crate) async fn run(mut commands: mpsc::Receiver<Command>, subscriptions: Subscriptions) {
-    let mut registry: HashMap<ConversationId, Sockets> = HashMap::new();
-    while let Some(command) = commands.recv().await {
+    let mut hub = Hub {
+        registry: HashMap::new(),
+        subscriptions,
+    };
+    let mut sweep = tokio::time::interval_at(Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(command) => hub.handle(command),
+                None => break,
+            },
+            _ = sweep.tick() => hub.sweep(),
+        }
+    }
+}
+
+impl Hub {
+    fn handle(&mut self, command: Command) {
         match command {
             Command::Join {
                 conversation,
@@ -89,66 +119,88 @@ pub(crate) async fn run(mut commands: mpsc::Receiver<Command>, subscriptions: Su
                 sender,
                 ready,
             } => {
-                registry
+                self.registry
                     .entry(conversation)
                     .or_default()
                     .insert(socket, (user, sender));
-                subscriptions.acquire(conversation, ready);
+                self.subscriptions.acquire(conversation, ready);
             }
             Command::Leave {
                 conversation,
                 socket,
-            } => {
-                if let Some(sockets) = registry.get_mut(&conversation)
-                    && sockets.remove(&socket).is_some()
-                {
-                    subscriptions.release(conversation);
-                    if sockets.is_empty() {
-                        registry.remove(&conversation);
-                    }
-                }
-            }
+            } => self.remove(conversation, &[socket]),
             Command::Deliver {
                 conversation,
                 frame,
                 audience,
-            } => {
-                let Some(sockets) = registry.get_mut(&conversation) else {
-                    continue;
-                };
-                let mut gone: Vec<SocketId> = Vec::new();
-                for (id, (user, sender)) in sockets.iter() {
-                    if let Audience::ExceptUser(excluded) = audience
-                        && *user == excluded
-                    {
-                        continue;
-                    }
-                    match sender.try_send(Frame::clone(&frame)) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            warn!(
-                                conversation = %conversation,
-                                user = %user,
-                                socket = id.0,
-                                "socket outbound queue full; dropping the slow socket"
-                            );
-                            gone.push(*id);
-                        }
-                        Err(TrySendError::Closed(_)) => {
-                            debug!(socket = id.0, "socket receiver gone; removing it");
-                            gone.push(*id);
-                        }
-                    }
+            } => self.deliver(conversation, &frame, audience),
+        }
+    }
+
+    fn deliver(&mut self, conversation: ConversationId, frame: &Frame, audience: Audience) {
+        let Some(sockets) = self.registry.get(&conversation) else {
+            return;
+        };
+        let mut gone: Vec<SocketId> = Vec::new();
+        for (id, (user, sender)) in sockets {
+            if let Audience::ExceptUser(excluded) = audience
+                && *user == excluded
+            {
+                continue;
+            }
+            match sender.try_send(Frame::clone(frame)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    warn!(
+                        conversation = %conversation,
+                        user = %user,
+                        socket = id.0,
+                        "socket outbound queue full; dropping the slow socket"
+                    );
+                    gone.push(*id);
                 }
-                for id in gone {
-                    // Dropping the sender makes the socket task's `recv()` return None.
-                    sockets.remove(&id);
-                    subscriptions.release(conversation);
-                }
-                if sockets.is_empty() {
-                    registry.remove(&conversation);
+                Err(TrySendError::Closed(_)) => {
+                    debug!(socket = id.0, "socket receiver gone; removing it");
+                    gone.push(*id);
                 }
             }
+        }
+        if !gone.is_empty() {
+            self.remove(conversation, &gone);
+        }
+    }
+
+    /// Removes sockets (unknown ones are ignored, which makes `leave`
+    /// idempotent). Dropping a socket's sender makes its task's `recv()`
+    /// return None.
+    fn remove(&mut self, conversation: ConversationId, ids: &[SocketId]) {
+        let Some(sockets) = self.registry.get_mut(&conversation) else {
+            return;
+        };
+        for id in ids {
+            if sockets.remove(id).is_some() {
+                self.subscriptions.release(conversation);
+            }
+        }
+        if sockets.is_empty() {
+            self.registry.remove(&conversation);
+        }
+    }
+
+    fn sweep(&mut self) {
+        let closed: Vec<(ConversationId, SocketId)> = self
+            .registry
+            .iter()
+            .flat_map(|(c, sockets)| {
+                sockets
+                    .iter()
+                    .filter(|(_, (_, sender))| sender.is_closed())
+                    .map(|(id, _)| (*c, *id))
+            })
+            .collect();
+        for (conversation, socket) in closed {
+            debug!(socket = socket.0, "removing a socket that never left");
+            self.remove(conversation, &[socket]);
         }
     }
 }

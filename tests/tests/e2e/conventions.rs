@@ -1,1 +1,961 @@
-//! (tests being written)
+//! API.md "Conventions": trailing slashes, ids, timestamps, the error body
+//! on every error (the framework's own included), and DRF-style pagination.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+
+/// Asserts an error response: the expected status and exactly the body
+/// `{"detail", "code"}` (plus `fields` for validation errors).
+pub(crate) fn assert_error(status: u16, body: &Value, expected: u16) {
+    assert_eq!(status, expected, "status; body: {body}");
+    let obj = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not a JSON object: {body}"));
+    let detail = obj["detail"].as_str().unwrap_or("");
+    assert!(!detail.is_empty(), "detail must be a non-empty string: {body}");
+    let code = obj["code"].as_str().unwrap_or("");
+    assert!(
+        !code.is_empty()
+            && code
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "code must be a machine code: {body}"
+    );
+    for key in obj.keys() {
+        assert!(
+            ["detail", "code", "fields"].contains(&key.as_str()),
+            "unexpected key {key} in error body {body}"
+        );
+    }
+    if let Some(fields) = obj.get("fields") {
+        let fields = fields
+            .as_object()
+            .unwrap_or_else(|| panic!("fields must be an object: {body}"));
+        assert!(!fields.is_empty(), "fields, when present, names fields: {body}");
+        for (name, messages) in fields {
+            let messages = messages
+                .as_array()
+                .unwrap_or_else(|| panic!("fields.{name} must be a list: {body}"));
+            assert!(!messages.is_empty(), "fields.{name} is empty: {body}");
+            assert!(
+                messages
+                    .iter()
+                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())),
+                "fields.{name} must hold messages: {body}"
+            );
+        }
+    }
+}
+
+/// Asserts an error response with a given code.
+pub(crate) fn assert_error_code(status: u16, body: &Value, expected: u16, code: &str) {
+    assert_error(status, body, expected);
+    assert_eq!(body["code"], code, "{body}");
+}
+
+/// Asserts a 400 validation error naming `field`.
+pub(crate) fn assert_field_error(status: u16, body: &Value, field: &str) {
+    assert_error(status, body, 400);
+    assert!(
+        body["fields"][field]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "expected a message for field {field}: {body}"
+    );
+}
+
+/// Asserts an RFC 3339 UTC timestamp with a `Z` suffix, within a minute of now.
+pub(crate) fn assert_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("timestamp must be a string: {value}"));
+    assert!(text.ends_with('Z'), "timestamp must end in Z: {text}");
+    assert!(
+        text.len() >= 20 && text.as_bytes()[10] == b'T',
+        "timestamp must be RFC 3339: {text}"
+    );
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("timestamp {text} is not RFC 3339: {e}"));
+    assert_eq!(parsed.offset().local_minus_utc(), 0, "{text}");
+    let age = chrono::Utc::now().signed_duration_since(parsed);
+    assert!(
+        age.num_seconds().abs() < 60,
+        "timestamp {text} is not close to now (the server's clock is UTC)"
+    );
+}
+
+/// Asserts a positive integer id and returns it.
+pub(crate) fn assert_id(value: &Value) -> i64 {
+    let id = value
+        .as_u64()
+        .unwrap_or_else(|| panic!("id must be a positive integer: {value}"));
+    assert!(id > 0, "id must be positive: {value}");
+    i64::try_from(id).expect("id fits i64")
+}
+
+/// Follows an absolute URL from a pagination link (asserting it points at this server).
+pub(crate) async fn follow(api: &Api, url: &Value, token: &str) -> (u16, Value) {
+    let url = url
+        .as_str()
+        .unwrap_or_else(|| panic!("link must be a string: {url}"));
+    let path = url
+        .strip_prefix(&api.base)
+        .unwrap_or_else(|| panic!("link {url} is not an absolute URL of {}", api.base));
+    assert!(path.starts_with('/'), "{url}");
+    api.call("GET", path, Some(token), None).await
+}
+
+/// Sends a request with a raw body and content type; returns status and JSON.
+async fn send_raw(
+    api: &Api,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = api.http.request(method, api.url(path)).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// One HTTP/1.1 exchange over a plain socket (for chunked bodies); returns
+/// the status and the JSON body.
+async fn raw_exchange(server: &TestServer, head: String, chunks: Vec<Vec<u8>>) -> (u16, Value) {
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        stream.write_all(head.as_bytes()).expect("write head");
+        for chunk in chunks {
+            // The server may answer (and stop reading) before the body ends.
+            if stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .and_then(|()| stream.write_all(&chunk))
+                .and_then(|()| stream.write_all(b"\r\n"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    raw.extend_from_slice(&buf[..n]);
+                    if complete_response(&raw) {
+                        break;
+                    }
+                }
+                Err(e) if raw.is_empty() => panic!("no response: {e}"),
+                Err(_) => break,
+            }
+        }
+        parse_response(&raw)
+    })
+    .await
+    .expect("raw exchange")
+}
+
+fn split_head(raw: &[u8]) -> Option<(String, &[u8])> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((
+        String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase(),
+        &raw[end + 4..],
+    ))
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn complete_response(raw: &[u8]) -> bool {
+    match split_head(raw) {
+        Some((head, body)) => match content_length(&head) {
+            Some(n) => body.len() >= n,
+            None => body.ends_with(b"0\r\n\r\n"),
+        },
+        None => false,
+    }
+}
+
+fn parse_response(raw: &[u8]) -> (u16, Value) {
+    let (head, body) = split_head(raw).expect("response head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body: Vec<u8> = if content_length(&head).is_some() {
+        body.to_vec()
+    } else {
+        // Chunked: concatenate the chunks.
+        let mut out = Vec::new();
+        let mut rest = body;
+        while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16)
+                .unwrap_or(0);
+            if size == 0 || rest.len() < i + 2 + size {
+                break;
+            }
+            out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+            rest = &rest[(i + 4 + size).min(rest.len())..];
+        }
+        out
+    };
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    (status, value)
+}
+
+/// A user registered without logging in; returns its id.
+async fn register_only(api: &Api, username: &str) -> i64 {
+    let (status, user) = api
+        .call(
+            "POST",
+            "/api/auth/register/",
+            None,
+            Some(json!({"username": username, "password": "password123"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_id(&user["id"])
+}
+
+#[tokio::test]
+async fn every_route_works_without_its_trailing_slash() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+
+    // Users and tokens.
+    let (status, user) = api
+        .call(
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["username"], "alice");
+    let alice_id = assert_id(&user["id"]);
+    let (status, tokens) = api
+        .call(
+            "POST",
+            "/api/auth/token",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let alice = tokens["access"].as_str().expect("access").to_owned();
+    let (status, refreshed) = api
+        .call(
+            "POST",
+            "/api/auth/token/refresh",
+            None,
+            Some(json!({"refresh": tokens["refresh"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert!(refreshed["access"].is_string());
+    let (status, me) = api.call("GET", "/api/users/me", Some(&alice), None).await;
+    assert_eq!((status, me["id"].as_i64()), (200, Some(alice_id)), "{me}");
+    let (status, me) = api
+        .call(
+            "PATCH",
+            "/api/users/me",
+            Some(&alice),
+            Some(json!({"first_name": "Alice"})),
+        )
+        .await;
+    assert_eq!((status, me["first_name"].as_str()), (200, Some("Alice")));
+    let (bob_user, bob) = api.user("bob").await;
+    let bob_id = assert_id(&bob_user["id"]);
+    let (status, found) = api
+        .call("GET", &format!("/api/users/{alice_id}"), Some(&bob), None)
+        .await;
+    assert_eq!((status, found["name"].as_str()), (200, Some("Alice")));
+
+    // Connections.
+    let (status, conn) = api
+        .call(
+            "POST",
+            "/api/connections",
+            Some(&alice),
+            Some(json!({"user_id": bob_id})),
+        )
+        .await;
+    assert_eq!(status, 201, "{conn}");
+    let conn_id = assert_id(&conn["id"]);
+    let (status, list) = api
+        .call("GET", "/api/connections?status=pending", Some(&bob), None)
+        .await;
+    assert_eq!((status, list["count"].as_i64()), (200, Some(1)), "{list}");
+    let (status, list) = api.call("GET", "/api/connections", Some(&bob), None).await;
+    assert_eq!((status, list["count"].as_i64()), (200, Some(1)), "{list}");
+    let (status, got) = api
+        .call("GET", &format!("/api/connections/{conn_id}"), Some(&bob), None)
+        .await;
+    assert_eq!((status, got["id"].as_i64()), (200, Some(conn_id)));
+    let (status, accepted) = api
+        .call(
+            "POST",
+            &format!("/api/connections/{conn_id}/accept"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["status"], "accepted");
+    let conv = assert_id(&accepted["conversation_id"]);
+    let (carol_user, carol) = api.user("carol").await;
+    let (status, pending) = api
+        .call(
+            "POST",
+            "/api/connections",
+            Some(&bob),
+            Some(json!({"user_id": carol_user["id"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{pending}");
+    let (status, rejected) = api
+        .call(
+            "POST",
+            &format!("/api/connections/{}/reject", pending["id"]),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!((status, rejected["status"].as_str()), (200, Some("rejected")));
+
+    // Chat.
+    let (status, msg) = api
+        .call(
+            "POST",
+            "/api/chat/messages",
+            Some(&alice),
+            Some(json!({"conversation_id": conv, "content": "hi"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{msg}");
+    let msg_id = assert_id(&msg["id"]);
+    let (status, got) = api
+        .call("GET", &format!("/api/chat/messages/{msg_id}"), Some(&bob), None)
+        .await;
+    assert_eq!((status, got["id"].as_i64()), (200, Some(msg_id)));
+    let (status, list) = api
+        .call("GET", "/api/chat/conversations", Some(&bob), None)
+        .await;
+    assert_eq!((status, list["count"].as_i64()), (200, Some(1)), "{list}");
+    let (status, got) = api
+        .call("GET", &format!("/api/chat/conversations/{conv}"), Some(&bob), None)
+        .await;
+    assert_eq!((status, got["id"].as_i64()), (200, Some(conv)));
+    let (status, history) = api
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/messages"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!((status, history["count"].as_i64()), (200, Some(1)));
+    let (status, marked) = api
+        .call(
+            "POST",
+            &format!("/api/chat/conversations/{conv}/mark_read"),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, marked["marked"].as_i64()), (200, Some(1)), "{marked}");
+
+    // Removing last, since it closes the conversation for sending.
+    let (status, body) = api
+        .call(
+            "DELETE",
+            &format!("/api/connections/{conn_id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, got) = api
+        .call("GET", &format!("/api/connections/{conn_id}/"), Some(&bob), None)
+        .await;
+    assert_eq!((status, got["status"].as_str()), (200, Some("removed")));
+
+    let (status, _) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn ids_are_positive_integers_and_timestamps_are_utc_with_z() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    assert!(a > 0 && b > 0 && conv > 0);
+    let (_, list) = api.call("GET", "/api/connections/", Some(&ta), None).await;
+    let conn = &list["results"][0];
+    assert_id(&conn["id"]);
+    assert_id(&conn["requester"]["id"]);
+    assert_id(&conn["addressee"]["id"]);
+    assert_id(&conn["conversation_id"]);
+    assert_timestamp(&conn["created_at"]);
+    assert_timestamp(&conn["updated_at"]);
+    let (status, msg) = api
+        .call(
+            "POST",
+            "/api/chat/messages/",
+            Some(&ta),
+            Some(json!({"conversation_id": conv, "content": "hi"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{msg}");
+    assert_id(&msg["id"]);
+    assert_timestamp(&msg["created_at"]);
+    let (_, conversation) = api
+        .call("GET", &format!("/api/chat/conversations/{conv}/"), Some(&tb), None)
+        .await;
+    assert_timestamp(&conversation["created_at"]);
+    assert_timestamp(&conversation["updated_at"]);
+    let (status, marked) = api
+        .call(
+            "POST",
+            &format!("/api/chat/conversations/{conv}/mark_read/"),
+            Some(&tb),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{marked}");
+    assert_timestamp(&marked["read_at"]);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_with_the_error_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    for path in [
+        "/",
+        "/nope",
+        "/api/",
+        "/api/nope/",
+        "/api/users/me/extra/",
+        "/api/connections/1/2/",
+        "/api/auth/",
+    ] {
+        let (status, body) = api.call("GET", path, None, None).await;
+        assert_error_code(status, &body, 404, "not_found");
+        let (status, body) = api.call("GET", path, Some(&token), None).await;
+        assert_error_code(status, &body, 404, "not_found");
+        let (status, body) = api.call("POST", path, Some(&token), Some(json!({}))).await;
+        assert_error_code(status, &body, 404, "not_found");
+    }
+    // A non-numeric id is no resource either.
+    let (status, body) = api
+        .call("GET", "/api/users/abc/", Some(&token), None)
+        .await;
+    assert_error(status, &body, 404);
+    let (status, body) = api
+        .call("GET", "/api/connections/abc/", Some(&token), None)
+        .await;
+    assert_error(status, &body, 404);
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_with_the_error_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let cases = [
+        ("GET", "/api/auth/register/"),
+        ("DELETE", "/api/auth/register/"),
+        ("GET", "/api/auth/token/"),
+        ("PUT", "/api/auth/token/"),
+        ("GET", "/api/auth/token/refresh/"),
+        ("POST", "/api/users/me/"),
+        ("PUT", "/api/users/me/"),
+        ("DELETE", "/api/users/me/"),
+        ("POST", "/api/users/1/"),
+        ("PATCH", "/api/users/1/"),
+        ("DELETE", "/api/users/1/"),
+        ("PUT", "/api/connections/"),
+        ("DELETE", "/api/connections/"),
+        ("PATCH", "/api/connections/"),
+        ("POST", "/api/connections/1/"),
+        ("PUT", "/api/connections/1/"),
+        ("PATCH", "/api/connections/1/"),
+        ("GET", "/api/connections/1/accept/"),
+        ("DELETE", "/api/connections/1/accept/"),
+        ("GET", "/api/connections/1/reject/"),
+        ("PUT", "/api/connections/1/reject/"),
+        ("POST", "/api/chat/conversations/"),
+        ("GET", "/api/chat/messages/"),
+        ("PUT", "/api/chat/messages/1/"),
+        ("PATCH", "/api/chat/messages/1/"),
+        ("DELETE", "/api/chat/messages/1/"),
+    ];
+    for (method, path) in cases {
+        for token in [Some(token.as_str()), None] {
+            let (status, body) = api.call(method, path, token, None).await;
+            assert_eq!(status, 405, "{method} {path}: {body}");
+            assert_error_code(status, &body, 405, "method_not_allowed");
+        }
+        let bare = path.trim_end_matches('/');
+        let (status, body) = api.call(method, bare, Some(&token), None).await;
+        assert_eq!(status, 405, "{method} {bare}: {body}");
+        assert_error_code(status, &body, 405, "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_with_the_error_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (bob, token) = api.user("alice").await;
+    let json_ct = Some("application/json");
+    for raw in [
+        "{\"username\": ",
+        "{username: 'x'}",
+        "not json",
+        "{\"username\": \"bob\", \"password\": \"password123\"} trailing",
+        "{\"a\": 1,}",
+    ] {
+        let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) = send_raw(&api, "POST", "/api/auth/token/", None, json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) =
+            send_raw(&api, "POST", "/api/auth/token/refresh/", None, json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) =
+            send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) =
+            send_raw(&api, "POST", "/api/connections/", Some(&token), json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) =
+            send_raw(&api, "POST", "/api/chat/messages/", Some(&token), json_ct, raw).await;
+        assert_error(status, &body, 400);
+    }
+    // Well-formed JSON that is not an object is invalid input too.
+    for raw in ["[]", "\"x\"", "42", "null"] {
+        let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, json_ct, raw).await;
+        assert_error(status, &body, 400);
+        let (status, body) =
+            send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, raw).await;
+        assert_error(status, &body, 400);
+    }
+    // Nothing was changed by any of it.
+    let (status, me) = api.call("GET", "/api/users/me/", Some(&token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(me, bob);
+}
+
+#[tokio::test]
+async fn validation_errors_name_their_fields() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/register/",
+            None,
+            Some(json!({"username": "a b", "password": "short"})),
+        )
+        .await;
+    assert_field_error(status, &body, "username");
+    assert_field_error(status, &body, "password");
+    let (status, body) = api
+        .call("POST", "/api/auth/register/", None, Some(json!({})))
+        .await;
+    assert_field_error(status, &body, "username");
+    assert_field_error(status, &body, "password");
+    // A wrongly typed field is a validation error of that field.
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/register/",
+            None,
+            Some(json!({"username": 12345, "password": "password123"})),
+        )
+        .await;
+    assert_field_error(status, &body, "username");
+    let (_, token) = api.user("alice").await;
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/connections/",
+            Some(&token),
+            Some(json!({"user_id": "nobody"})),
+        )
+        .await;
+    assert_field_error(status, &body, "user_id");
+    let (status, body) = api
+        .call("POST", "/api/connections/", Some(&token), Some(json!({})))
+        .await;
+    assert_field_error(status, &body, "user_id");
+    let (status, body) = api
+        .call(
+            "PATCH",
+            "/api/users/me/",
+            Some(&token),
+            Some(json!({"first_name": 7})),
+        )
+        .await;
+    assert_field_error(status, &body, "first_name");
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_with_the_error_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let valid = r#"{"username": "bob", "password": "password123"}"#;
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/xml"),
+        None,
+    ] {
+        let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, ct, valid).await;
+        assert_error_code(status, &body, 415, "unsupported_media_type");
+        let (status, body) = send_raw(&api, "POST", "/api/auth/token/", None, ct, valid).await;
+        assert_error_code(status, &body, 415, "unsupported_media_type");
+        let (status, body) = send_raw(
+            &api,
+            "PATCH",
+            "/api/users/me/",
+            Some(&token),
+            ct,
+            r#"{"first_name": "X"}"#,
+        )
+        .await;
+        assert_error_code(status, &body, 415, "unsupported_media_type");
+        let (status, body) = send_raw(
+            &api,
+            "POST",
+            "/api/connections/",
+            Some(&token),
+            ct,
+            r#"{"user_id": 1}"#,
+        )
+        .await;
+        assert_error_code(status, &body, 415, "unsupported_media_type");
+    }
+    // Nothing was registered; a charset parameter is fine.
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/token/",
+            None,
+            Some(json!({"username": "bob", "password": "password123"})),
+        )
+        .await;
+    assert_error_code(status, &body, 401, "invalid_credentials");
+    let (status, body) = send_raw(
+        &api,
+        "POST",
+        "/api/auth/register/",
+        None,
+        Some("application/json; charset=utf-8"),
+        valid,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_with_the_error_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let json_ct = Some("application/json");
+    let big = json!({"username": "x".repeat(70_000), "password": "password123"}).to_string();
+    assert!(big.len() > 65_536);
+    let (status, body) =
+        send_raw(&api, "POST", "/api/auth/register/", None, json_ct, big.clone()).await;
+    assert_error_code(status, &body, 413, "payload_too_large");
+    let (status, body) = send_raw(&api, "POST", "/api/auth/token/", None, json_ct, big.clone()).await;
+    assert_error_code(status, &body, 413, "payload_too_large");
+    let big_patch = json!({"first_name": "x".repeat(70_000)}).to_string();
+    let (status, body) =
+        send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, big_patch).await;
+    assert_error_code(status, &body, 413, "payload_too_large");
+    let big_conn = format!("{{\"user_id\": 1{}}}", " ".repeat(70_000));
+    let (status, body) =
+        send_raw(&api, "POST", "/api/connections/", Some(&token), json_ct, big_conn).await;
+    assert_error_code(status, &body, 413, "payload_too_large");
+
+    // Just under the limit is read and judged on its content.
+    let under = json!({"username": "x".repeat(65_000), "password": "password123"}).to_string();
+    assert!(under.len() < 65_536);
+    let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, json_ct, under).await;
+    assert_field_error(status, &body, "username");
+
+    // A chunked body without a length is cut off at the limit too.
+    let head = format!(
+        "POST /api/auth/register/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    let chunks: Vec<Vec<u8>> = big.as_bytes().chunks(8192).map(<[u8]>::to_vec).collect();
+    let (status, body) = raw_exchange(&server, head, chunks).await;
+    assert_error_code(status, &body, 413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn server_errors_do_not_leak_internals() {
+    // A database without the schema: every query fails inside the server.
+    let db = std::sync::Arc::new(TestDb::empty().await);
+    let server = TestServer::start_on(db, ServerOptions::default()).await;
+    let api = Api::new(&server);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/register/",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
+        .await;
+    assert!((500..600).contains(&status), "{status} {body}");
+    assert_error(status, &body, status);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/token/",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
+        .await;
+    assert!((500..600).contains(&status), "{status} {body}");
+    assert_error(status, &body, status);
+    let text = body.to_string().to_lowercase();
+    for leak in [
+        "select",
+        "insert",
+        "users",
+        "table",
+        "relation",
+        "sql",
+        "diesel",
+        "panicked",
+        "src/",
+        ".rs",
+    ] {
+        assert!(!text.contains(leak), "5xx leaks {leak:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_is_503() {
+    let Some(base) = chat_tests::pg_base_url() else {
+        // SQLite is a file in the process: it cannot go away.
+        return;
+    };
+    let server = TestServer::start_on(
+        std::sync::Arc::new(TestDb::new().await),
+        ServerOptions {
+            env: vec![(
+                "CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS".into(),
+                "1".into(),
+            )],
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let name = server
+        .db
+        .url
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.split('?').next())
+        .expect("database name")
+        .to_owned();
+    tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        let mut conn = diesel::PgConnection::establish(&base).expect("connect");
+        diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .expect("drop");
+    })
+    .await
+    .expect("drop task");
+    // The first query may still find a pooled connection being torn down;
+    // from then on the database is plainly unreachable.
+    let mut last = (0, Value::Null);
+    for _ in 0..3 {
+        last = api.call("GET", "/api/users/me/", Some(&token), None).await;
+        assert!((500..600).contains(&last.0), "{last:?}");
+        assert_error(last.0, &last.1, last.0);
+        let text = last.1.to_string().to_lowercase();
+        assert!(
+            !text.contains("postgres") && !text.contains("database \"") && !text.contains("sql"),
+            "5xx leaks internals: {}",
+            last.1
+        );
+    }
+    assert_error_code(last.0, &last.1, 503, "service_unavailable");
+}
+
+#[tokio::test]
+async fn pagination_follows_django_rest_framework() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, owner) = api.user("owner").await;
+
+    // The first page of nothing is an empty page; a second one does not exist.
+    let (status, empty) = api.call("GET", "/api/connections/", Some(&owner), None).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(
+        empty,
+        json!({"count": 0, "next": null, "previous": null, "results": []})
+    );
+    let (status, body) = api
+        .call("GET", "/api/connections/?page=2", Some(&owner), None)
+        .await;
+    assert_error(status, &body, 404);
+
+    let total = 105;
+    for i in 0..total {
+        let id = register_only(&api, &format!("peer{i:03}")).await;
+        let (status, body) = api
+            .call(
+                "POST",
+                "/api/connections/",
+                Some(&owner),
+                Some(json!({"user_id": id})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // Default page size 50; absolute links.
+    let (status, page1) = api.call("GET", "/api/connections/", Some(&owner), None).await;
+    assert_eq!(status, 200, "{page1}");
+    let keys: Vec<&String> = page1.as_object().expect("object").keys().collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(page1["count"], total);
+    assert_eq!(page1["results"].as_array().expect("results").len(), 50);
+    assert!(page1["previous"].is_null());
+    let (status, explicit) = api
+        .call("GET", "/api/connections/?page=1", Some(&owner), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(explicit["results"], page1["results"]);
+
+    let mut seen: Vec<Value> = Vec::new();
+    let mut page = page1.clone();
+    let mut pages = 1;
+    loop {
+        for item in page["results"].as_array().expect("results") {
+            seen.push(item["id"].clone());
+        }
+        if page["next"].is_null() {
+            break;
+        }
+        let (status, next) = follow(&api, &page["next"], &owner).await;
+        assert_eq!(status, 200, "{next}");
+        assert_eq!(next["count"], total);
+        // previous leads back to the page we came from.
+        let (status, back) = follow(&api, &next["previous"], &owner).await;
+        assert_eq!(status, 200, "{back}");
+        assert_eq!(back["results"], page["results"]);
+        page = next;
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(page["results"].as_array().expect("results").len(), 5);
+    let mut unique = seen.clone();
+    unique.sort_by_key(|v| v.as_i64());
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (total, total));
+
+    // Past the end: 404.
+    let (status, body) = api
+        .call("GET", "/api/connections/?page=4", Some(&owner), None)
+        .await;
+    assert_error(status, &body, 404);
+    let (status, body) = api
+        .call("GET", "/api/connections/?page=3&page_size=100", Some(&owner), None)
+        .await;
+    assert_error(status, &body, 404);
+
+    // page_size up to 100, larger clamped; links keep the other parameters.
+    let (status, p) = api
+        .call("GET", "/api/connections/?page_size=7", Some(&owner), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(p["results"].as_array().expect("results").len(), 7);
+    let (status, p2) = follow(&api, &p["next"], &owner).await;
+    assert_eq!(status, 200, "{p2}");
+    assert_eq!(p2["results"].as_array().expect("results").len(), 7);
+    assert_eq!(p["results"][0]["id"], seen[0]);
+    assert_eq!(p2["results"][0]["id"], seen[7]);
+    for size in ["100", "101", "1000", "100000"] {
+        let (status, p) = api
+            .call(
+                "GET",
+                &format!("/api/connections/?page_size={size}"),
+                Some(&owner),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["results"].as_array().expect("results").len(), 100, "{size}");
+        let (status, rest) = follow(&api, &p["next"], &owner).await;
+        assert_eq!(status, 200, "{rest}");
+        assert_eq!(rest["results"].as_array().expect("results").len(), 5);
+        assert!(rest["next"].is_null());
+    }
+
+    // Filters survive in the links; a link from a request without the slash works.
+    let (status, p) = api
+        .call(
+            "GET",
+            "/api/connections?status=pending&page_size=60",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["count"], total);
+    let next = p["next"].as_str().expect("next").to_owned();
+    assert!(next.contains("status=pending") && next.contains("page=2"), "{next}");
+    let (status, p2) = follow(&api, &p["next"], &owner).await;
+    assert_eq!(status, 200, "{p2}");
+    assert_eq!(p2["results"].as_array().expect("results").len(), 45);
+    let (status, p) = api
+        .call("GET", "/api/connections/?status=accepted", Some(&owner), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        p,
+        json!({"count": 0, "next": null, "previous": null, "results": []})
+    );
+}
