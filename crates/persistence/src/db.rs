@@ -188,7 +188,7 @@ impl Database {
             })
             .min_idle(Some(0))
             .connection_timeout(options.checkout_timeout)
-            .test_on_check_out(false)
+            .test_on_check_out(true)
             .build_unchecked(manager);
         Ok(Self {
             pool,
