@@ -7,7 +7,8 @@
 //! - the receiver turns subscriber messages into hub deliveries, skipping
 //!   this node's own echoes;
 //! - the subscription manager applies SUBSCRIBE/UNSUBSCRIBE sequentially
-//!   from refcounts, and re-subscribes after reconnects;
+//!   from refcounts, and re-subscribes every wanted channel after each
+//!   (re)connection;
 //! - two watchers turn fred connection events into up/down logs.
 
 use crate::envelope;
@@ -30,8 +31,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, timeout};
 use tracing::{debug, error, warn};
 
-/// Capacity of fred's pub/sub broadcast channel on the subscriber (fred's
-/// default of 32 loses most of a burst).
+/// Capacity of fred's pub/sub broadcast channel on the subscriber. fred's
+/// default of 32 loses most of a burst; fred preallocates this for each of
+/// its 8 event channels, so 65 536 would cost ~42 MB of RSS and 16 384 costs
+/// ~10 MB. The receiver task only forwards to the hub, so it lags only if
+/// starved for 16 384 messages; a lag is logged with its count.
 const SUBSCRIBER_BROADCAST_CAPACITY: usize = 16_384;
 /// Events waiting to be published (backpressure beyond this while Redis is up).
 const OUTBOX_CAPACITY: usize = 16_384;
@@ -138,8 +142,14 @@ impl RedisBus {
             ),
         ];
         let connections = vec![publisher.connect(), subscriber.connect()];
-        // Re-subscribes tracked channels after every reconnect.
-        let manage = subscriber.manage_subscriptions();
+        // Deliberately no `subscriber.manage_subscriptions()`: in fred 10.1 its
+        // `resubscribe_all` sends PSUBSCRIBE even with no patterns tracked;
+        // Redis answers that with an error, and as fred expects no reply to
+        // (P)SUBSCRIBE it hands the error to the next command on the
+        // connection (seen in the restart test: the confirming PING failed).
+        // The `Manager` re-subscribes on every reconnect instead, which also
+        // covers channels whose SUBSCRIBE failed during the outage (fred only
+        // tracks successful ones).
 
         // Give a reachable server the chance to be connected before the first
         // join or publish; an unreachable one only delays startup by `t`.
@@ -187,7 +197,6 @@ impl RedisBus {
             subscribed: HashSet::new(),
         };
         tasks.push(tokio::spawn(manager.run(sub_rx, sub_reconnects)));
-        tasks.push(manage);
 
         Ok((
             Self {
@@ -488,11 +497,10 @@ impl Manager {
             || self.wanted.keys().any(|c| !self.subscribed.contains(c))
     }
 
-    /// A new connection has none of our subscriptions until they are sent
-    /// again. fred's `manage_subscriptions` re-sends the channels it tracks;
-    /// here every wanted channel is sent too (SUBSCRIBE is idempotent), which
-    /// also covers those whose SUBSCRIBE failed while Redis was down, and
-    /// channels tracked but no longer wanted are dropped.
+    /// A new connection has none of our subscriptions: every wanted channel
+    /// is sent again (SUBSCRIBE is idempotent), and channels fred still
+    /// tracks but nobody wants (their UNSUBSCRIBE failed during the outage)
+    /// are dropped.
     fn after_reconnect(&mut self) {
         self.subscribed = self
             .client

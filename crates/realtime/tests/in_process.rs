@@ -98,7 +98,14 @@ async fn full_queue_drops_only_the_slow_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_is_preserved_for_1000_publishes() {
-    let rt = local().await;
+    // Room for the whole burst: a reader falling behind by more than the
+    // queue would (by design) get its socket dropped.
+    let rt = Realtime::start(RealtimeConfig {
+        socket_queue: 2048,
+        ..config(None, "local:")
+    })
+    .await
+    .unwrap();
     let c = conv();
     let mut a = rt.join(c, user(1)).await.unwrap();
     let reader = tokio::spawn(async move {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use chat_realtime::{Audience, Realtime};
+use chat_realtime::{Audience, Realtime, RealtimeConfig};
 use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 const SHORT: Duration = Duration::from_millis(300);
 
 async fn two_nodes(url: &str, test: &str) -> (Realtime, Realtime) {
-    let prefix = unique_prefix(test);
-    let a = Realtime::start(config(Some(url.to_owned()), &prefix))
-        .await
-        .unwrap();
-    let b = Realtime::start(config(Some(url.to_owned()), &prefix))
-        .await
-        .unwrap();
+    // Queues with room for the largest burst below, so a reader slowed down
+    // by a loaded machine is not dropped as a slow client.
+    let cfg = RealtimeConfig {
+        socket_queue: 4096,
+        ..config(Some(url.to_owned()), &unique_prefix(test))
+    };
+    let a = Realtime::start(cfg.clone()).await.unwrap();
+    let b = Realtime::start(cfg).await.unwrap();
     (a, b)
 }
 
