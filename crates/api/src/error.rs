@@ -120,8 +120,13 @@ impl ResponseError for ApiError {
         self.status
     }
 
+    /// A 401 names the scheme to use, as RFC 9110 asks (and SimpleJWT does).
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        HttpResponse::build(self.status).json(self)
+        let mut res = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"api\""));
+        }
+        res.json(self)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Request parsing with the API's error body: JSON bodies, path ids.
 
 use crate::error::ApiError;
+use crate::routes::Validator;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 /// JSON body settings: size limit and error mapping (413, 415, 400).
 pub fn json_config(limit: usize) -> web::JsonConfig {
@@ -68,6 +70,28 @@ pub fn path_id(req: &HttpRequest, name: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found("Not found."))
 }
 
+/// Whether the request says its body is JSON: `application/json` (any
+/// parameters) or a `+json` type, as actix's own JSON extractor accepts.
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some((_, subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        None => false,
+    }
+}
+
 /// A body that may be absent: empty means `None`; otherwise JSON with the
 /// same rules as [`json_config`].
 pub fn optional_json<T: DeserializeOwned>(
@@ -81,14 +105,67 @@ pub fn optional_json<T: DeserializeOwned>(
     if body.len() > limit {
         return Err(json_error(JsonPayloadError::Overflow { limit }));
     }
-    let content_type = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if content_type.is_some_and(|ct| !ct.starts_with("application/json")) {
+    if !is_json_content_type(req) {
         return Err(json_error(JsonPayloadError::ContentType));
     }
     serde_json::from_slice(body)
         .map(Some)
         .map_err(|e| json_error(JsonPayloadError::Deserialize(e)))
+}
+
+/// A JSON body that must be an object, as every API body is (400 otherwise).
+pub fn json_object(body: Value) -> Result<Map<String, Value>, ApiError> {
+    let kind = match body {
+        Value::Object(map) => return Ok(map),
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+    };
+    Err(ApiError::bad_request(
+        "invalid",
+        format!("Invalid data. Expected a JSON object, but got {kind}."),
+    ))
+}
+
+/// The JSON object body of a request; an empty body counts as `{}` (so a
+/// missing required field is reported as such). Same errors as
+/// [`json_config`]: 413, 415, 400.
+pub fn json_body(
+    req: &HttpRequest,
+    body: &web::Bytes,
+    limit: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    match optional_json::<Value>(req, body, limit)? {
+        Some(value) => json_object(value),
+        None => Ok(Map::new()),
+    }
+}
+
+/// A string field of a JSON object: `Some(None)` when absent or `null`,
+/// `Some(Some(text))` for a string, `None` (with the message recorded) for
+/// any other type.
+pub(crate) fn text_field(
+    v: &mut Validator,
+    body: &Map<String, Value>,
+    name: &str,
+) -> Option<Option<String>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => {
+            v.add(name, "Not a valid string.");
+            None
+        }
+    }
+}
+
+/// A required string field (see [`text_field`]).
+pub(crate) fn required_text(
+    v: &mut Validator,
+    body: &Map<String, Value>,
+    name: &str,
+) -> Option<String> {
+    text_field(v, body, name).and_then(|t| v.required(name, t))
 }

@@ -15,10 +15,14 @@ pub enum MessageContentError {
     /// A `client_id` outside 1 to 64 characters.
     #[error("client_id must be a string of 1 to 64 characters.")]
     InvalidClientId,
+    /// A NUL character, which PostgreSQL text cannot hold (refused on every
+    /// backend, as Django REST framework does).
+    #[error("Null characters are not allowed.")]
+    NullCharacter,
 }
 
 /// Message content: trimmed of surrounding whitespace, 1 to 5000
-/// characters (characters, not bytes).
+/// characters (characters, not bytes), without NUL characters.
 ///
 /// ```
 /// use chat_domain::{MessageContent, MessageContentError};
@@ -26,6 +30,7 @@ pub enum MessageContentError {
 /// assert_eq!(MessageContent::parse("   "), Err(MessageContentError::Empty));
 /// assert!(MessageContent::parse(&"é".repeat(5000)).is_ok());
 /// assert_eq!(MessageContent::parse(&"a".repeat(5001)), Err(MessageContentError::TooLong));
+/// assert_eq!(MessageContent::parse("a\0b"), Err(MessageContentError::NullCharacter));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContent(String);
@@ -43,6 +48,9 @@ impl MessageContent {
         if trimmed.chars().count() > Self::MAX_CHARS {
             return Err(MessageContentError::TooLong);
         }
+        if trimmed.contains('\0') {
+            return Err(MessageContentError::NullCharacter);
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -57,13 +65,14 @@ impl MessageContent {
     }
 }
 
-/// A client-chosen idempotency key: 1 to 64 characters, kept as given.
+/// A client-chosen idempotency key: 1 to 64 characters (no NUL), kept as given.
 ///
 /// ```
 /// use chat_domain::ClientId;
 /// assert!(ClientId::parse("a1b2").is_ok());
 /// assert!(ClientId::parse("").is_err());
 /// assert!(ClientId::parse(&"x".repeat(65)).is_err());
+/// assert!(ClientId::parse("a\0").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientId(String);
@@ -77,6 +86,9 @@ impl ClientId {
         let n = raw.chars().count();
         if n == 0 || n > Self::MAX_CHARS {
             return Err(MessageContentError::InvalidClientId);
+        }
+        if raw.contains('\0') {
+            return Err(MessageContentError::NullCharacter);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -131,6 +143,10 @@ mod tests {
             Err(MessageContentError::Empty)
         );
         assert_eq!(MessageContent::parse(" a b ").unwrap().as_str(), "a b");
+        assert_eq!(
+            MessageContent::parse(" a\u{0}b "),
+            Err(MessageContentError::NullCharacter)
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum UserFieldError {
     /// A first or last name longer than [`NamePart::MAX_CHARS`].
     #[error("Ensure this field has no more than 150 characters.")]
     NameTooLong,
+    /// A NUL character, which no backend stores.
+    #[error("Null characters are not allowed.")]
+    NullCharacter,
     /// An avatar that is not an http(s) URL of at most [`Avatar::MAX_CHARS`].
     #[error("Enter a valid http or https URL of at most 2048 characters.")]
     InvalidAvatar,
@@ -128,6 +131,9 @@ impl NamePart {
     /// Trims and checks the length.
     pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
         let trimmed = raw.trim();
+        if trimmed.contains('\0') {
+            return Err(UserFieldError::NullCharacter);
+        }
         if trimmed.chars().count() > Self::MAX_CHARS {
             return Err(UserFieldError::NameTooLong);
         }
@@ -172,7 +178,7 @@ impl Avatar {
             .is_some_and(|h| !h.is_empty());
         if !host_present
             || raw.chars().count() > Self::MAX_CHARS
-            || raw.contains(char::is_whitespace)
+            || raw.contains(|c: char| c.is_whitespace() || c.is_control())
         {
             return Err(UserFieldError::InvalidAvatar);
         }
@@ -289,6 +295,13 @@ mod tests {
         );
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        assert_eq!(NamePart::parse("a\0b"), Err(UserFieldError::NullCharacter));
+        assert!(Avatar::parse("https://a/\0").is_err());
+        assert!(Username::parse("ab\0c").is_err());
     }
 
     #[test]

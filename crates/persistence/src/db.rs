@@ -165,15 +165,16 @@ impl Database {
     pub fn new(url: &str, options: &PoolOptions) -> QueryResult<Self> {
         let url = DatabaseUrl::parse(url)?;
         let is_sqlite = matches!(url, DatabaseUrl::Sqlite(_));
-        if let DatabaseUrl::Sqlite(path) = &url {
-            if let Some(dir) = std::path::Path::new(path)
+        let sqlite_dir = match &url {
+            DatabaseUrl::Sqlite(path) => std::path::Path::new(path)
                 .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    PersistenceError::Other(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
+                .filter(|d| !d.as_os_str().is_empty()),
+            DatabaseUrl::Postgres(_) => None,
+        };
+        if let Some(dir) = sqlite_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PersistenceError::Other(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let statements = Arc::new(AtomicU64::new(0));
         let manager = DbManager {

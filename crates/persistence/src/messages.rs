@@ -45,10 +45,10 @@ pub fn send(
             }
             Err(e) => return Err(e),
         };
-        if let Some(cid) = client_id {
-            if let Some(original) = find_by_client_id(conn, conversation_id, sender, cid)? {
-                return Ok(SendOutcome::Duplicate(original));
-            }
+        if let Some(cid) = client_id
+            && let Some(original) = find_by_client_id(conn, conversation_id, sender, cid)?
+        {
+            return Ok(SendOutcome::Duplicate(original));
         }
         if let Err(denied) = conversation.check_send(sender) {
             return Ok(SendOutcome::Denied(denied));
@@ -74,23 +74,20 @@ fn insert(
     content: &MessageContent,
     client_id: Option<&ClientId>,
 ) -> QueryResult<Message> {
-    let now = to_naive(chat_domain::now());
     let target = conversations::table.find(conversation.id.0);
+    // Lock the conversation row first: concurrent sends queue here, so each
+    // reads the clock only once the previous one has committed, and
+    // `created_at` never decreases while ids increase.
     if sender == conversation.user_low {
         diesel::update(target)
-            .set((
-                conversations::updated_at.eq(now),
-                conversations::unread_for_high.eq(conversations::unread_for_high + 1),
-            ))
+            .set(conversations::unread_for_high.eq(conversations::unread_for_high + 1))
             .execute(conn)?;
     } else {
         diesel::update(target)
-            .set((
-                conversations::updated_at.eq(now),
-                conversations::unread_for_low.eq(conversations::unread_for_low + 1),
-            ))
+            .set(conversations::unread_for_low.eq(conversations::unread_for_low + 1))
             .execute(conn)?;
     }
+    let now = to_naive(chat_domain::now());
     let row: MessageRow = diesel::insert_into(messages::table)
         .values(NewMessageRow {
             conversation_id: conversation.id.0,
@@ -102,7 +99,10 @@ fn insert(
         .returning(messages::all_columns)
         .get_result(conn)?;
     diesel::update(target)
-        .set(conversations::last_message_id.eq(row.id))
+        .set((
+            conversations::updated_at.eq(now),
+            conversations::last_message_id.eq(row.id),
+        ))
         .execute(conn)?;
     Ok(row.into_message())
 }

@@ -634,9 +634,19 @@ async fn strangers_and_unknown_ids_get_404_on_every_route() {
                 None,
             ),
             (
+                "GET",
+                format!("/api/chat/conversations/{c}/messages/?before=abc&after=-1&limit=0"),
+                None,
+            ),
+            (
                 "POST",
                 format!("/api/chat/conversations/{c}/mark_read/"),
                 None,
+            ),
+            (
+                "POST",
+                format!("/api/chat/conversations/{c}/mark_read/"),
+                Some(json!({"message_ids": "not a list"})),
             ),
             (
                 "POST",
@@ -701,7 +711,7 @@ async fn history_is_newest_first_and_page_one_holds_the_latest() {
     let server = TestServer::start().await;
     let api = Api::new(&server);
     let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    let (_, _, other, _, _) = api.pair("carol", "dave").await;
+    let (tc, _, other, _, _) = api.pair("carol", "dave").await;
     assert!(history(&api, &ta, conv).await.is_empty());
     let mut sent = Vec::new();
     for i in 1..=5 {
@@ -753,7 +763,8 @@ async fn history_is_newest_first_and_page_one_holds_the_latest() {
     assert_error(status, &body, 404);
 
     // A message elsewhere does not appear here.
-    assert!(history(&api, &ta, other).await.is_empty());
+    send(&api, &tc, other, "elsewhere").await;
+    assert_eq!(history(&api, &ta, conv).await.len(), 5);
 }
 
 #[tokio::test]
@@ -811,6 +822,21 @@ async fn history_and_cursor_limits_default_and_clamp() {
     let (got, more) = cursor(&api, &ta, conv, &format!("before={}&limit=500", sent[100])).await;
     assert_eq!(got, sent[..100].iter().rev().copied().collect::<Vec<_>>());
     assert!(!more);
+
+    // Reading deep in the history costs what reading the top does.
+    let mut used = Vec::new();
+    for query in [
+        format!("before={}&limit=10", sent[119]),
+        format!("before={}&limit=10", sent[11]),
+        format!("after={}&limit=10", sent[0]),
+        format!("after={}&limit=10", sent[100]),
+    ] {
+        let before = server.database.statements_executed();
+        let (got, more) = cursor(&api, &ta, conv, &query).await;
+        used.push(server.database.statements_executed() - before);
+        assert_eq!((got.len(), more), (10, true), "{query}");
+    }
+    assert!(used.iter().all(|n| *n == used[0]), "{used:?}");
 }
 
 #[tokio::test]
@@ -1059,7 +1085,6 @@ async fn mark_read_without_ids_marks_every_unread_message_of_the_other_user() {
     let api = Api::new(&server);
     let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
     let (tc, _, elsewhere, _, _) = api.pair("carol", "dave").await;
-    let _ = tc;
 
     // Each way of saying "all": no body, null, an object without the key,
     // and message_ids null.
@@ -1586,6 +1611,24 @@ async fn a_retry_over_http_broadcasts_nothing() {
     }
     let (status, _) = post_message(&api, &ta, body).await;
     assert_eq!(status, 200);
+    // A send first made over WebSocket, retried over HTTP: the original.
+    ws_send(
+        &mut wa,
+        json!({"type": "chat_message", "content": "by socket", "client_id": "sock-1"}),
+    )
+    .await;
+    let by_socket = next_event(&mut wa).await;
+    assert_eq!(next_event(&mut wb).await, by_socket);
+    let (status, again) = post_message(
+        &api,
+        &ta,
+        json!({"conversation_id": conv, "content": "by socket", "client_id": "sock-1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], by_socket["message_id"]);
+    assert_eq!(again["created_at"], by_socket["created_at"]);
+    assert_eq!(again["client_id"], "sock-1");
     let marker = send(&api, &tb, conv, "marker").await;
     for ws in [&mut wa, &mut wb] {
         let event = next_event(ws).await;
@@ -1594,4 +1637,187 @@ async fn a_retry_over_http_broadcasts_nothing() {
             "no event for the retry: {event}"
         );
     }
+}
+
+#[tokio::test]
+async fn concurrent_retries_store_one_message() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let body = json!({"conversation_id": conv, "content": "tap tap tap", "client_id": "burst"});
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| post_message(&api, &ta, body.clone()))).await;
+    let created: Vec<_> = answers.iter().filter(|(s, _)| *s == 201).collect();
+    assert_eq!(created.len(), 1, "exactly one stored: {answers:?}");
+    let original = &created[0].1;
+    for (status, m) in &answers {
+        assert!(*status == 201 || *status == 200, "{status}: {m}");
+        assert_eq!(m, original);
+    }
+    assert_eq!(history(&api, &tb, conv).await, vec![original.clone()]);
+    assert_eq!(conversation(&api, &tb, conv).await["unread_count"], 1);
+}
+
+// ------------------------------------------------------- beyond the rules
+
+#[tokio::test]
+async fn null_characters_are_refused_on_every_backend() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (status, body) = post_message(
+        &api,
+        &ta,
+        json!({"conversation_id": conv, "content": "a\u{0}b"}),
+    )
+    .await;
+    assert_field_error(status, &body, "content");
+    let (status, body) = post_message(
+        &api,
+        &ta,
+        json!({"conversation_id": conv, "content": "ab", "client_id": "k\u{0}"}),
+    )
+    .await;
+    assert_field_error(status, &body, "client_id");
+    assert!(history(&api, &ta, conv).await.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_sends_from_both_sides_keep_counts_and_order() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    let sends = (0..20).map(|i| {
+        let token = if i % 2 == 0 { ta.clone() } else { tb.clone() };
+        let api = api.clone();
+        async move { send(&api, &token, conv, &format!("c{i}")).await }
+    });
+    let sent = futures_util::future::join_all(sends).await;
+    let mut all = ids(&sent);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 20, "distinct ids");
+    let stored = history(&api, &ta, conv).await;
+    assert_eq!(ids(&stored), all.iter().rev().copied().collect::<Vec<_>>());
+    let times: Vec<_> = stored.iter().map(|m| timestamp(&m["created_at"])).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "ids follow storage order"
+    );
+    let for_alice = conversation(&api, &ta, conv).await;
+    let for_bob = conversation(&api, &tb, conv).await;
+    assert_eq!(for_alice["unread_count"], 10);
+    assert_eq!(for_bob["unread_count"], 10);
+    assert_eq!(for_alice["last_message"], stored[0]);
+    assert_eq!(for_alice["updated_at"], stored[0]["created_at"]);
+    let (alice_marked, bob_marked) = tokio::join!(
+        mark_read(&api, &ta, conv, None),
+        mark_read(&api, &tb, conv, None)
+    );
+    let from = |who: i64| -> Vec<i64> {
+        sorted(
+            stored
+                .iter()
+                .filter(|m| m["sender_id"] == who)
+                .map(id)
+                .collect(),
+        )
+    };
+    assert_eq!(sorted(id_list(&alice_marked["message_ids"])), from(b));
+    assert_eq!(sorted(id_list(&bob_marked["message_ids"])), from(a));
+    assert_eq!(conversation(&api, &ta, conv).await["unread_count"], 0);
+    assert_eq!(conversation(&api, &tb, conv).await["unread_count"], 0);
+}
+
+#[tokio::test]
+async fn names_and_avatars_shown_are_the_current_ones() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
+    let msg = send(&api, &ta, conv, "hi").await;
+    assert_eq!(msg["sender_name"], "alice");
+    let (status, me) = api
+        .call(
+            "PATCH",
+            "/api/users/me/",
+            Some(&ta),
+            Some(json!({"first_name": "Alice", "last_name": "Liddell",
+                        "avatar": "https://example.com/new.png"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{me}");
+    let seen = message(&api, &tb, id(&msg)).await;
+    assert_eq!(seen["sender_name"], "Alice Liddell");
+    assert_eq!(seen["sender_avatar"], "https://example.com/new.png");
+    assert_eq!(history(&api, &tb, conv).await, vec![seen.clone()]);
+    let c = conversation(&api, &tb, conv).await;
+    assert_eq!(c["other_user"], me);
+    assert_eq!(c["last_message"], seen);
+    let participants = c["participants"].as_array().expect("participants");
+    assert!(participants.contains(&me), "{c}");
+    assert_eq!(me["id"], a);
+}
+
+#[tokio::test]
+async fn chat_routes_need_a_token_and_work_without_the_trailing_slash() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let msg = send(&api, &tb, conv, "hi").await;
+    let mid = id(&msg);
+    let routes = [
+        ("GET", "/api/chat/conversations".to_owned(), None),
+        ("GET", format!("/api/chat/conversations/{conv}"), None),
+        (
+            "GET",
+            format!("/api/chat/conversations/{conv}/messages"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/chat/conversations/{conv}/messages?after={mid}&limit=5"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/chat/conversations/{conv}/mark_read"),
+            Some(json!({"message_ids": []})),
+        ),
+        ("GET", format!("/api/chat/messages/{mid}"), None),
+        (
+            "POST",
+            "/api/chat/messages".to_owned(),
+            Some(json!({"conversation_id": conv, "content": "no slash"})),
+        ),
+    ];
+    for (method, path, body) in &routes {
+        let (status, res) = api.call(method, path, None, body.clone()).await;
+        assert_error(status, &res, 401);
+        let with_slash = match path.split_once('?') {
+            Some((p, q)) => format!("{p}/?{q}"),
+            None => format!("{path}/"),
+        };
+        let (status, res) = api
+            .call(method, &with_slash, Some("garbage"), body.clone())
+            .await;
+        assert_error(status, &res, 401);
+    }
+    assert_eq!(history(&api, &ta, conv).await.len(), 1, "nothing stored");
+    let mut statuses = Vec::new();
+    for (method, path, body) in routes {
+        let (status, res) = api.call(method, &path, Some(&ta), body).await;
+        assert!(
+            status == 200 || status == 201,
+            "{method} {path}: {status} {res}"
+        );
+        statuses.push(status);
+        if path.contains("after=") {
+            assert_eq!(res, json!({"results": [], "has_more": false}));
+        }
+        if path == format!("/api/chat/messages/{mid}") {
+            assert_eq!(res, msg);
+        }
+    }
+    assert_eq!(statuses.last(), Some(&201));
+    assert_eq!(history(&api, &ta, conv).await.len(), 2);
 }

@@ -13,7 +13,10 @@ pub(crate) fn assert_error(status: u16, body: &Value, expected: u16) {
         .as_object()
         .unwrap_or_else(|| panic!("error body is not a JSON object: {body}"));
     let detail = obj["detail"].as_str().unwrap_or("");
-    assert!(!detail.is_empty(), "detail must be a non-empty string: {body}");
+    assert!(
+        !detail.is_empty(),
+        "detail must be a non-empty string: {body}"
+    );
     let code = obj["code"].as_str().unwrap_or("");
     assert!(
         !code.is_empty()
@@ -32,7 +35,10 @@ pub(crate) fn assert_error(status: u16, body: &Value, expected: u16) {
         let fields = fields
             .as_object()
             .unwrap_or_else(|| panic!("fields must be an object: {body}"));
-        assert!(!fields.is_empty(), "fields, when present, names fields: {body}");
+        assert!(
+            !fields.is_empty(),
+            "fields, when present, names fields: {body}"
+        );
         for (name, messages) in fields {
             let messages = messages
                 .as_array()
@@ -211,8 +217,8 @@ fn parse_response(raw: &[u8]) -> (u16, Value) {
         let mut out = Vec::new();
         let mut rest = body;
         while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16)
-                .unwrap_or(0);
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16).unwrap_or(0);
             if size == 0 || rest.len() < i + 2 + size {
                 break;
             }
@@ -313,7 +319,12 @@ async fn every_route_works_without_its_trailing_slash() {
     let (status, list) = api.call("GET", "/api/connections", Some(&bob), None).await;
     assert_eq!((status, list["count"].as_i64()), (200, Some(1)), "{list}");
     let (status, got) = api
-        .call("GET", &format!("/api/connections/{conn_id}"), Some(&bob), None)
+        .call(
+            "GET",
+            &format!("/api/connections/{conn_id}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!((status, got["id"].as_i64()), (200, Some(conn_id)));
     let (status, accepted) = api
@@ -345,7 +356,10 @@ async fn every_route_works_without_its_trailing_slash() {
             None,
         )
         .await;
-    assert_eq!((status, rejected["status"].as_str()), (200, Some("rejected")));
+    assert_eq!(
+        (status, rejected["status"].as_str()),
+        (200, Some("rejected"))
+    );
 
     // Chat.
     let (status, msg) = api
@@ -359,7 +373,12 @@ async fn every_route_works_without_its_trailing_slash() {
     assert_eq!(status, 201, "{msg}");
     let msg_id = assert_id(&msg["id"]);
     let (status, got) = api
-        .call("GET", &format!("/api/chat/messages/{msg_id}"), Some(&bob), None)
+        .call(
+            "GET",
+            &format!("/api/chat/messages/{msg_id}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!((status, got["id"].as_i64()), (200, Some(msg_id)));
     let (status, list) = api
@@ -367,7 +386,12 @@ async fn every_route_works_without_its_trailing_slash() {
         .await;
     assert_eq!((status, list["count"].as_i64()), (200, Some(1)), "{list}");
     let (status, got) = api
-        .call("GET", &format!("/api/chat/conversations/{conv}"), Some(&bob), None)
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!((status, got["id"].as_i64()), (200, Some(conv)));
     let (status, history) = api
@@ -387,7 +411,11 @@ async fn every_route_works_without_its_trailing_slash() {
             Some(json!({})),
         )
         .await;
-    assert_eq!((status, marked["marked"].as_i64()), (200, Some(1)), "{marked}");
+    assert_eq!(
+        (status, marked["marked"].as_i64()),
+        (200, Some(1)),
+        "{marked}"
+    );
 
     // Removing last, since it closes the conversation for sending.
     let (status, body) = api
@@ -400,7 +428,12 @@ async fn every_route_works_without_its_trailing_slash() {
         .await;
     assert_eq!(status, 204, "{body}");
     let (status, got) = api
-        .call("GET", &format!("/api/connections/{conn_id}/"), Some(&bob), None)
+        .call(
+            "GET",
+            &format!("/api/connections/{conn_id}/"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!((status, got["status"].as_str()), (200, Some("removed")));
 
@@ -436,7 +469,12 @@ async fn ids_are_positive_integers_and_timestamps_are_utc_with_z() {
     assert_id(&msg["id"]);
     assert_timestamp(&msg["created_at"]);
     let (_, conversation) = api
-        .call("GET", &format!("/api/chat/conversations/{conv}/"), Some(&tb), None)
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/"),
+            Some(&tb),
+            None,
+        )
         .await;
     assert_timestamp(&conversation["created_at"]);
     assert_timestamp(&conversation["updated_at"]);
@@ -473,10 +511,20 @@ async fn unknown_routes_are_404_with_the_error_body() {
         let (status, body) = api.call("POST", path, Some(&token), Some(json!({}))).await;
         assert_error_code(status, &body, 404, "not_found");
     }
-    // A non-numeric id is no resource either.
-    let (status, body) = api
-        .call("GET", "/api/users/abc/", Some(&token), None)
-        .await;
+    // Ids that are not positive integers are no resources either.
+    for id in ["abc", "0", "-1", "1.5", "99999999999999999999"] {
+        for (method, path) in [
+            ("GET", format!("/api/users/{id}/")),
+            ("GET", format!("/api/connections/{id}/")),
+            ("DELETE", format!("/api/connections/{id}/")),
+            ("POST", format!("/api/connections/{id}/accept/")),
+            ("POST", format!("/api/connections/{id}/reject/")),
+        ] {
+            let (status, body) = api.call(method, &path, Some(&token), None).await;
+            assert_error_code(status, &body, 404, "not_found");
+        }
+    }
+    let (status, body) = api.call("GET", "/api/users/abc/", Some(&token), None).await;
     assert_error(status, &body, 404);
     let (status, body) = api
         .call("GET", "/api/connections/abc/", Some(&token), None)
@@ -523,6 +571,25 @@ async fn wrong_methods_are_405_with_the_error_body() {
             assert_eq!(status, 405, "{method} {path}: {body}");
             assert_error_code(status, &body, 405, "method_not_allowed");
         }
+        let res = api
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                api.url(path),
+            )
+            .send()
+            .await
+            .expect("request");
+        let allow = res
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            !allow.is_empty() && !allow.contains(method),
+            "{method} {path}: Allow lists the methods that work, got {allow:?}"
+        );
         let bare = path.trim_end_matches('/');
         let (status, body) = api.call(method, bare, Some(&token), None).await;
         assert_eq!(status, 405, "{method} {bare}: {body}");
@@ -543,7 +610,8 @@ async fn malformed_json_is_400_with_the_error_body() {
         "{\"username\": \"bob\", \"password\": \"password123\"} trailing",
         "{\"a\": 1,}",
     ] {
-        let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, json_ct, raw).await;
+        let (status, body) =
+            send_raw(&api, "POST", "/api/auth/register/", None, json_ct, raw).await;
         assert_error(status, &body, 400);
         let (status, body) = send_raw(&api, "POST", "/api/auth/token/", None, json_ct, raw).await;
         assert_error(status, &body, 400);
@@ -553,21 +621,55 @@ async fn malformed_json_is_400_with_the_error_body() {
         let (status, body) =
             send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, raw).await;
         assert_error(status, &body, 400);
-        let (status, body) =
-            send_raw(&api, "POST", "/api/connections/", Some(&token), json_ct, raw).await;
+        let (status, body) = send_raw(
+            &api,
+            "POST",
+            "/api/connections/",
+            Some(&token),
+            json_ct,
+            raw,
+        )
+        .await;
         assert_error(status, &body, 400);
-        let (status, body) =
-            send_raw(&api, "POST", "/api/chat/messages/", Some(&token), json_ct, raw).await;
+        let (status, body) = send_raw(
+            &api,
+            "POST",
+            "/api/chat/messages/",
+            Some(&token),
+            json_ct,
+            raw,
+        )
+        .await;
         assert_error(status, &body, 400);
     }
     // Well-formed JSON that is not an object is invalid input too.
-    for raw in ["[]", "\"x\"", "42", "null"] {
-        let (status, body) = send_raw(&api, "POST", "/api/auth/register/", None, json_ct, raw).await;
-        assert_error(status, &body, 400);
-        let (status, body) =
-            send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, raw).await;
-        assert_error(status, &body, 400);
+    let other = register_only(&api, "bob").await;
+    for raw in [
+        "[]".to_owned(),
+        "\"x\"".to_owned(),
+        "42".to_owned(),
+        "null".to_owned(),
+        "true".to_owned(),
+        format!("[{other}]"),
+        "[\"carol\", \"password123\"]".to_owned(),
+    ] {
+        for (method, path, token) in [
+            ("POST", "/api/auth/register/", None),
+            ("POST", "/api/auth/token/", None),
+            ("POST", "/api/auth/token/refresh/", None),
+            ("PATCH", "/api/users/me/", Some(token.as_str())),
+            ("POST", "/api/connections/", Some(token.as_str())),
+            ("POST", "/api/chat/messages/", Some(token.as_str())),
+        ] {
+            let (status, body) = send_raw(&api, method, path, token, json_ct, raw.clone()).await;
+            assert_eq!(status, 400, "{method} {path} {raw}: {body}");
+            assert_error(status, &body, 400);
+        }
     }
+    let (status, list) = api
+        .call("GET", "/api/connections/", Some(&token), None)
+        .await;
+    assert_eq!((status, &list["count"]), (200, &json!(0)), "{list}");
     // Nothing was changed by any of it.
     let (status, me) = api.call("GET", "/api/users/me/", Some(&token), None).await;
     assert_eq!(status, 200);
@@ -626,6 +728,51 @@ async fn validation_errors_name_their_fields() {
         )
         .await;
     assert_field_error(status, &body, "first_name");
+}
+
+#[tokio::test]
+async fn an_empty_body_is_an_empty_object() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (me, token) = api.user("alice").await;
+    for (path, field) in [
+        ("/api/auth/register/", "username"),
+        ("/api/auth/token/", "password"),
+        ("/api/auth/token/refresh/", "refresh"),
+    ] {
+        for ct in [Some("application/json"), None] {
+            let (status, body) = send_raw(&api, "POST", path, None, ct, "").await;
+            assert_field_error(status, &body, field);
+        }
+    }
+    let (status, body) = send_raw(&api, "POST", "/api/connections/", Some(&token), None, "").await;
+    assert_field_error(status, &body, "user_id");
+    // A PATCH of nothing changes nothing.
+    let (status, body) = send_raw(&api, "PATCH", "/api/users/me/", Some(&token), None, "").await;
+    assert_eq!((status, &body), (200, &me));
+}
+
+#[tokio::test]
+async fn authentication_is_checked_before_the_body() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let json_ct = Some("application/json");
+    for (method, path) in [
+        ("PATCH", "/api/users/me/"),
+        ("POST", "/api/connections/"),
+        ("POST", "/api/chat/messages/"),
+    ] {
+        for (ct, raw) in [
+            (json_ct, "{broken"),
+            (Some("text/plain"), "{}"),
+            (json_ct, "[]"),
+        ] {
+            let (status, body) = send_raw(&api, method, path, None, ct, raw).await;
+            assert_error(status, &body, 401);
+            let (status, body) = send_raw(&api, method, path, Some("bogus"), ct, raw).await;
+            assert_error(status, &body, 401);
+        }
+    }
 }
 
 #[tokio::test]
@@ -696,18 +843,40 @@ async fn bodies_over_the_limit_are_413_with_the_error_body() {
     let json_ct = Some("application/json");
     let big = json!({"username": "x".repeat(70_000), "password": "password123"}).to_string();
     assert!(big.len() > 65_536);
-    let (status, body) =
-        send_raw(&api, "POST", "/api/auth/register/", None, json_ct, big.clone()).await;
+    let (status, body) = send_raw(
+        &api,
+        "POST",
+        "/api/auth/register/",
+        None,
+        json_ct,
+        big.clone(),
+    )
+    .await;
     assert_error_code(status, &body, 413, "payload_too_large");
-    let (status, body) = send_raw(&api, "POST", "/api/auth/token/", None, json_ct, big.clone()).await;
+    let (status, body) =
+        send_raw(&api, "POST", "/api/auth/token/", None, json_ct, big.clone()).await;
     assert_error_code(status, &body, 413, "payload_too_large");
     let big_patch = json!({"first_name": "x".repeat(70_000)}).to_string();
-    let (status, body) =
-        send_raw(&api, "PATCH", "/api/users/me/", Some(&token), json_ct, big_patch).await;
+    let (status, body) = send_raw(
+        &api,
+        "PATCH",
+        "/api/users/me/",
+        Some(&token),
+        json_ct,
+        big_patch,
+    )
+    .await;
     assert_error_code(status, &body, 413, "payload_too_large");
     let big_conn = format!("{{\"user_id\": 1{}}}", " ".repeat(70_000));
-    let (status, body) =
-        send_raw(&api, "POST", "/api/connections/", Some(&token), json_ct, big_conn).await;
+    let (status, body) = send_raw(
+        &api,
+        "POST",
+        "/api/connections/",
+        Some(&token),
+        json_ct,
+        big_conn,
+    )
+    .await;
     assert_error_code(status, &body, 413, "payload_too_large");
 
     // Just under the limit is read and judged on its content.
@@ -755,15 +924,7 @@ async fn server_errors_do_not_leak_internals() {
     assert_error(status, &body, status);
     let text = body.to_string().to_lowercase();
     for leak in [
-        "select",
-        "insert",
-        "users",
-        "table",
-        "relation",
-        "sql",
-        "diesel",
-        "panicked",
-        "src/",
+        "select", "insert", "users", "table", "relation", "sql", "diesel", "panicked", "src/",
         ".rs",
     ] {
         assert!(!text.contains(leak), "5xx leaks {leak:?}: {body}");
@@ -771,9 +932,65 @@ async fn server_errors_do_not_leak_internals() {
 }
 
 #[tokio::test]
+async fn a_database_that_cannot_be_opened_is_503() {
+    // SQLite: a directory where the database file should be. PostgreSQL: a
+    // database that does not exist.
+    let db = std::sync::Arc::new(TestDb::empty().await);
+    let path = db.url.strip_prefix("sqlite://").map(str::to_owned);
+    match &path {
+        Some(path) => std::fs::create_dir_all(path).expect("block the sqlite path"),
+        None => {
+            let name = db.url.rsplit('/').next().expect("name").to_owned();
+            let base = chat_tests::pg_base_url().expect("postgres");
+            tokio::task::spawn_blocking(move || {
+                use diesel::{Connection, RunQueryDsl};
+                let mut conn = diesel::PgConnection::establish(&base).expect("connect");
+                diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .expect("drop");
+            })
+            .await
+            .expect("drop task");
+        }
+    }
+    let server = TestServer::start_on(
+        db,
+        ServerOptions {
+            env: vec![(
+                "CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS".into(),
+                "1".into(),
+            )],
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let api = Api::new(&server);
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/auth/token/",
+            None,
+            Some(json!({"username": "alice", "password": "password123"})),
+        )
+        .await;
+    assert_error_code(status, &body, 503, "service_unavailable");
+    let text = body.to_string().to_lowercase();
+    for leak in ["postgres", "sqlite", "database \"", "file", "sql", "/tmp"] {
+        assert!(!text.contains(leak), "503 leaks {leak:?}: {body}");
+    }
+    let mint = crate::auth::mint(&crate::auth::simplejwt_claims(json!("1"), "access", 300));
+    let (status, body) = api.call("GET", "/api/users/me/", Some(&mint), None).await;
+    assert_error_code(status, &body, 503, "service_unavailable");
+    drop(server);
+    if let Some(path) = path {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+#[tokio::test]
 async fn a_database_that_goes_away_is_503() {
     let Some(base) = chat_tests::pg_base_url() else {
-        // SQLite is a file in the process: it cannot go away.
+        // An open SQLite file cannot go away; see the test above.
         return;
     };
     let server = TestServer::start_on(
@@ -830,7 +1047,9 @@ async fn pagination_follows_django_rest_framework() {
     let (_, owner) = api.user("owner").await;
 
     // The first page of nothing is an empty page; a second one does not exist.
-    let (status, empty) = api.call("GET", "/api/connections/", Some(&owner), None).await;
+    let (status, empty) = api
+        .call("GET", "/api/connections/", Some(&owner), None)
+        .await;
     assert_eq!(status, 200, "{empty}");
     assert_eq!(
         empty,
@@ -856,7 +1075,9 @@ async fn pagination_follows_django_rest_framework() {
     }
 
     // Default page size 50; absolute links.
-    let (status, page1) = api.call("GET", "/api/connections/", Some(&owner), None).await;
+    let (status, page1) = api
+        .call("GET", "/api/connections/", Some(&owner), None)
+        .await;
     assert_eq!(status, 200, "{page1}");
     let keys: Vec<&String> = page1.as_object().expect("object").keys().collect();
     assert_eq!(keys.len(), 4, "{keys:?}");
@@ -902,7 +1123,12 @@ async fn pagination_follows_django_rest_framework() {
         .await;
     assert_error(status, &body, 404);
     let (status, body) = api
-        .call("GET", "/api/connections/?page=3&page_size=100", Some(&owner), None)
+        .call(
+            "GET",
+            "/api/connections/?page=3&page_size=100",
+            Some(&owner),
+            None,
+        )
         .await;
     assert_error(status, &body, 404);
 
@@ -927,7 +1153,11 @@ async fn pagination_follows_django_rest_framework() {
             )
             .await;
         assert_eq!(status, 200, "{p}");
-        assert_eq!(p["results"].as_array().expect("results").len(), 100, "{size}");
+        assert_eq!(
+            p["results"].as_array().expect("results").len(),
+            100,
+            "{size}"
+        );
         let (status, rest) = follow(&api, &p["next"], &owner).await;
         assert_eq!(status, 200, "{rest}");
         assert_eq!(rest["results"].as_array().expect("results").len(), 5);
@@ -946,16 +1176,204 @@ async fn pagination_follows_django_rest_framework() {
     assert_eq!(status, 200, "{p}");
     assert_eq!(p["count"], total);
     let next = p["next"].as_str().expect("next").to_owned();
-    assert!(next.contains("status=pending") && next.contains("page=2"), "{next}");
+    assert!(
+        next.contains("status=pending") && next.contains("page=2"),
+        "{next}"
+    );
     let (status, p2) = follow(&api, &p["next"], &owner).await;
     assert_eq!(status, 200, "{p2}");
     assert_eq!(p2["results"].as_array().expect("results").len(), 45);
     let (status, p) = api
-        .call("GET", "/api/connections/?status=accepted", Some(&owner), None)
+        .call(
+            "GET",
+            "/api/connections/?status=accepted",
+            Some(&owner),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(
         p,
         json!({"count": 0, "next": null, "previous": null, "results": []})
     );
+}
+
+/// Walks a paginated list from `path` by its `next` links, checking each
+/// page against the one before through `previous`; returns every item.
+async fn walk_pages(api: &Api, path: &str, token: &str, per_page: usize) -> Vec<Value> {
+    let (status, mut page) = api.call("GET", path, Some(token), None).await;
+    assert_eq!(status, 200, "{path}: {page}");
+    assert!(page["previous"].is_null(), "{page}");
+    let count = page["count"].as_u64().expect("count") as usize;
+    let mut items: Vec<Value> = Vec::new();
+    loop {
+        let results = page["results"].as_array().expect("results").clone();
+        let expected = per_page.min(count - items.len());
+        assert_eq!(results.len(), expected, "{path}: page of {per_page}");
+        items.extend(results);
+        if page["next"].is_null() {
+            break;
+        }
+        let (status, next) = follow(api, &page["next"], token).await;
+        assert_eq!(status, 200, "{next}");
+        assert_eq!(next["count"], page["count"]);
+        let (status, back) = follow(api, &next["previous"], token).await;
+        assert_eq!(status, 200, "{back}");
+        assert_eq!(back["results"], page["results"]);
+        page = next;
+    }
+    assert_eq!(items.len(), count, "{path}");
+    items
+}
+
+#[tokio::test]
+async fn message_history_and_conversations_paginate_the_same_way() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let total = 105;
+    for i in 0..total {
+        let token = if i % 2 == 0 { &ta } else { &tb };
+        let (status, msg) = api
+            .call(
+                "POST",
+                "/api/chat/messages/",
+                Some(token),
+                Some(json!({"conversation_id": conv, "content": format!("m{i}")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{msg}");
+    }
+    let base = format!("/api/chat/conversations/{conv}/messages/");
+    let items = walk_pages(&api, &base, &ta, 50).await;
+    assert_eq!(
+        items[0]["content"],
+        format!("m{}", total - 1),
+        "newest first"
+    );
+    assert_eq!(items[total - 1]["content"], "m0");
+    for size in [100, 1000] {
+        walk_pages(&api, &format!("{base}?page_size={size}"), &tb, 100).await;
+    }
+    walk_pages(&api, &format!("{base}?page_size=7"), &tb, 7).await;
+    let (status, body) = api
+        .call("GET", &format!("{base}?page=4"), Some(&ta), None)
+        .await;
+    assert_error(status, &body, 404);
+
+    // Conversations: alice has three.
+    for name in ["carol", "dave"] {
+        let (user, token) = api.user(name).await;
+        let (status, conn) = api
+            .call(
+                "POST",
+                "/api/connections/",
+                Some(&ta),
+                Some(json!({"user_id": user["id"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{conn}");
+        let (status, _) = api
+            .call(
+                "POST",
+                &format!("/api/connections/{}/accept/", conn["id"]),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let all = walk_pages(&api, "/api/chat/conversations/?page_size=2", &ta, 2).await;
+    assert_eq!(all.len(), 3);
+    let (status, body) = api
+        .call(
+            "GET",
+            "/api/chat/conversations/?page_size=2&page=3",
+            Some(&ta),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 404);
+    let (_, loner) = api.user("erin").await;
+    let (status, empty) = api
+        .call("GET", "/api/chat/conversations/", Some(&loner), None)
+        .await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(
+        empty,
+        json!({"count": 0, "next": null, "previous": null, "results": []})
+    );
+}
+
+#[tokio::test]
+async fn responses_are_json_and_204_is_empty() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let (bob, _) = api.user("bob").await;
+    let check = |method: &str, path: &str, body: Option<Value>, ct: Option<&str>| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = api.http.request(method, api.url(path)).bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status().as_u16();
+            let ct = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let text = res.text().await.expect("body");
+            (status, ct, text)
+        }
+    };
+    let json_ct = Some("application/json");
+    let cases = [
+        ("GET", "/api/users/me/".to_owned(), None, None, 200),
+        (
+            "POST",
+            "/api/connections/".to_owned(),
+            Some(json!({"user_id": bob["id"]})),
+            json_ct,
+            201,
+        ),
+        ("GET", "/api/connections/".to_owned(), None, None, 200),
+        ("GET", "/api/nope/".to_owned(), None, None, 404),
+        ("PUT", "/api/users/me/".to_owned(), None, None, 405),
+        (
+            "POST",
+            "/api/connections/".to_owned(),
+            Some(json!({})),
+            Some("text/plain"),
+            415,
+        ),
+        (
+            "POST",
+            "/api/connections/".to_owned(),
+            Some(json!({"user_id": bob["id"]})),
+            json_ct,
+            409,
+        ),
+    ];
+    for (method, path, body, ct, expected) in cases {
+        let (status, content_type, text) = check(method, &path, body, ct).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: content type {content_type:?}"
+        );
+        serde_json::from_str::<Value>(&text).expect("a JSON body");
+    }
+    let (_, list) = api
+        .call("GET", "/api/connections/", Some(&token), None)
+        .await;
+    let id = list["results"][0]["id"].clone();
+    let (status, _, text) = check("DELETE", &format!("/api/connections/{id}/"), None, None).await;
+    assert_eq!((status, text.as_str()), (204, ""));
 }

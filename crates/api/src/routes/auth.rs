@@ -3,53 +3,41 @@
 use super::Validator;
 use crate::auth::jwt::TokenType;
 use crate::error::ApiError;
+use crate::extract::{json_body, required_text, text_field};
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, Password, UserView, Username};
 use chat_persistence::PersistenceError;
 use chat_persistence::users::{self, NewUser};
-use serde::Deserialize;
 use serde_json::json;
 
-/// `POST /api/auth/register/`, `/api/auth/token/`, `/api/auth/token/refresh/`.
+/// `POST /api/auth/register/`, `/api/auth/token/`, `/api/auth/token/refresh/`
+/// (other methods: 405).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/auth/register/", web::post().to(register))
-        .route("/api/auth/token/", web::post().to(token))
-        .route("/api/auth/token/refresh/", web::post().to(refresh));
-}
-
-#[derive(Debug, Deserialize)]
-struct RegisterBody {
-    username: Option<String>,
-    password: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    avatar: Option<String>,
+    cfg.service(web::resource("/api/auth/register/").route(web::post().to(register)))
+        .service(web::resource("/api/auth/token/").route(web::post().to(token)))
+        .service(web::resource("/api/auth/token/refresh/").route(web::post().to(refresh)));
 }
 
 async fn register(
     state: web::Data<AppState>,
-    body: web::Json<RegisterBody>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
-    let username = v
-        .required("username", body.username.as_deref())
-        .and_then(|u| v.check("username", Username::parse(u)));
-    let password = v
-        .required("password", body.password.as_deref())
-        .and_then(|p| v.check("password", Password::parse(p)));
-    let first_name = v.check(
-        "first_name",
-        NamePart::parse(body.first_name.as_deref().unwrap_or("")),
-    );
-    let last_name = v.check(
-        "last_name",
-        NamePart::parse(body.last_name.as_deref().unwrap_or("")),
-    );
-    let avatar = match body.avatar.as_deref().filter(|a| !a.trim().is_empty()) {
-        Some(a) => v.check("avatar", Avatar::parse(a)).map(Some),
-        None => Some(None),
+    let username = required_text(&mut v, &body, "username")
+        .and_then(|u| v.check("username", Username::parse(&u)));
+    let password = required_text(&mut v, &body, "password")
+        .and_then(|p| v.check("password", Password::parse(&p)));
+    let first_name = text_field(&mut v, &body, "first_name")
+        .and_then(|f| v.check("first_name", NamePart::parse(f.as_deref().unwrap_or(""))));
+    let last_name = text_field(&mut v, &body, "last_name")
+        .and_then(|l| v.check("last_name", NamePart::parse(l.as_deref().unwrap_or(""))));
+    let avatar = match text_field(&mut v, &body, "avatar") {
+        Some(Some(a)) if !a.trim().is_empty() => v.check("avatar", Avatar::parse(&a)).map(Some),
+        Some(_) => Some(None),
+        None => None,
     };
     v.finish()?;
     let (Some(username), Some(password), Some(first_name), Some(last_name), Some(avatar)) =
@@ -78,28 +66,30 @@ async fn register(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct TokenBody {
-    username: Option<String>,
-    password: Option<String>,
-}
-
 async fn token(
     state: web::Data<AppState>,
-    body: web::Json<TokenBody>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
-    let username = v.required("username", body.username);
-    let password = v.required("password", body.password);
+    let username = required_text(&mut v, &body, "username");
+    let password = required_text(&mut v, &body, "password");
     v.finish()?;
     let (Some(username), Some(password)) = (username, password) else {
         return Err(ApiError::internal());
     };
-    let found = state
-        .db
-        .run(move |c| users::credentials(c, &username))
-        .await?;
+    // No user can have a name that breaks the rules (a NUL, say), so such
+    // a login is a wrong credential without a query.
+    let found = match Username::parse(&username) {
+        Ok(name) => {
+            state
+                .db
+                .run(move |c| users::credentials(c, name.as_str()))
+                .await?
+        }
+        Err(_) => None,
+    };
     let passwords = state.passwords.clone();
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
@@ -120,17 +110,14 @@ async fn token(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-struct RefreshBody {
-    refresh: Option<String>,
-}
-
 async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshBody>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
-    let token = v.required("refresh", body.into_inner().refresh);
+    let token = required_text(&mut v, &body, "refresh");
     v.finish()?;
     let token = token.ok_or_else(ApiError::internal)?;
     let user_id = state.jwt.verify(&token, TokenType::Refresh)?;

@@ -3,14 +3,13 @@
 use crate::auth::AuthUser;
 use crate::dto::{ConnectionView, user_map};
 use crate::error::ApiError;
-use crate::extract::path_id;
+use crate::extract::{json_body, path_id};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Connection, ConnectionId, ConnectionStatus, UserId};
 use chat_persistence::connections::{self, RuleResult};
 use chat_persistence::{DbConnection, QueryResult, users};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// `/api/connections/…`.
@@ -29,17 +28,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/api/connections/{id}/reject/").route(web::post().to(reject)));
 }
 
-#[derive(Debug, Deserialize)]
-struct CreateBody {
-    user_id: Option<Value>,
-}
-
 async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<CreateBody>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let target = match body.into_inner().user_id {
+    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
+    let target = match body.get("user_id") {
         None | Some(Value::Null) => {
             return Err(ApiError::field("user_id", "This field is required."));
         }

@@ -165,8 +165,9 @@ async fn history(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = ConversationId(path_id(&req, "id")?);
-    let query = history_query(&req)?;
     let me = user.0.id;
+    // Strangers learn nothing, not even which parameters were wrong: the
+    // membership check comes first.
     let (conv, users) = state
         .db
         .run(move |c| {
@@ -175,6 +176,7 @@ async fn history(
             Ok((conv, users))
         })
         .await?;
+    let query = history_query(&req)?;
     let users = user_map(users);
     let to_views = |items: Vec<Message>| -> Vec<MessageView> {
         items
@@ -209,17 +211,25 @@ async fn mark_read(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = ConversationId(path_id(&req, "id")?);
-    let body: Option<Value> = optional_json(&req, &body, state.settings.limits.max_body_bytes)?;
-    let ids = parse_ids(body.as_ref(), state.settings.limits.max_read_ids)?;
+    let limits = &state.settings.limits;
+    let ids = optional_json::<Value>(&req, &body, limits.max_body_bytes)
+        .and_then(|body| parse_ids(body.as_ref(), limits.max_read_ids));
+    let valid = ids.as_ref().ok().cloned();
     let me = user.0.id;
-    let (conv, (marked, read_at)) = state
+    // Membership first (a stranger gets 404 whatever the body), then the body.
+    let (conv, marked) = state
         .db
         .run(move |c| {
             let conv = conversations::find_for(c, id, me)?;
-            let marked = messages::mark_read(c, &conv, me, ids.as_deref())?;
+            let marked = match valid {
+                Some(ids) => Some(messages::mark_read(c, &conv, me, ids.as_deref())?),
+                None => None,
+            };
             Ok((conv, marked))
         })
         .await?;
+    ids?;
+    let (marked, read_at) = marked.ok_or_else(ApiError::internal)?;
     if !marked.is_empty() {
         let event = ServerEvent::MessagesRead {
             user_id: me,

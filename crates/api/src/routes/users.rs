@@ -3,12 +3,11 @@
 use super::Validator;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::path_id;
+use crate::extract::{json_body, path_id, text_field};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, UserId, UserView};
 use chat_persistence::users::{self, ProfileChanges};
-use serde::Deserialize;
 
 /// `GET`/`PATCH /api/users/me/`, `GET /api/users/{id}/`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -24,40 +23,33 @@ async fn me(user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&user.0))
 }
 
-/// `avatar` distinguishes absent (keep) from `null` (clear).
-#[derive(Debug, Deserialize)]
-struct ProfileBody {
-    first_name: Option<String>,
-    last_name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    avatar: Option<Option<String>>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
+/// Changes only the fields given: `first_name`, `last_name` (`null` empties
+/// a name) and `avatar` (`null` or `""` clears it). Anything else (such as
+/// `username` or `password`) is read-only here and ignored.
 async fn update_me(
     state: web::Data<AppState>,
     user: AuthUser,
-    body: web::Json<ProfileBody>,
+    req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
-    let first_name = body
-        .first_name
-        .as_deref()
-        .and_then(|f| v.check("first_name", NamePart::parse(f)));
-    let last_name = body
-        .last_name
-        .as_deref()
-        .and_then(|l| v.check("last_name", NamePart::parse(l)));
-    let avatar = match body.avatar {
-        Some(Some(a)) if !a.trim().is_empty() => v
-            .check("avatar", Avatar::parse(&a))
-            .map(|a| Some(a.into_string())),
-        Some(_) => Some(None),
+    let name = |v: &mut Validator, field: &str| match body.get(field) {
         None => None,
+        Some(_) => text_field(v, &body, field)
+            .and_then(|t| v.check(field, NamePart::parse(t.as_deref().unwrap_or("")))),
+    };
+    let first_name = name(&mut v, "first_name");
+    let last_name = name(&mut v, "last_name");
+    let avatar = match body.get("avatar") {
+        None => None,
+        Some(_) => match text_field(&mut v, &body, "avatar") {
+            Some(Some(a)) if !a.trim().is_empty() => v
+                .check("avatar", Avatar::parse(&a))
+                .map(|a| Some(a.into_string())),
+            Some(_) => Some(None),
+            None => None,
+        },
     };
     v.finish()?;
     let changes = ProfileChanges {

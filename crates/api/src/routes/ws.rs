@@ -24,7 +24,7 @@ const CLOSE_NOT_FOUND: u16 = 4004;
 
 /// The WebSocket route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/chat/{id}/", web::get().to(upgrade));
+    cfg.service(web::resource("/ws/chat/{id}/").route(web::get().to(upgrade)));
 }
 
 async fn upgrade(
