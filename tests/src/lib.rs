@@ -327,6 +327,10 @@ impl TestServer {
             ("CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
             ("CHAT__AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
             ("CHAT__AUTH__ARGON2_ITERATIONS".into(), "1".into()),
+            // Suites register many users from one address; limit tests switch them on.
+            ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE".into(), "0".into()),
+            ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND".into(), "0".into()),
+            ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER".into(), "0".into()),
             (
                 "CHAT__REDIS__CHANNEL_PREFIX".into(),
                 options

@@ -7,17 +7,27 @@ use chat_domain::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 /// Users by id, for building views from one batched query.
 pub type UserMap = HashMap<UserId, User>;
 
 /// The connection object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Connection)]
 pub struct ConnectionView {
+    #[schema(value_type = i64)]
     id: ConnectionId,
+    /// Who asked.
+    #[schema(value_type = crate::openapi::schemas::User)]
     requester: UserView,
+    /// Who was asked; only they may accept or reject.
+    #[schema(value_type = crate::openapi::schemas::User)]
     addressee: UserView,
+    #[schema(value_type = crate::openapi::schemas::ConnectionStatus)]
     status: ConnectionStatus,
+    /// Set once the connection has been accepted.
+    #[schema(value_type = Option<i64>, required = true)]
     conversation_id: Option<ConversationId>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -39,17 +49,31 @@ impl ConnectionView {
 }
 
 /// The message object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView {
+    /// Ids increase in the order messages are stored.
+    #[schema(value_type = i64)]
     id: MessageId,
+    #[schema(value_type = i64)]
     conversation_id: ConversationId,
+    #[schema(value_type = i64)]
     sender_id: UserId,
+    /// The sender's display name.
     sender_name: String,
+    /// The sender's avatar URL, or null.
+    #[schema(required = true)]
     sender_avatar: Option<String>,
+    /// Trimmed; 1 to 5000 characters.
     content: String,
+    /// Whether the recipient has read it.
     is_read: bool,
+    /// When the recipient read it, or null.
+    #[schema(required = true)]
     read_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    /// The sender's idempotency key, or null when none was given.
+    #[schema(required = true)]
     client_id: Option<String>,
 }
 
@@ -85,17 +109,30 @@ pub fn chat_message_event(m: &Message, sender: &User) -> ServerEvent {
     }
 }
 
-/// The conversation object.
-#[derive(Debug, Serialize)]
+/// The conversation object (one per pair of users, ever).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Conversation)]
 pub struct ConversationView {
+    #[schema(value_type = i64)]
     id: ConversationId,
+    /// The pair's latest connection.
+    #[schema(value_type = i64)]
     connection_id: ConnectionId,
+    /// Both users.
+    #[schema(value_type = Vec<crate::openapi::schemas::User>, min_items = 2, max_items = 2)]
     participants: [UserView; 2],
+    /// The participant who is not the caller.
+    #[schema(value_type = crate::openapi::schemas::User)]
     other_user: UserView,
+    /// The latest message, or null.
+    #[schema(required = true)]
     last_message: Option<MessageView>,
+    /// Messages of the other user the caller has not read.
     unread_count: i64,
+    /// False when the connection is no longer accepted.
     can_send: bool,
     created_at: DateTime<Utc>,
+    /// The time of the last message, or the creation time when there is none.
     updated_at: DateTime<Utc>,
 }
 

@@ -18,15 +18,29 @@ use std::collections::BTreeMap;
 /// Field name to messages, as in DRF validation errors.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-/// An error response.
-#[derive(Debug, Clone, Serialize)]
+/// An error response: the body of every error.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ApiError {
     #[serde(skip)]
     status: StatusCode,
+    /// For humans.
+    #[schema(example = "Not found.")]
     detail: String,
+    /// Stable snake_case machine code, e.g. `invalid`, `parse_error`,
+    /// `not_authenticated`, `token_not_valid`, `invalid_credentials`,
+    /// `not_found`, `username_taken`, `already_connected`, `not_addressee`,
+    /// `not_pending`, `already_closed`, `not_connected`, `rate_limited`,
+    /// `service_unavailable`.
+    #[schema(value_type = String, example = "not_found")]
     code: &'static str,
+    /// Validation errors only: messages per field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>,
+        example = json!({"username": ["This field is required."]}))]
     fields: Option<FieldErrors>,
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -37,7 +51,14 @@ impl ApiError {
             detail: detail.into(),
             code,
             fields: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds) to the response.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with per-field messages.
@@ -47,6 +68,7 @@ impl ApiError {
             detail: "Invalid input.".into(),
             code: "invalid",
             fields: Some(fields),
+            retry_after: None,
         }
     }
 
@@ -125,6 +147,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"api\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         res.json(self)
     }

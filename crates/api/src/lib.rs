@@ -8,18 +8,23 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod routes;
 pub mod settings;
 pub mod state;
 
+pub use routes::route_table;
 pub use settings::ApiSettings;
 pub use state::AppState;
 
 use actix_web::web;
 
 /// Mounts every route of the API (the caller adds the middleware; see
-/// [`error::json_error_handlers`] and [`extract::json_config`]).
+/// [`error::json_error_handlers`] and [`extract::json_config`]);
+/// [`route_table`] lists them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
 }

@@ -11,6 +11,23 @@ pub struct ApiSettings {
     pub websocket: WebSocketSettings,
     /// Limits on input.
     pub limits: LimitSettings,
+    /// Rate limits (0 switches one off).
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Rate limits; each can be raised or switched off with 0.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Register, login and refresh attempts per client address per minute.
+    pub auth_per_minute: u32,
+    /// Sustained messages per second per user (HTTP and WebSocket together).
+    pub messages_per_second: u32,
+    /// Messages a user may send in a burst above the sustained rate.
+    pub messages_burst: u32,
+    /// Open WebSocket connections per user on one node.
+    pub max_sockets_per_user: usize,
+    /// Peers whose `X-Forwarded-For` is believed (e.g. the load balancer).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Tokens and password hashing.

@@ -2,6 +2,8 @@
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHashing;
+use crate::limits::RateLimits;
+use crate::metrics::Metrics;
 use crate::settings::ApiSettings;
 use chat_persistence::Database;
 use chat_realtime::Realtime;
@@ -20,6 +22,10 @@ pub struct AppState {
     pub passwords: Arc<PasswordHashing>,
     /// Settings.
     pub settings: Arc<ApiSettings>,
+    /// Rate limits of this node.
+    pub limits: Arc<RateLimits>,
+    /// Prometheus metrics of this node.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -27,12 +33,35 @@ impl AppState {
     pub fn new(db: Database, realtime: Realtime, settings: ApiSettings) -> Result<Self, String> {
         let jwt = JwtKeys::new(&settings.auth);
         let passwords = PasswordHashing::new(&settings.auth)?;
+        let limits = RateLimits::new(&settings.rate_limits)?;
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         Ok(Self {
             db,
             realtime,
             jwt: Arc::new(jwt),
             passwords: Arc::new(passwords),
             settings: Arc::new(settings),
+            limits: Arc::new(limits),
+            metrics: Arc::new(metrics),
         })
+    }
+}
+
+impl AppState {
+    /// The register/login/refresh limit of the caller's address (429 above it).
+    pub fn check_auth_rate(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<(), crate::error::ApiError> {
+        self.limits
+            .check_auth(req)
+            .inspect_err(|_| self.metrics.limited("auth"))
+    }
+
+    /// The message limit of `user`; `Err` holds how long to wait.
+    pub fn check_message_rate(&self, user: chat_domain::UserId) -> Result<(), std::time::Duration> {
+        self.limits
+            .check_message(user)
+            .inspect_err(|_| self.metrics.limited("messages"))
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Health {
     overflowing: AtomicBool,
     /// Events not relayed to other nodes since the outage began.
     dropped: AtomicU64,
+    /// Events never relayed, since start (for metrics).
+    dropped_total: AtomicU64,
 }
 
 impl Health {
@@ -31,7 +33,12 @@ impl Health {
             down: AtomicU8::new(0),
             overflowing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -65,6 +72,7 @@ impl Health {
     /// Counts events that other nodes will never see.
     pub(crate) fn add_dropped(&self, n: usize) {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        self.dropped_total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The outbound Redis queue stayed full for a whole command timeout

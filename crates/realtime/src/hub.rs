@@ -4,9 +4,11 @@
 //! registry needs no lock and commands are applied in the order they were
 //! sent (which is what keeps one sender's events in order).
 
-use crate::{Audience, Frame, SocketId};
+use crate::{Audience, Frame, SocketId, Stats};
 use chat_domain::{ConversationId, UserId};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -87,13 +89,19 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 struct Hub {
     registry: HashMap<ConversationId, Sockets>,
     subscriptions: Subscriptions,
+    stats: Arc<Stats>,
 }
 
 /// Runs until every command sender is gone.
-pub(crate) async fn run(mut commands: mpsc::Receiver<Command>, subscriptions: Subscriptions) {
+pub(crate) async fn run(
+    mut commands: mpsc::Receiver<Command>,
+    subscriptions: Subscriptions,
+    stats: Arc<Stats>,
+) {
     let mut hub = Hub {
         registry: HashMap::new(),
         subscriptions,
+        stats,
     };
     let mut sweep = tokio::time::interval_at(Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -119,10 +127,15 @@ impl Hub {
                 sender,
                 ready,
             } => {
-                self.registry
+                let added = self
+                    .registry
                     .entry(conversation)
                     .or_default()
-                    .insert(socket, (user, sender));
+                    .insert(socket, (user, sender))
+                    .is_none();
+                if added {
+                    self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
+                }
                 self.subscriptions.acquire(conversation, ready);
             }
             Command::Leave {
@@ -142,6 +155,7 @@ impl Hub {
             return;
         };
         let mut gone: Vec<SocketId> = Vec::new();
+        let mut delivered = 0u64;
         for (id, (user, sender)) in sockets {
             if let Audience::ExceptUser(excluded) = audience
                 && *user == excluded
@@ -149,8 +163,11 @@ impl Hub {
                 continue;
             }
             match sender.try_send(Frame::clone(frame)) {
-                Ok(()) => {}
+                Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
+                    self.stats
+                        .slow_sockets_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                     warn!(
                         conversation = %conversation,
                         user = %user,
@@ -165,6 +182,9 @@ impl Hub {
                 }
             }
         }
+        self.stats
+            .frames_delivered
+            .fetch_add(delivered, Ordering::Relaxed);
         if !gone.is_empty() {
             self.remove(conversation, &gone);
         }
@@ -179,6 +199,7 @@ impl Hub {
         };
         for id in ids {
             if sockets.remove(id).is_some() {
+                self.stats.open_sockets.fetch_sub(1, Ordering::Relaxed);
                 self.subscriptions.release(conversation);
             }
         }

@@ -27,6 +27,27 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error};
 
+/// Counters the hub keeps; read through [`Realtime::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) open_sockets: AtomicU64,
+    pub(crate) frames_delivered: AtomicU64,
+    pub(crate) slow_sockets_dropped: AtomicU64,
+}
+
+/// A snapshot of this node's fan-out counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RealtimeStats {
+    /// Sockets registered on this node now.
+    pub open_sockets: u64,
+    /// Frames handed to local sockets' queues since start.
+    pub frames_delivered: u64,
+    /// Sockets dropped because their queue was full.
+    pub slow_sockets_dropped: u64,
+    /// Events not relayed to other nodes (Redis down or saturated).
+    pub relay_failures: u64,
+}
+
 /// A pre-serialized JSON text frame, shared by every recipient so an event is
 /// serialized once however many sockets receive it.
 pub type Frame = Arc<str>;
@@ -123,6 +144,7 @@ pub struct Realtime {
 
 #[derive(Debug)]
 struct Inner {
+    stats: Arc<Stats>,
     hub: mpsc::Sender<hub::Command>,
     next_socket: AtomicU64,
     redis: Option<RedisBus>,
@@ -163,9 +185,11 @@ impl Realtime {
                 (hub::Subscriptions::Redis(sub_tx), Some(bus))
             }
         };
-        let hub_task = tokio::spawn(hub::run(hub_rx, subscriptions));
+        let stats = Arc::new(Stats::default());
+        let hub_task = tokio::spawn(hub::run(hub_rx, subscriptions, stats.clone()));
         Ok(Realtime {
             inner: Arc::new(Inner {
+                stats,
                 hub: hub_tx,
                 next_socket: AtomicU64::new(1),
                 redis,
@@ -276,6 +300,21 @@ impl Realtime {
         match &self.inner.redis {
             None => Ok(()),
             Some(redis) => redis.check().await,
+        }
+    }
+
+    /// This node's fan-out counters.
+    pub fn stats(&self) -> RealtimeStats {
+        let s = &self.inner.stats;
+        RealtimeStats {
+            open_sockets: s.open_sockets.load(Ordering::Relaxed),
+            frames_delivered: s.frames_delivered.load(Ordering::Relaxed),
+            slow_sockets_dropped: s.slow_sockets_dropped.load(Ordering::Relaxed),
+            relay_failures: self
+                .inner
+                .redis
+                .as_ref()
+                .map_or(0, RedisBus::relay_failures),
         }
     }
 

@@ -76,6 +76,11 @@ pub(crate) struct RedisBus {
 }
 
 impl RedisBus {
+    /// Events that never reached other nodes, since start.
+    pub(crate) fn relay_failures(&self) -> u64 {
+        self.health.dropped_total()
+    }
+
     /// Builds and connects the clients and spawns the bus tasks. Fails only
     /// on an invalid configuration: an unreachable server is retried in the
     /// background.

@@ -49,6 +49,17 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// Forgets idle rate-limit keys every minute, so memory stays bounded.
+fn spawn_limiter_upkeep(limits: std::sync::Arc<chat_api::limits::RateLimits>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.shrink();
+        }
+    });
+}
+
 /// Opens the database pool from settings.
 pub fn open_database(settings: &Settings) -> Result<Database, StartError> {
     let options = PoolOptions {
@@ -77,6 +88,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let state = AppState::new(database.clone(), realtime, settings.api.clone())
         .map_err(StartError::Settings)?;
     let body_limit = settings.api.limits.max_body_bytes;
+    spawn_limiter_upkeep(state.limits.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -93,7 +105,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             }))
             .wrap(chat_api::error::json_error_handlers())
             .wrap(NormalizePath::new(TrailingSlash::Always))
-            .wrap(actix_web::middleware::Logger::new("%a \"%U\" %s %b %Dms").exclude("/healthz/"))
+            .wrap(actix_web::middleware::from_fn(chat_api::metrics::observe))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
     .bind((settings.server.host.as_str(), settings.server.port))?;

@@ -108,6 +108,8 @@ impl Settings {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("rate_limits.trusted_proxies")
                     .source(Some(vars.iter().cloned().collect())),
             );
         if get("CHAT_ENV").is_some() {

@@ -7,6 +7,8 @@ mod connections;
 mod conventions;
 mod migrations;
 mod multinode;
+mod openapi;
+mod operability;
 mod smoke;
 mod support;
 mod websocket;

@@ -1,9 +1,10 @@
 //! Registration and tokens.
 
-use super::Validator;
+use super::{Router, Validator};
 use crate::auth::jwt::TokenType;
 use crate::error::ApiError;
 use crate::extract::{json_body, required_text, text_field};
+use crate::openapi::{responses as resp, schemas as s};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, Password, UserView, Username};
@@ -11,19 +12,39 @@ use chat_persistence::PersistenceError;
 use chat_persistence::users::{self, NewUser};
 use serde_json::json;
 
+const REGISTER: &str = "/api/auth/register/";
+const TOKEN: &str = "/api/auth/token/";
+const REFRESH: &str = "/api/auth/token/refresh/";
+
 /// `POST /api/auth/register/`, `/api/auth/token/`, `/api/auth/token/refresh/`
 /// (other methods: 405).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/auth/register/").route(web::post().to(register)))
-        .service(web::resource("/api/auth/token/").route(web::post().to(token)))
-        .service(web::resource("/api/auth/token/refresh/").route(web::post().to(refresh)));
+pub fn configure(r: &mut Router<'_>) {
+    r.resource(REGISTER, |e| e.post(register))
+        .resource(TOKEN, |e| e.post(token))
+        .resource(REFRESH, |e| e.post(refresh));
 }
 
+/// Register
+///
+/// Creates an account. Usernames are unique case-insensitively.
+#[utoipa::path(post, path = REGISTER, tag = "auth", operation_id = "register",
+    request_body = s::RegisterRequest,
+    responses(
+        (status = 201, description = "The new user.", body = s::User),
+        (status = 400, response = resp::BadRequest),
+        (status = 409, description = "`username_taken`: a user with that username exists.",
+            body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 429, response = resp::TooManyRequests),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    state.check_auth_rate(&req)?;
     let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
     let username = required_text(&mut v, &body, "username")
@@ -66,11 +87,27 @@ async fn register(
     }
 }
 
+/// Log in
+///
+/// A new access and refresh token pair for a username and password.
+#[utoipa::path(post, path = TOKEN, tag = "auth", operation_id = "token_obtain",
+    request_body = s::TokenRequest,
+    responses(
+        (status = 200, description = "The tokens.", body = s::TokenPair),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, description = "`invalid_credentials`: wrong username or password.",
+            body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 429, response = resp::TooManyRequests),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    state.check_auth_rate(&req)?;
     let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
     let username = required_text(&mut v, &body, "username");
@@ -110,11 +147,27 @@ async fn token(
     })))
 }
 
+/// Refresh
+///
+/// A new access token for a refresh token (no rotation).
+#[utoipa::path(post, path = REFRESH, tag = "auth", operation_id = "token_refresh",
+    request_body = s::RefreshRequest,
+    responses(
+        (status = 200, description = "The new access token.", body = s::AccessToken),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, description = "`token_not_valid` (invalid, expired, or not a refresh \
+            token) or `user_not_found` (the user no longer exists).", body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 429, response = resp::TooManyRequests),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    state.check_auth_rate(&req)?;
     let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
     let mut v = Validator::default();
     let token = required_text(&mut v, &body, "refresh");

@@ -1,9 +1,11 @@
 //! Connection requests and their lifecycle.
 
+use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConnectionView, user_map};
 use crate::error::ApiError;
 use crate::extract::{json_body, path_id};
+use crate::openapi::{responses as resp, schemas as s};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,22 +14,37 @@ use chat_persistence::connections::{self, RuleResult};
 use chat_persistence::{DbConnection, QueryResult, users};
 use serde_json::Value;
 
+const CONNECTIONS: &str = "/api/connections/";
+const CONNECTION: &str = "/api/connections/{id}/";
+const ACCEPT: &str = "/api/connections/{id}/accept/";
+const REJECT: &str = "/api/connections/{id}/reject/";
+
 /// `/api/connections/…`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/connections/")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
-        web::resource("/api/connections/{id}/")
-            .route(web::get().to(detail))
-            .route(web::delete().to(remove)),
-    )
-    .service(web::resource("/api/connections/{id}/accept/").route(web::post().to(accept)))
-    .service(web::resource("/api/connections/{id}/reject/").route(web::post().to(reject)));
+pub fn configure(r: &mut Router<'_>) {
+    r.resource(CONNECTIONS, |e| e.post(create).get(list))
+        .resource(CONNECTION, |e| e.get(detail).delete(remove))
+        .resource(ACCEPT, |e| e.post(accept))
+        .resource(REJECT, |e| e.post(reject));
 }
 
+/// Request a connection
+///
+/// Asks `user_id` to connect. After a rejection or removal, either side may
+/// request again.
+#[utoipa::path(post, path = CONNECTIONS, tag = "connections", operation_id = "connections_create",
+    security(("jwt" = [])), request_body = s::ConnectionRequest,
+    responses(
+        (status = 201, description = "The connection, status `pending`.", body = ConnectionView),
+        (status = 400, description = "`invalid` (bad `user_id`) or `self_request` (yourself).",
+            body = ApiError),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such user.", body = ApiError),
+        (status = 409, description = "`already_connected`: a pending or accepted connection \
+            between the two exists, in either direction.", body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn create(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -61,6 +78,24 @@ async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// Your connections
+///
+/// The connections you are part of, newest first.
+#[utoipa::path(get, path = CONNECTIONS, tag = "connections", operation_id = "connections_list",
+    security(("jwt" = [])),
+    params(
+        ("status" = Option<s::ConnectionStatus>, Query, description = "Only this status."),
+        ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
+        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+    ),
+    responses(
+        (status = 200, description = "A page of connections.", body = s::ConnectionPage),
+        (status = 400, description = "`invalid`: unknown `status`.", body = ApiError),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: invalid page, or a page past the end.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -99,6 +134,17 @@ async fn list(
     Ok(HttpResponse::Ok().json(Paginated::new(&req, page, count, views)))
 }
 
+/// A connection
+#[utoipa::path(get, path = CONNECTION, tag = "connections", operation_id = "connections_get",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Connection id.")),
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionView),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such connection, or you are not part of it.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn detail(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -127,6 +173,24 @@ async fn transition(
     Ok(state.db.run(move |c| op(c, id, me)).await??)
 }
 
+/// Accept a connection
+///
+/// Only the addressee may accept; accepting creates the pair's conversation
+/// (or brings back their old one).
+#[utoipa::path(post, path = ACCEPT, tag = "connections", operation_id = "connections_accept",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Connection id.")),
+    responses(
+        (status = 200, description = "The connection, status `accepted`, `conversation_id` set.",
+            body = ConnectionView),
+        (status = 401, response = resp::Unauthorized),
+        (status = 403, description = "`not_addressee`: only the addressee may accept.",
+            body = ApiError),
+        (status = 404, response = resp::NotFound),
+        (status = 409, description = "`not_pending`: the connection is not pending.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn accept(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -136,6 +200,22 @@ async fn accept(
     Ok(HttpResponse::Ok().json(view_of(&state, c).await?))
 }
 
+/// Reject a connection
+///
+/// Only the addressee may reject.
+#[utoipa::path(post, path = REJECT, tag = "connections", operation_id = "connections_reject",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Connection id.")),
+    responses(
+        (status = 200, description = "The connection, status `rejected`.", body = ConnectionView),
+        (status = 401, response = resp::Unauthorized),
+        (status = 403, description = "`not_addressee`: only the addressee may reject.",
+            body = ApiError),
+        (status = 404, response = resp::NotFound),
+        (status = 409, description = "`not_pending`: the connection is not pending.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn reject(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -145,6 +225,23 @@ async fn reject(
     Ok(HttpResponse::Ok().json(view_of(&state, c).await?))
 }
 
+/// Remove a connection
+///
+/// Either side may remove a pending connection (withdrawing or declining
+/// it) or an accepted one; the status becomes `removed`. The conversation
+/// and its history stay readable, but nobody can send until the two are
+/// connected again.
+#[utoipa::path(delete, path = CONNECTION, tag = "connections", operation_id = "connections_delete",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Connection id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, response = resp::NotFound),
+        (status = 409, description = "`already_closed`: already rejected or removed.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn remove(
     state: web::Data<AppState>,
     user: AuthUser,

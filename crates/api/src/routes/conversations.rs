@@ -1,9 +1,11 @@
 //! Conversations, their history and read state.
 
+use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConversationView, MessageView, user_map};
 use crate::error::ApiError;
 use crate::extract::{optional_json, path_id};
+use crate::openapi::{responses as resp, schemas as s};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -17,17 +19,17 @@ use serde_json::{Value, json};
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
 
+const CONVERSATIONS: &str = "/api/chat/conversations/";
+const CONVERSATION: &str = "/api/chat/conversations/{id}/";
+const HISTORY: &str = "/api/chat/conversations/{id}/messages/";
+const MARK_READ: &str = "/api/chat/conversations/{id}/mark_read/";
+
 /// `/api/chat/conversations/…`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/chat/conversations/").route(web::get().to(list)))
-        .service(web::resource("/api/chat/conversations/{id}/").route(web::get().to(detail)))
-        .service(
-            web::resource("/api/chat/conversations/{id}/messages/").route(web::get().to(history)),
-        )
-        .service(
-            web::resource("/api/chat/conversations/{id}/mark_read/")
-                .route(web::post().to(mark_read)),
-        );
+pub fn configure(r: &mut Router<'_>) {
+    r.resource(CONVERSATIONS, |e| e.get(list))
+        .resource(CONVERSATION, |e| e.get(detail))
+        .resource(HISTORY, |e| e.get(history))
+        .resource(MARK_READ, |e| e.post(mark_read));
 }
 
 /// Users and last messages of a set of conversations: two statements.
@@ -69,6 +71,22 @@ fn views(
         .collect()
 }
 
+/// Your conversations
+///
+/// Most recently active first.
+#[utoipa::path(get, path = CONVERSATIONS, tag = "conversations",
+    operation_id = "conversations_list", security(("jwt" = [])),
+    params(
+        ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
+        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+    ),
+    responses(
+        (status = 200, description = "A page of conversations.", body = s::ConversationPage),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: invalid page, or a page past the end.",
+            body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -93,6 +111,17 @@ async fn list(
     )))
 }
 
+/// A conversation
+#[utoipa::path(get, path = CONVERSATION, tag = "conversations",
+    operation_id = "conversations_get", security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Conversation id.")),
+    responses(
+        (status = 200, description = "The conversation.", body = ConversationView),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such conversation, or you are not part \
+            of it.", body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn detail(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -157,8 +186,34 @@ fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {
     Ok(HistoryQuery::Cursor(cursor, limit))
 }
 
+/// Message history
+///
 /// Page-numbered history (newest first), or cursor reads with
 /// `before`/`after`/`limit`. `limit` alone reads the newest messages.
+/// A reconnecting client catches up with `?after=<last id it holds>`.
+#[utoipa::path(get, path = HISTORY, tag = "conversations",
+    operation_id = "conversations_messages", security(("jwt" = [])),
+    params(
+        ("id" = i64, Path, description = "Conversation id."),
+        ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
+        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+        ("before" = Option<i64>, Query,
+            description = "Cursor: messages older than this id, newest first."),
+        ("after" = Option<i64>, Query,
+            description = "Cursor: messages newer than this id, oldest first."),
+        ("limit" = Option<i64>, Query,
+            description = "Cursor reads: default 50, larger values clamped to 100."),
+    ),
+    responses(
+        (status = 200, description = "A page (`page`, `page_size`) or, with `before`, `after` \
+            or `limit`, a cursor read.", body = s::MessageHistory),
+        (status = 400, description = "`invalid`: `limit`, `before` or `after` not a positive \
+            integer, or `before` and `after` together.", body = ApiError),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such conversation or not part of it; \
+            invalid page, or a page past the end.", body = ApiError),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn history(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -204,6 +259,26 @@ async fn history(
     }
 }
 
+/// Mark messages read
+///
+/// Marks unread messages of the other user as read and sends the same
+/// `messages_read` event as `message_read` over WebSocket (none when
+/// nothing was marked). Marking your own messages does nothing.
+#[utoipa::path(post, path = MARK_READ, tag = "conversations",
+    operation_id = "conversations_mark_read", security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Conversation id.")),
+    request_body(content = Option<s::MarkReadRequest>,
+        description = "Optional: an empty body marks every unread message of the other user."),
+    responses(
+        (status = 200, description = "What was marked.", body = s::MarkReadResult),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such conversation, or you are not part \
+            of it.", body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn mark_read(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -1,22 +1,42 @@
 //! Liveness and readiness.
 
+use super::Router;
+use crate::openapi::schemas::{Health, Readiness};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 use std::time::Duration;
 
-/// `GET /healthz`, `GET /readyz`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz/", web::get().to(healthz))
-        .route("/readyz/", web::get().to(readyz));
+const HEALTHZ: &str = "/healthz/";
+const READYZ: &str = "/readyz/";
+const METRICS: &str = "/metrics/";
+
+/// `GET /healthz`, `GET /readyz`, `GET /metrics`.
+pub fn configure(r: &mut Router<'_>) {
+    r.resource(HEALTHZ, |e| e.get(healthz))
+        .resource(READYZ, |e| e.get(readyz))
+        .resource(METRICS, |e| e.get(metrics));
 }
 
+/// Liveness
+///
+/// 200 while the process serves requests.
+#[utoipa::path(get, path = HEALTHZ, tag = "health", operation_id = "healthz",
+    responses((status = 200, description = "Alive.", body = Health)))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Readiness
+///
 /// 200 when the database (and Redis, when configured) answer; 503 with the
 /// reasons otherwise. Reasons name the service, never credentials.
+#[utoipa::path(get, path = READYZ, tag = "health", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "A backing service is down (`status`: `unavailable`).",
+            body = Readiness),
+    ))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.check(Duration::from_secs(2)).await {
         Ok(()) => "ok".to_owned(),
@@ -46,4 +66,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus metrics
+///
+/// This node's metrics in the Prometheus text format.
+#[utoipa::path(get, path = METRICS, tag = "health", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4.",
+        content_type = "text/plain", body = String)))]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    crate::metrics::export(state).await
 }

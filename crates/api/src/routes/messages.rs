@@ -13,12 +13,37 @@ use chat_persistence::users;
 use chat_realtime::Audience;
 use serde_json::Value;
 
+const MESSAGES: &str = "/api/chat/messages/";
+const MESSAGE: &str = "/api/chat/messages/{id}/";
+
 /// `POST /api/chat/messages/`, `GET /api/chat/messages/{id}/` (other methods: 405).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/chat/messages/").route(web::post().to(send)))
-        .service(web::resource("/api/chat/messages/{id}/").route(web::get().to(detail)));
+pub fn configure(r: &mut super::Router<'_>) {
+    r.resource(MESSAGES, |e| e.post(send))
+        .resource(MESSAGE, |e| e.get(detail));
 }
 
+/// Send a message
+///
+/// Stored, then delivered to the conversation's WebSocket clients exactly
+/// as one sent over WebSocket. With a `client_id` already used by you in
+/// this conversation, nothing is stored and the original is answered (200).
+#[utoipa::path(post, path = MESSAGES, tag = "messages", operation_id = "messages_create",
+    security(("jwt" = [])), request_body = crate::openapi::schemas::SendMessageRequest,
+    responses(
+        (status = 201, description = "The stored message.", body = MessageView),
+        (status = 200, description = "A retry (same `client_id`): the original message.",
+            body = MessageView),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "`not_connected`: the connection is no longer accepted.",
+            body = ApiError),
+        (status = 404, description = "`not_found`: no such conversation, or you are not part \
+            of it.", body = ApiError),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::responses::TooManyRequests),
+        (status = 503, response = crate::openapi::responses::ServiceUnavailable),
+    ))]
 async fn send(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -52,6 +77,9 @@ async fn send(
         return Err(ApiError::internal());
     };
     let conversation = ConversationId(conversation_id);
+    state
+        .check_message_rate(user.0.id)
+        .map_err(crate::limits::too_many)?;
     let sender = user.0.clone();
     let outcome = state
         .db
@@ -59,6 +87,7 @@ async fn send(
         .await?;
     match outcome {
         SendOutcome::Stored(m) => {
+            state.metrics.messages_stored.inc();
             state
                 .realtime
                 .publish(
@@ -74,6 +103,18 @@ async fn send(
     }
 }
 
+/// A message
+///
+/// Messages cannot be edited or deleted (`PUT`, `PATCH`, `DELETE`: 405).
+#[utoipa::path(get, path = MESSAGE, tag = "messages", operation_id = "messages_get",
+    security(("jwt" = [])), params(("id" = i64, Path, description = "Message id.")),
+    responses(
+        (status = 200, description = "The message.", body = MessageView),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 404, description = "`not_found`: no such message, or not in a conversation \
+            of yours.", body = ApiError),
+        (status = 503, response = crate::openapi::responses::ServiceUnavailable),
+    ))]
 async fn detail(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -1,31 +1,51 @@
 //! The caller's profile and user look-ups.
 
-use super::Validator;
+use super::{Router, Validator};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{json_body, path_id, text_field};
+use crate::openapi::{responses as resp, schemas as s};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, UserId, UserView};
 use chat_persistence::users::{self, ProfileChanges};
 
+const ME: &str = "/api/users/me/";
+const USER: &str = "/api/users/{id}/";
+
 /// `GET`/`PATCH /api/users/me/`, `GET /api/users/{id}/`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/users/me/")
-            .route(web::get().to(me))
-            .route(web::patch().to(update_me)),
-    )
-    .service(web::resource("/api/users/{id}/").route(web::get().to(by_id)));
+pub fn configure(r: &mut Router<'_>) {
+    r.resource(ME, |e| e.get(me).patch(update_me))
+        .resource(USER, |e| e.get(by_id));
 }
 
+/// Your profile
+#[utoipa::path(get, path = ME, tag = "users", operation_id = "users_me",
+    security(("jwt" = [])),
+    responses(
+        (status = 200, description = "The caller.", body = s::User),
+        (status = 401, response = resp::Unauthorized),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn me(user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&user.0))
 }
 
+/// Update your profile
+///
 /// Changes only the fields given: `first_name`, `last_name` (`null` empties
 /// a name) and `avatar` (`null` or `""` clears it). Anything else (such as
 /// `username` or `password`) is read-only here and ignored.
+#[utoipa::path(patch, path = ME, tag = "users", operation_id = "users_me_update",
+    security(("jwt" = [])), request_body = s::ProfileUpdate,
+    responses(
+        (status = 200, description = "The updated caller.", body = s::User),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn update_me(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -65,6 +85,18 @@ async fn update_me(
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }
 
+/// A user
+///
+/// Any authenticated user may look up any user.
+#[utoipa::path(get, path = USER, tag = "users", operation_id = "users_get",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "User id.")),
+    responses(
+        (status = 200, description = "The user.", body = s::User),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, response = resp::NotFound),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
 async fn by_id(
     state: web::Data<AppState>,
     _user: AuthUser,

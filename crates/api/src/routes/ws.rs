@@ -4,6 +4,7 @@
 use crate::auth::{authenticate, bearer_token};
 use crate::dto::chat_message_event;
 use crate::error::ApiError;
+use crate::limits::retry_after_seconds;
 use crate::pagination::query_pairs;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -21,12 +22,32 @@ use std::time::{Duration, Instant};
 const CLOSE_UNAUTHENTICATED: u16 = 4001;
 const CLOSE_FORBIDDEN: u16 = 4003;
 const CLOSE_NOT_FOUND: u16 = 4004;
+/// The user has `rate_limits.max_sockets_per_user` sockets open already.
+const CLOSE_TOO_MANY_SOCKETS: u16 = 4029;
 
 /// The WebSocket route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/ws/chat/{id}/").route(web::get().to(upgrade)));
+pub fn configure(r: &mut super::Router<'_>) {
+    r.resource("/ws/chat/{id}/", |e| e.get(upgrade));
 }
 
+/// Open the conversation's WebSocket
+///
+/// Upgrades to a WebSocket carrying the conversation's live events. The
+/// token goes in `?token=` or an `Authorization: Bearer` header; token and
+/// membership failures close the socket after the upgrade (4001, 4003,
+/// 4004). Frames, events and close codes are described at the top of this
+/// document and in the `ClientEvent` and `ServerEvent` schemas.
+#[utoipa::path(get, path = "/ws/chat/{conversation_id}/", tag = "websocket",
+    operation_id = "ws_chat", security(("jwt" = []), ()),
+    params(
+        ("conversation_id" = i64, Path, description = "Conversation id."),
+        ("token" = Option<String>, Query, description = "Access token (or use the header)."),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the socket is open; its first frame \
+            is `connection_established`, or a close with 4001, 4003 or 4004."),
+        (status = 400, description = "Not a valid WebSocket upgrade request.", body = ApiError),
+    ))]
 async fn upgrade(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -126,6 +147,17 @@ async fn run(
             let _ = session.close(reason).await;
             return;
         }
+    };
+    // Held until the socket ends; frees the user's slot when dropped.
+    let Some(_slot) = state.limits.open_socket(user.id) else {
+        state.metrics.limited("sockets");
+        let _ = session
+            .close(close_reason(
+                CLOSE_TOO_MANY_SOCKETS,
+                "Too many open connections.",
+            ))
+            .await;
+        return;
     };
     let Registration {
         socket,
@@ -243,6 +275,15 @@ impl Socket<'_> {
         };
         match event {
             ClientEvent::ChatMessage { content, client_id } => {
+                if let Err(wait) = self.state.check_message_rate(self.user.id) {
+                    let message = format!(
+                        "Rate limit exceeded; retry in {} s. Nothing was stored.",
+                        retry_after_seconds(wait)
+                    );
+                    return self
+                        .error(message, client_id.map(|c| c.as_str().to_owned()))
+                        .await;
+                }
                 let (conv, sender) = (self.conversation, self.user.id);
                 let cid = client_id.clone();
                 let outcome = self
@@ -253,6 +294,7 @@ impl Socket<'_> {
                 let echo = client_id.map(|c| c.as_str().to_owned());
                 match outcome {
                     Ok(SendOutcome::Stored(m)) => {
+                        self.state.metrics.messages_stored.inc();
                         let event = chat_message_event(&m, &self.user);
                         self.state
                             .realtime

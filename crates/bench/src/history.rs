@@ -1,0 +1,347 @@
+//! The `history` scenario: reads of a conversation with a long history
+//! against one with a short history (page 1, a deep page, cursors), and
+//! the conversation list of a user with many conversations.
+//!
+//! A million messages over the API would take longer than the benchmark,
+//! so with `--database-url` the histories are bulk-inserted by `psql` (an
+//! `INSERT ... SELECT generate_series(...)`, then the conversation row is
+//! set as the server would have left it); without it they go through
+//! `POST /api/chat/messages/` (small sizes only).
+
+use crate::Result;
+use crate::api::{Api, Pair, User, bounded};
+use crate::stats::{Percentiles, round3};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Settings of the history scenario.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub messages: u64,
+    pub small: u64,
+    pub conversations: usize,
+    pub reads: usize,
+    pub deep_page: u64,
+    pub page_size: u64,
+    pub max_seconds_per_kind: f64,
+    pub database_url: Option<String>,
+    pub concurrency: usize,
+}
+
+/// Messages left unread at the end of each history (the rest are read).
+const UNREAD_TAIL: u64 = 10;
+/// Largest history sent through the API when no database URL is given.
+const API_INSERT_MAX: u64 = 50_000;
+
+fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("psql");
+    cmd.arg(database_url)
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+    for s in statements {
+        cmd.arg("-c").arg(s);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run psql (is the PostgreSQL client installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "psql failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The statement that fills `conversation` with `count` messages,
+/// alternating senders, ids and times increasing together, all read but
+/// the last few; then sets the conversation row consistently.
+fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64) -> String {
+    format!(
+        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at)
+         SELECT {conversation},
+                CASE WHEN g % 2 = 0 THEN {a} ELSE {b} END,
+                'history message ' || g || ': the quick brown fox jumps over the lazy dog',
+                NULL,
+                (now() AT TIME ZONE 'UTC') - ({count} - g) * interval '1 millisecond',
+                CASE WHEN g > {count} - {UNREAD_TAIL} THEN NULL ELSE (now() AT TIME ZONE 'UTC') END
+         FROM generate_series(1, {count}) AS g
+         ORDER BY g;
+         UPDATE conversations c SET
+           last_message_id = s.max_id,
+           updated_at = s.max_created,
+           unread_for_low = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id
+                               AND m.read_at IS NULL AND m.sender_id = c.user_high),
+           unread_for_high = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id
+                               AND m.read_at IS NULL AND m.sender_id = c.user_low)
+         FROM (SELECT max(id) AS max_id, max(created_at) AS max_created
+               FROM messages WHERE conversation_id = {conversation}) s
+         WHERE c.id = {conversation};"
+    )
+}
+
+/// (min id, max id) of a conversation's messages.
+fn id_range(database_url: &str, conversation: i64) -> Result<(i64, i64)> {
+    let out = psql(
+        database_url,
+        &[&format!(
+            "SELECT min(id), max(id) FROM messages WHERE conversation_id = {conversation}"
+        )],
+    )?;
+    let (lo, hi) = out
+        .split_once('|')
+        .ok_or_else(|| format!("unexpected psql output '{out}'"))?;
+    Ok((lo.trim().parse()?, hi.trim().parse()?))
+}
+
+async fn fill_with_psql(
+    url: String,
+    big: &Pair,
+    small: &Pair,
+    m: u64,
+    s: u64,
+) -> Result<[(i64, i64); 2]> {
+    let jobs = [
+        (big.conversation, big.a.id, big.b.id, m),
+        (small.conversation, small.a.id, small.b.id, s),
+    ];
+    tokio::task::spawn_blocking(move || {
+        for (conv, a, b, n) in jobs {
+            psql(&url, &[&bulk_sql(conv, a, b, n)])?;
+        }
+        psql(&url, &["VACUUM ANALYZE messages", "ANALYZE conversations"])?;
+        Ok([id_range(&url, jobs[0].0)?, id_range(&url, jobs[1].0)?])
+    })
+    .await?
+}
+
+async fn fill_with_api(api: &Api, pair: &Pair, n: u64, concurrency: usize) -> Result<(i64, i64)> {
+    let count = usize::try_from(n)?;
+    let ids = bounded(count, concurrency, |i| {
+        let sender = if i % 2 == 0 { &pair.a } else { &pair.b };
+        async move {
+            api.send_message(sender, pair.conversation, &format!("history message {i}"))
+                .await
+        }
+    })
+    .await?;
+    let lo = ids.iter().copied().min().unwrap_or(0);
+    let hi = ids.iter().copied().max().unwrap_or(0);
+    Ok((lo, hi))
+}
+
+/// `reads` timed GETs of each path, alternating between the two, bounded by time.
+async fn measure_alternating(
+    api: &Api,
+    a: (&str, &str),
+    b: (&str, &str),
+    reads: usize,
+    max: Duration,
+) -> Result<(Percentiles, Percentiles)> {
+    // Warm the caches (and the HTTP connection) first.
+    for _ in 0..3 {
+        api.get_timed(a.1, a.0).await?;
+        api.get_timed(b.1, b.0).await?;
+    }
+    let deadline = Instant::now() + max;
+    let (mut ta, mut tb) = (Vec::with_capacity(reads), Vec::with_capacity(reads));
+    for _ in 0..reads {
+        if Instant::now() >= deadline {
+            break;
+        }
+        ta.push(api.get_timed(a.1, a.0).await?);
+        tb.push(api.get_timed(b.1, b.0).await?);
+    }
+    Ok((
+        Percentiles::from_durations(&ta),
+        Percentiles::from_durations(&tb),
+    ))
+}
+
+fn ratio(big: f64, small: f64) -> Value {
+    if small > 0.0 {
+        json!(round3(big / small))
+    } else {
+        Value::Null
+    }
+}
+
+fn compare(big: &Percentiles, small: &Percentiles) -> Value {
+    json!({
+        "big": big.to_json(),
+        "small": small.to_json(),
+        "ratio_p50": ratio(big.p50, small.p50),
+        "ratio_p99": ratio(big.p99, small.p99),
+    })
+}
+
+/// Runs the scenario; the JSON result.
+pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
+    if let Some(url) = &cfg.database_url {
+        crate::api::check_database_url(url)?;
+    } else if cfg.messages > API_INSERT_MAX {
+        return Err(format!(
+            "history: {} messages need --database-url postgres://... (bulk insert with psql); \
+             without it at most {API_INSERT_MAX} are sent through the API",
+            cfg.messages
+        )
+        .into());
+    }
+    let setup_started = Instant::now();
+    let pairs = api.create_pairs("hi", 2, cfg.concurrency).await?;
+    let (big, small) = (&pairs[0], &pairs[1]);
+    let insert_started = Instant::now();
+    let (method, [(big_lo, big_hi), (small_lo, small_hi)]) = match &cfg.database_url {
+        Some(url) => (
+            "psql",
+            fill_with_psql(url.clone(), big, small, cfg.messages, cfg.small).await?,
+        ),
+        None => (
+            "api",
+            [
+                fill_with_api(api, big, cfg.messages, cfg.concurrency).await?,
+                fill_with_api(api, small, cfg.small, cfg.concurrency).await?,
+            ],
+        ),
+    };
+    let insert_seconds = insert_started.elapsed().as_secs_f64();
+    eprintln!(
+        "history: {} + {} messages inserted via {method} in {insert_seconds:.1} s",
+        cfg.messages, cfg.small
+    );
+    // Tokens may have aged during a long insert.
+    let tok_big = api.login(&big.a.username).await?;
+    let tok_small = api.login(&small.a.username).await?;
+    let max = Duration::from_secs_f64(cfg.max_seconds_per_kind);
+    let ps = cfg.page_size.clamp(1, 100);
+
+    let page1 = |c: i64| format!("/api/chat/conversations/{c}/messages/");
+    let (p1_big, p1_small) = measure_alternating(
+        api,
+        (&tok_big, &page1(big.conversation)),
+        (&tok_small, &page1(small.conversation)),
+        cfg.reads,
+        max,
+    )
+    .await?;
+    let mid_big = big_lo + (big_hi - big_lo) / 2;
+    let mid_small = small_lo + (small_hi - small_lo) / 2;
+    let cursor = |c: i64, dir: &str, id: i64| {
+        format!("/api/chat/conversations/{c}/messages/?{dir}={id}&limit=50")
+    };
+    let (before_big, before_small) = measure_alternating(
+        api,
+        (&tok_big, &cursor(big.conversation, "before", mid_big)),
+        (&tok_small, &cursor(small.conversation, "before", mid_small)),
+        cfg.reads,
+        max,
+    )
+    .await?;
+    let (after_big, after_small) = measure_alternating(
+        api,
+        (&tok_big, &cursor(big.conversation, "after", mid_big)),
+        (&tok_small, &cursor(small.conversation, "after", mid_small)),
+        cfg.reads,
+        max,
+    )
+    .await?;
+    let last_page = |n: u64| n.div_ceil(ps).max(1);
+    let deep_big = cfg.deep_page.clamp(1, last_page(cfg.messages));
+    let deep_small = last_page(cfg.small);
+    let deep = |c: i64, page: u64| {
+        format!("/api/chat/conversations/{c}/messages/?page={page}&page_size={ps}")
+    };
+    let (deep_big_t, deep_small_t) = measure_alternating(
+        api,
+        (&tok_big, &deep(big.conversation, deep_big)),
+        (&tok_small, &deep(small.conversation, deep_small)),
+        cfg.reads,
+        max,
+    )
+    .await?;
+
+    // A user with many conversations, each with one message from the partner.
+    let list_started = Instant::now();
+    let users = api
+        .create_users("hl", cfg.conversations + 1, cfg.concurrency)
+        .await?;
+    let (owner, partners): (&User, &[User]) = (&users[0], &users[1..]);
+    let convs = bounded(partners.len(), cfg.concurrency, |i| {
+        let partner = &partners[i];
+        async move {
+            let conv = api.connect(owner, partner).await?;
+            api.send_message(partner, conv, &format!("hello from partner {i}"))
+                .await?;
+            Ok(conv)
+        }
+    })
+    .await?;
+    let list_setup_seconds = list_started.elapsed().as_secs_f64();
+    let owner_token = api.login(&owner.username).await?;
+    let listed = api
+        .get_json("/api/chat/conversations/", &owner_token)
+        .await?;
+    let count = listed["count"].as_u64().unwrap_or(0);
+    let mut list_times = Vec::with_capacity(cfg.reads);
+    let deadline = Instant::now() + max;
+    for _ in 0..cfg.reads {
+        if Instant::now() >= deadline {
+            break;
+        }
+        list_times.push(
+            api.get_timed("/api/chat/conversations/", &owner_token)
+                .await?,
+        );
+    }
+    let list = Percentiles::from_durations(&list_times);
+
+    Ok(json!({
+        "messages_big": cfg.messages,
+        "messages_small": cfg.small,
+        "insert_method": method,
+        "insert_s": round3(insert_seconds),
+        "setup_s": round3(setup_started.elapsed().as_secs_f64()),
+        "reads_per_kind": cfg.reads,
+        "page_1": compare(&p1_big, &p1_small),
+        "cursor_before_middle": compare(&before_big, &before_small),
+        "cursor_after_middle": compare(&after_big, &after_small),
+        "deep_page": {
+            "page_size": ps,
+            "big_page": deep_big,
+            "small_page": deep_small,
+            "big": deep_big_t.to_json(),
+            "small": deep_small_t.to_json(),
+        },
+        "conversation_list": {
+            "conversations": convs.len(),
+            "count_reported": count,
+            "setup_s": round3(list_setup_seconds),
+            "latency": list.to_json(),
+        },
+        "failed": count != convs.len() as u64,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_sql_mentions_every_column() {
+        let sql = bulk_sql(3, 1, 2, 1000);
+        for col in [
+            "conversation_id",
+            "sender_id",
+            "content",
+            "client_id",
+            "created_at",
+            "read_at",
+        ] {
+            assert!(sql.contains(col), "{col}");
+        }
+        assert!(sql.contains("generate_series(1, 1000)"));
+        assert!(sql.contains("last_message_id"));
+    }
+}

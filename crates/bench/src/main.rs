@@ -1,0 +1,433 @@
+//! `chat-bench <scenario> [options]`: load benchmarks of a running chat
+//! server on this machine. Each scenario prints a short summary and, last,
+//! one JSON line with its results (also written to `--json-out FILE`).
+
+mod api;
+mod args;
+mod history;
+mod idle;
+mod pairs;
+mod report;
+mod stats;
+mod sysinfo;
+mod ws;
+
+use api::Api;
+use args::Args;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Errors are reported, never unwrapped.
+pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
+
+static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+
+fn epoch() -> tokio::time::Instant {
+    *EPOCH.get_or_init(tokio::time::Instant::now)
+}
+
+/// Nanoseconds of the tool's monotonic clock since its epoch.
+pub fn now_ns() -> u64 {
+    ns_since_epoch(tokio::time::Instant::now())
+}
+
+/// An instant as nanoseconds since the tool's epoch.
+pub fn ns_since_epoch(t: tokio::time::Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+const USAGE: &str = "\
+usage: chat-bench <scenario> [options]
+
+scenarios:
+  throughput  --pairs 100 --window 16 --duration 10 --warmup 2 [--sockets-per-user 2] [--drain 10]
+  latency     --rate 2000 --pairs 50 --duration 10 [--warmup 1] [--sockets-per-user 2] [--drain 10]
+  idle        --sockets 20000 --server-pid PID [--pairs 500] [--concurrency 64] [--idle 5] [--ramp-timeout 180]
+  history     --messages 1000000 --small 1000 --conversations 1000 --reads 200
+              --database-url postgres://...  [--deep-page 10000] [--max-seconds-per-kind 120]
+  all         the four above with their defaults (--quick: small sizes), one combined JSON
+  report      --input all.json --out BENCHMARKS.md [--machine machine.txt] [--settings TEXT]
+
+common options:
+  --url http://127.0.0.1:8000   the server (loopback addresses only)
+  --server-pid PID              the server's process (RSS, CPU and fd figures)
+  --setup-concurrency 32        requests in flight while creating users and pairs
+  --json-out FILE               also write the JSON result there
+";
+
+/// Options every scenario understands.
+#[derive(Debug, Clone)]
+struct Common {
+    url: String,
+    server_pid: Option<u32>,
+    setup_concurrency: usize,
+    json_out: Option<String>,
+}
+
+impl Common {
+    fn take(args: &mut Args) -> Result<Self> {
+        Ok(Self {
+            url: args
+                .take("url")
+                .unwrap_or_else(|| "http://127.0.0.1:8000".into()),
+            server_pid: args.take("server-pid").map(|p| p.parse()).transpose()?,
+            setup_concurrency: args.get("setup-concurrency", 32)?,
+            json_out: args.take("json-out"),
+        })
+    }
+}
+
+fn secs(v: f64) -> Result<Duration> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{v} is not a duration in seconds").into())
+    }
+}
+
+fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Config> {
+    let window: usize = args.get("window", 16)?;
+    Ok(pairs::Config {
+        mode: pairs::Mode::Closed { window },
+        pairs: args.get("pairs", if quick { 10 } else { 100 })?,
+        sockets_per_user: args.get("sockets-per-user", 2)?,
+        warmup: secs(args.get("warmup", if quick { 1.0 } else { 2.0 })?)?,
+        duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
+        drain: secs(args.get("drain", 10.0)?)?,
+        concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
+    })
+}
+
+fn latency_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Config> {
+    let rate: f64 = args.get("rate", if quick { 500.0 } else { 2000.0 })?;
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0) {
+        return Err("--rate must be between 0 and 1000000 messages/s".into());
+    }
+    Ok(pairs::Config {
+        mode: pairs::Mode::Open { rate },
+        pairs: args.get("pairs", if quick { 10 } else { 50 })?,
+        sockets_per_user: args.get("sockets-per-user", 2)?,
+        warmup: secs(args.get("warmup", 1.0)?)?,
+        duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
+        drain: secs(args.get("drain", 10.0)?)?,
+        concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
+    })
+}
+
+fn idle_config(args: &mut Args, c: &Common, quick: bool) -> Result<idle::Config> {
+    Ok(idle::Config {
+        sockets: args.get("sockets", if quick { 1000 } else { 20_000 })?,
+        pairs: args.get("pairs", if quick { 25 } else { 500 })?,
+        concurrency: args.get("concurrency", 64)?,
+        idle: secs(args.get("idle", if quick { 2.0 } else { 5.0 })?)?,
+        ramp_timeout: secs(args.get("ramp-timeout", 180.0)?)?,
+        server_pid: c.server_pid,
+        setup_concurrency: c.setup_concurrency,
+    })
+}
+
+fn history_config(args: &mut Args, c: &Common, quick: bool) -> Result<history::Config> {
+    Ok(history::Config {
+        messages: args.get("messages", if quick { 20_000 } else { 1_000_000 })?,
+        small: args.get("small", 1000)?,
+        conversations: args.get("conversations", if quick { 100 } else { 1000 })?,
+        reads: args.get("reads", if quick { 50 } else { 200 })?,
+        deep_page: args.get("deep-page", 10_000)?,
+        page_size: args.get("page-size", 50)?,
+        max_seconds_per_kind: args.get("max-seconds-per-kind", 120.0)?,
+        database_url: args.take("database-url"),
+        concurrency: c.setup_concurrency,
+    })
+}
+
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
+    format!("{:010x}", mixed & 0xff_ffff_ffff)
+}
+
+fn get_f(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64().unwrap_or(f64::NAN)
+}
+
+fn latency_line(v: &Value) -> String {
+    format!(
+        "p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  (n={})",
+        get_f(v, &["p50_ms"]),
+        get_f(v, &["p90_ms"]),
+        get_f(v, &["p99_ms"]),
+        get_f(v, &["p999_ms"]),
+        get_f(v, &["max_ms"]),
+        v["count"]
+    )
+}
+
+/// The human summary of one scenario's result.
+fn summarize(name: &str, r: &Value) {
+    println!("== {name}");
+    if let Some(e) = r.get("error") {
+        println!("  ERROR: {}", e.as_str().unwrap_or_default());
+        return;
+    }
+    match name {
+        "throughput" | "latency" => {
+            println!(
+                "  {} pairs, {} sockets, {} s measured after {} s warm-up",
+                r["pairs"], r["sockets"], r["duration_s"], r["warmup_s"]
+            );
+            println!(
+                "  sent {:.0}/s, persisted+echoed {:.0} msgs/s, delivered to receiver sockets {:.0} msgs/s",
+                get_f(r, &["send_rate_per_s"]),
+                get_f(r, &["persisted_msgs_per_s"]),
+                get_f(r, &["delivered_msgs_per_s"])
+            );
+            println!("  latency {}", latency_line(&r["latency"]));
+            if name == "latency" {
+                println!(
+                    "  send lag (scheduled -> written) {}",
+                    latency_line(&r["send_lag"])
+                );
+            }
+            let i = &r["integrity"];
+            println!(
+                "  integrity over {} receiver sockets: missing {} duplicates {} out-of-order {} errors {}{}",
+                i["sockets"],
+                i["missing"],
+                i["duplicates"],
+                i["out_of_order"],
+                i["socket_errors"],
+                if i["ok"].as_bool() == Some(true) {
+                    "  OK"
+                } else {
+                    "  FAILED"
+                }
+            );
+            if r["cpu_cores"].is_object() {
+                println!("  cpu (cores) {}", r["cpu_cores"]);
+            }
+        }
+        "idle" => {
+            println!(
+                "  {} of {} sockets open ({} failures) in {:.2} s: {:.0} handshakes/s",
+                r["sockets_opened"],
+                r["sockets_attempted"],
+                r["failures"],
+                get_f(r, &["ramp_s"]),
+                get_f(r, &["handshakes_per_s"])
+            );
+            println!("  handshake {}", latency_line(&r["handshake_latency"]));
+            if r["ramp_cpu_cores"].is_object() {
+                println!("  cpu during the ramp (cores) {}", r["ramp_cpu_cores"]);
+            }
+            println!(
+                "  server RSS {} KiB -> {} KiB: {} KiB per socket",
+                r["server_rss_before_kib"], r["server_rss_after_kib"], r["kib_per_socket"]
+            );
+            if let Some(c) = r["clamped_because"].as_array().filter(|c| !c.is_empty()) {
+                println!("  (requested {}, clamped: {:?})", r["sockets_requested"], c);
+            }
+        }
+        "history" => {
+            println!(
+                "  {} vs {} messages (inserted via {} in {} s)",
+                r["messages_big"],
+                r["messages_small"],
+                r["insert_method"].as_str().unwrap_or("?"),
+                r["insert_s"]
+            );
+            for kind in ["page_1", "cursor_before_middle", "cursor_after_middle"] {
+                let k = &r[kind];
+                println!(
+                    "  {kind}: big p50 {:.3} p99 {:.3} ms | small p50 {:.3} p99 {:.3} ms | ratio p50 {} p99 {}",
+                    get_f(k, &["big", "p50_ms"]),
+                    get_f(k, &["big", "p99_ms"]),
+                    get_f(k, &["small", "p50_ms"]),
+                    get_f(k, &["small", "p99_ms"]),
+                    k["ratio_p50"],
+                    k["ratio_p99"]
+                );
+            }
+            let d = &r["deep_page"];
+            println!(
+                "  deep page {} of big: p50 {:.3} p99 {:.3} ms | page {} of small: p50 {:.3} ms",
+                d["big_page"],
+                get_f(d, &["big", "p50_ms"]),
+                get_f(d, &["big", "p99_ms"]),
+                d["small_page"],
+                get_f(d, &["small", "p50_ms"])
+            );
+            let l = &r["conversation_list"];
+            println!(
+                "  conversation list ({} conversations): {}",
+                l["conversations"],
+                latency_line(&l["latency"])
+            );
+        }
+        _ => {}
+    }
+    if r["failed"].as_bool() == Some(true) {
+        println!("  FAILED: see the JSON");
+    }
+}
+
+async fn run_one(name: &str, args: &mut Args, c: &Common, api: &Api, quick: bool) -> Result<Value> {
+    let body = match name {
+        "throughput" => {
+            let cfg = throughput_config(args, c, quick)?;
+            std::mem::take(args).finish()?;
+            let mut v = pairs::run(api, &cfg).await?;
+            if let pairs::Mode::Closed { window } = cfg.mode {
+                v["window"] = json!(window);
+            }
+            v
+        }
+        "latency" => {
+            let cfg = latency_config(args, c, quick)?;
+            std::mem::take(args).finish()?;
+            let mut v = pairs::run(api, &cfg).await?;
+            if let pairs::Mode::Open { rate } = cfg.mode {
+                v["target_rate_per_s"] = json!(rate);
+            }
+            v
+        }
+        "idle" => {
+            let cfg = idle_config(args, c, quick)?;
+            std::mem::take(args).finish()?;
+            idle::run(api, &cfg).await?
+        }
+        "history" => {
+            let cfg = history_config(args, c, quick)?;
+            std::mem::take(args).finish()?;
+            history::run(api, &cfg).await?
+        }
+        other => return Err(format!("unknown scenario '{other}'\n\n{USAGE}").into()),
+    };
+    Ok(body)
+}
+
+fn emit(result: &Value, json_out: Option<&str>) -> Result<()> {
+    let line = serde_json::to_string(result)?;
+    println!("{line}");
+    if let Some(path) = json_out {
+        std::fs::write(path, format!("{line}\n"))
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn failed(v: &Value) -> bool {
+    v["failed"].as_bool() == Some(true) || v.get("error").is_some()
+}
+
+async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
+    if scenario == "report" {
+        report::run(args)?;
+        return Ok(true);
+    }
+    let common = Common::take(&mut args)?;
+    let api = Api::new(&common.url, run_tag())?;
+    epoch();
+    api.ready()
+        .await
+        .map_err(|e| format!("server at {} is not ready: {e}", common.url))?;
+    let started = chrono::Utc::now();
+    if scenario == "all" {
+        let quick = args.flag("quick")?;
+        let database_url = args.take("database-url");
+        args.finish()?;
+        let mut results = serde_json::Map::new();
+        let mut any_failed = false;
+        // Idle goes last: its thousands of closed sockets linger in TIME_WAIT.
+        for name in ["throughput", "latency", "history", "idle"] {
+            let mut sub = match (&database_url, name) {
+                (Some(url), "history") => Args::with(&[("database-url", url.clone())]),
+                _ => Args::default(),
+            };
+            eprintln!(
+                "chat-bench: running {name}{}",
+                if quick { " (quick)" } else { "" }
+            );
+            let r = match run_one(name, &mut sub, &common, &api, quick).await {
+                Ok(mut v) => {
+                    v["scenario"] = json!(name);
+                    v
+                }
+                Err(e) => json!({"scenario": name, "error": e.to_string(), "failed": true}),
+            };
+            summarize(name, &r);
+            any_failed |= failed(&r);
+            results.insert(name.into(), r);
+            // Let the server settle between scenarios.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let all = json!({
+            "scenario": "all",
+            "quick": quick,
+            "url": common.url,
+            "started_at": started.to_rfc3339(),
+            "finished_at": chrono::Utc::now().to_rfc3339(),
+            "results": results,
+            "failed": any_failed,
+        });
+        emit(&all, common.json_out.as_deref())?;
+        return Ok(!any_failed);
+    }
+    let mut r = run_one(&scenario, &mut args, &common, &api, false).await?;
+    r["scenario"] = json!(scenario);
+    r["url"] = json!(common.url);
+    r["started_at"] = json!(started.to_rfc3339());
+    summarize(&scenario, &r);
+    emit(&r, common.json_out.as_deref())?;
+    Ok(!failed(&r))
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(scenario) = argv.first().cloned() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if matches!(scenario.as_str(), "-h" | "--help" | "help") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let args = match Args::parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async(scenario, args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("chat-bench: some checks failed (see the JSON)");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
