@@ -176,6 +176,35 @@ impl RateLimits {
     }
 }
 
+/// Refuses requests whose header lines (names and values) add up to more
+/// than `limits.max_header_bytes` with 431 and the error body. (actix-http
+/// itself stops at 128 KiB or 96 headers.)
+pub async fn limit_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let limit = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or(usize::MAX, |s| s.settings.limits.max_header_bytes);
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if size > limit {
+        let err = ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "Request headers are too large.",
+        );
+        return Ok(req.error_response(err));
+    }
+    next.call(req)
+        .await
+        .map(actix_web::dev::ServiceResponse::map_into_boxed_body)
+}
+
 /// Seconds to announce in `Retry-After` (at least 1).
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

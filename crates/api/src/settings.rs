@@ -77,4 +77,6 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// Most ids one `mark_read` request may list.
     pub max_read_ids: usize,
+    /// Largest request line plus headers (431 above).
+    pub max_header_bytes: usize,
 }

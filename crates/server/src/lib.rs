@@ -103,6 +103,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     "Not found.",
                 ))
             }))
+            .wrap(actix_web::middleware::from_fn(
+                chat_api::limits::limit_headers,
+            ))
             .wrap(chat_api::error::json_error_handlers())
             .wrap(NormalizePath::new(TrailingSlash::Always))
             .wrap(actix_web::middleware::from_fn(chat_api::metrics::observe))

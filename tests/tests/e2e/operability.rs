@@ -323,3 +323,72 @@ async fn every_response_carries_a_request_id() {
         "ids are unique"
     );
 }
+
+#[tokio::test]
+async fn oversized_headers_are_431_with_the_error_body() {
+    let server = server_with(&[("CHAT__LIMITS__MAX_HEADER_BYTES", "4096")]).await;
+    let api = Api::new(&server);
+    let res = api
+        .http
+        .post(api.url("/api/auth/register/"))
+        .header("x-padding", "p".repeat(5000))
+        .json(&json!({"username": "padded", "password": "password123"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 431);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["code"], "headers_too_large");
+    // Nothing was stored.
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/auth/token/",
+            None,
+            Some(json!({"username": "padded", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "normal headers pass");
+}
+
+#[tokio::test]
+async fn mark_read_lists_are_bounded() {
+    let server = server_with(&[("CHAT__LIMITS__MAX_READ_IDS", "5")]).await;
+    let api = Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_, msg) = api
+        .call(
+            "POST",
+            "/api/chat/messages/",
+            Some(&ta),
+            Some(json!({"conversation_id": conv, "content": "hi"})),
+        )
+        .await;
+    let id = msg["id"].as_i64().expect("id");
+    let path = format!("/api/chat/conversations/{conv}/mark_read/");
+    let (status, body) = api
+        .call(
+            "POST",
+            &path,
+            Some(&tb),
+            Some(json!({"message_ids": [id, 1, 2, 3, 4, 5]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["fields"]["message_ids"].is_array());
+    let (_, stored) = api
+        .call("GET", &format!("/api/chat/messages/{id}/"), Some(&tb), None)
+        .await;
+    assert_eq!(stored["is_read"], false, "nothing was marked");
+    let (status, body) = api
+        .call(
+            "POST",
+            &path,
+            Some(&tb),
+            Some(json!({"message_ids": [id, 1, 2, 3, 4]})),
+        )
+        .await;
+    assert_eq!((status, body["marked"].as_i64()), (200, Some(1)));
+}
