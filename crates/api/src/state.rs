@@ -5,7 +5,7 @@ use crate::auth::password::PasswordHashing;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::settings::ApiSettings;
-use chat_persistence::Database;
+use chat_persistence::{Database, MessageWriter};
 use chat_realtime::Realtime;
 use std::sync::Arc;
 
@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct AppState {
     /// The database pool.
     pub db: Database,
+    /// Stores sends, batched on PostgreSQL.
+    pub writer: MessageWriter,
     /// Fan-out to WebSocket clients on every node.
     pub realtime: Realtime,
     /// Token signing and checking.
@@ -30,13 +32,19 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state; fails only on settings that cannot work (bad Argon2 parameters).
-    pub fn new(db: Database, realtime: Realtime, settings: ApiSettings) -> Result<Self, String> {
+    pub fn new(
+        db: Database,
+        writer: MessageWriter,
+        realtime: Realtime,
+        settings: ApiSettings,
+    ) -> Result<Self, String> {
         let jwt = JwtKeys::new(&settings.auth);
         let passwords = PasswordHashing::new(&settings.auth)?;
         let limits = RateLimits::new(&settings.rate_limits)?;
         let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         Ok(Self {
             db,
+            writer,
             realtime,
             jwt: Arc::new(jwt),
             passwords: Arc::new(passwords),

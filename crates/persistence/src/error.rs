@@ -4,7 +4,7 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// What went wrong with a query, in the terms callers act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PersistenceError {
     /// No row matched.
     #[error("not found")]

@@ -14,6 +14,8 @@ pub mod messages;
 mod rows;
 pub mod schema;
 pub mod users;
+pub mod writer;
 
 pub use db::{Database, DatabaseUrl, DbConnection, PoolOptions};
 pub use error::{PersistenceError, QueryResult};
+pub use writer::{MessageWriter, SendRequest};

@@ -85,7 +85,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     })
     .await
     .map_err(|e| StartError::Realtime(e.to_string()))?;
-    let state = AppState::new(database.clone(), realtime, settings.api.clone())
+    let writer = chat_persistence::MessageWriter::start(
+        database.clone(),
+        settings.database.writers,
+        settings.database.max_batch,
+    );
+    let state = AppState::new(database.clone(), writer, realtime, settings.api.clone())
         .map_err(StartError::Settings)?;
     let body_limit = settings.api.limits.max_body_bytes;
     spawn_limiter_upkeep(state.limits.clone());

@@ -54,6 +54,10 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     /// Pool checkout timeout.
     pub checkout_timeout_seconds: u64,
+    /// Concurrent message-writer transactions (PostgreSQL).
+    pub writers: usize,
+    /// Most sends stored in one transaction (PostgreSQL).
+    pub max_batch: usize,
 }
 
 /// Redis settings.

@@ -581,3 +581,72 @@ async fn heartbeat_keeps_answering_sockets_and_drops_silent_ones() {
         }
     }
 }
+
+/// Many sockets sending at once (stored in shared transactions on
+/// PostgreSQL): every message stored once, per-sender order kept, counters right.
+#[tokio::test]
+async fn concurrent_senders_keep_order_and_counts() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let base = server.ws_url("");
+    let mut tasks = Vec::new();
+    for p in 0..6 {
+        let (ta, tb, conv, _, _) = api.pair(&format!("alice{p}"), &format!("bob{p}")).await;
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wa = join(&base, conv, &ta).await;
+            let mut wb = join(&base, conv, &tb).await;
+            for i in 0..25 {
+                send(&mut wa, json!({"type": "chat_message", "content": format!("a{i}"), "client_id": format!("c{i}")})).await;
+                send(&mut wb, json!({"type": "chat_message", "content": format!("b{i}")})).await;
+            }
+            // Every socket sees both senders' messages, each sender in order.
+            let mut seen = Vec::new();
+            while seen.len() < 50 {
+                seen.push(next_of(&mut wa, "chat_message").await);
+            }
+            for who in ["a", "b"] {
+                let mine: Vec<&serde_json::Value> =
+                    seen.iter().filter(|e| e["content"].as_str().is_some_and(|c| c.starts_with(who))).collect();
+                let contents: Vec<&str> = mine.iter().filter_map(|e| e["content"].as_str()).collect();
+                let expected: Vec<String> = (0..25).map(|i| format!("{who}{i}")).collect();
+                assert_eq!(contents, expected, "one sender's messages arrive in order");
+                let ids: Vec<i64> = mine.iter().map(|e| e["message_id"].as_i64().expect("id")).collect();
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's ids increase: {ids:?}");
+            }
+            let last = seen.iter().map(|e| e["message_id"].as_i64().expect("id")).max().expect("last");
+            (ta, tb, conv, last)
+        }));
+    }
+    for task in tasks {
+        let (ta, tb, conv, last_id) = task.await.expect("pair task");
+        let (_, listed) = api
+            .call(
+                "GET",
+                &format!("/api/chat/conversations/{conv}/"),
+                Some(&ta),
+                None,
+            )
+            .await;
+        assert_eq!(listed["unread_count"], 25);
+        assert_eq!(listed["last_message"]["id"], last_id);
+        let (_, listed) = api
+            .call(
+                "GET",
+                &format!("/api/chat/conversations/{conv}/"),
+                Some(&tb),
+                None,
+            )
+            .await;
+        assert_eq!(listed["unread_count"], 25);
+        let (_, history) = api
+            .call(
+                "GET",
+                &format!("/api/chat/conversations/{conv}/messages/"),
+                Some(&ta),
+                None,
+            )
+            .await;
+        assert_eq!(history["count"], 50);
+    }
+}

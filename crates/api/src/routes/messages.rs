@@ -9,7 +9,7 @@ use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{ClientId, ConversationId, MessageContent, MessageId};
 use chat_persistence::messages::{self, SendOutcome};
-use chat_persistence::users;
+use chat_persistence::{SendRequest, users};
 use chat_realtime::Audience;
 use serde_json::Value;
 
@@ -80,10 +80,14 @@ async fn send(
     state
         .check_message_rate(user.0.id)
         .map_err(crate::limits::too_many)?;
-    let sender = user.0.clone();
     let outcome = state
-        .db
-        .run(move |c| messages::send(c, conversation, sender.id, &content, client_id.as_ref()))
+        .writer
+        .send(SendRequest {
+            conversation,
+            sender: user.0.id,
+            content,
+            client_id,
+        })
         .await?;
     match outcome {
         SendOutcome::Stored(m) => {

@@ -14,7 +14,7 @@ use actix_ws::{
 };
 use chat_domain::{ClientEvent, ConversationId, ServerEvent, User};
 use chat_persistence::messages::{self, SendOutcome};
-use chat_persistence::{PersistenceError, conversations};
+use chat_persistence::{PersistenceError, SendRequest, conversations};
 use chat_realtime::{Audience, Registration};
 use std::time::{Duration, Instant};
 
@@ -284,13 +284,13 @@ impl Socket<'_> {
                         .error(message, client_id.map(|c| c.as_str().to_owned()))
                         .await;
                 }
-                let (conv, sender) = (self.conversation, self.user.id);
-                let cid = client_id.clone();
-                let outcome = self
-                    .state
-                    .db
-                    .run(move |c| messages::send(c, conv, sender, &content, cid.as_ref()))
-                    .await;
+                let request = SendRequest {
+                    conversation: self.conversation,
+                    sender: self.user.id,
+                    content,
+                    client_id: client_id.clone(),
+                };
+                let outcome = self.state.writer.send(request).await;
                 let echo = client_id.map(|c| c.as_str().to_owned());
                 match outcome {
                     Ok(SendOutcome::Stored(m)) => {

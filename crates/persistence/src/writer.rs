@@ -1,0 +1,342 @@
+//! The message writer: sends from every socket and request of a node go
+//! through one queue, and on PostgreSQL the sends waiting at the same moment
+//! are stored in one transaction (one lock query, one multi-row insert, one
+//! counter update, one commit), so the commit cost is shared instead of paid
+//! per message. Each sender awaits its own outcome, so a socket's frames
+//! still complete in order; a writer takes whatever is queued when it is
+//! free, so an idle system adds no delay.
+//!
+//! SQLite (one connection, single node) stores each send on its own.
+
+use crate::db::{Database, DbConnection};
+use crate::error::{PersistenceError, QueryResult};
+use crate::messages::{self, SendOutcome};
+use crate::rows::{ConversationRow, MessageRow, NewMessageRow, to_naive};
+use crate::schema::{connections, conversations, messages as messages_table};
+use chat_domain::{
+    ClientId, Conversation, ConversationId, Message, MessageContent, SendDenied, UserId,
+};
+use diesel::Connection as _;
+use diesel::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Timestamp};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// One send.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// Where.
+    pub conversation: ConversationId,
+    /// Who.
+    pub sender: UserId,
+    /// Validated content.
+    pub content: MessageContent,
+    /// Idempotency key.
+    pub client_id: Option<ClientId>,
+}
+
+type Job = (SendRequest, oneshot::Sender<QueryResult<SendOutcome>>);
+
+/// Handle to the writer tasks; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MessageWriter {
+    db: Database,
+    queue: Option<mpsc::Sender<Job>>,
+}
+
+/// Name of the index that makes sends idempotent.
+const CLIENT_ID_INDEX: &str = "messages_client_id";
+
+impl MessageWriter {
+    /// Starts `writers` writer tasks taking batches of up to `max_batch`
+    /// sends (PostgreSQL); SQLite needs none. Call inside a tokio runtime.
+    pub fn start(db: Database, writers: usize, max_batch: usize) -> Self {
+        if db.is_sqlite() {
+            return Self { db, queue: None };
+        }
+        let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * writers.max(1) * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run_writer(db.clone(), rx.clone(), max_batch.max(1)));
+        }
+        Self {
+            db,
+            queue: Some(tx),
+        }
+    }
+
+    /// Stores a send (or finds its original) and answers once committed.
+    pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
+        let Some(queue) = &self.queue else {
+            return self
+                .db
+                .run(move |c| {
+                    messages::send(
+                        c,
+                        request.conversation,
+                        request.sender,
+                        &request.content,
+                        request.client_id.as_ref(),
+                    )
+                })
+                .await;
+        };
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send((request, reply))
+            .await
+            .map_err(|_| PersistenceError::Other("message writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| PersistenceError::Other("message writer dropped a send".into()))?
+    }
+}
+
+async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    loop {
+        let mut batch: Vec<Job> = Vec::new();
+        {
+            let mut rx = queue.lock().await;
+            match rx.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (requests, replies): (Vec<SendRequest>, Vec<_>) = batch.into_iter().unzip();
+        let outcomes = db.run(move |c| store_batch(c, &requests)).await;
+        match outcomes {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Stores a batch; on a client_id race with another writer, falls back to
+/// one transaction per send (which resolves the race).
+fn store_batch(
+    conn: &mut DbConnection,
+    requests: &[SendRequest],
+) -> QueryResult<Vec<QueryResult<SendOutcome>>> {
+    let batched = match conn {
+        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
+        DbConnection::Sqlite(_) => Err(PersistenceError::Other(
+            "batched sends need PostgreSQL".into(),
+        )),
+    };
+    match batched {
+        Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+        // Another writer stored the same client_id at the same moment.
+        Err(PersistenceError::Conflict(c)) if c == CLIENT_ID_INDEX => Ok(requests
+            .iter()
+            .map(|r| {
+                messages::send(
+                    conn,
+                    r.conversation,
+                    r.sender,
+                    &r.content,
+                    r.client_id.as_ref(),
+                )
+            })
+            .collect()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What to do with one request of a batch.
+enum Plan {
+    Done(SendOutcome),
+    Insert,
+    /// Same sender, conversation and client_id as an earlier send of this batch.
+    SameAs(usize),
+}
+
+fn store_batch_pg(
+    pg: &mut PgConnection,
+    requests: &[SendRequest],
+) -> QueryResult<Vec<SendOutcome>> {
+    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Lock the conversations in id order (no deadlock between writers) before
+    // any id is allocated, so ids of a conversation follow commit order.
+    conversations::table
+        .filter(conversations::id.eq_any(ids.clone()))
+        .order(conversations::id)
+        .select(conversations::id)
+        .for_update()
+        .load::<i64>(pg)?;
+    let rows: Vec<(ConversationRow, String)> = conversations::table
+        .inner_join(connections::table)
+        .filter(conversations::id.eq_any(ids.clone()))
+        .select((conversations::all_columns, connections::status))
+        .load(pg)?;
+    let convs: HashMap<ConversationId, Conversation> = rows
+        .into_iter()
+        .map(|(r, s)| r.into_conversation(&s))
+        .map(|c| (c.id, c))
+        .collect();
+
+    let keyed: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.client_id.as_ref().map(ClientId::as_str))
+        .collect();
+    let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
+    if !keyed.is_empty() {
+        let found: Vec<MessageRow> = messages_table::table
+            .filter(messages_table::conversation_id.eq_any(ids.clone()))
+            .filter(messages_table::client_id.eq_any(keyed.clone()))
+            .load(pg)?;
+        for m in found.into_iter().map(MessageRow::into_message) {
+            if let Some(cid) = m.client_id.clone() {
+                originals.insert((m.conversation_id, m.sender_id, cid), m);
+            }
+        }
+    }
+
+    let mut plans: Vec<Plan> = Vec::with_capacity(requests.len());
+    let mut first_in_batch: HashMap<(ConversationId, UserId, &str), usize> = HashMap::new();
+    for (i, r) in requests.iter().enumerate() {
+        let plan = match convs.get(&r.conversation) {
+            None => Plan::Done(SendOutcome::Denied(SendDenied::NotParticipant)),
+            Some(c) if !c.can_read(r.sender) => {
+                Plan::Done(SendOutcome::Denied(SendDenied::NotParticipant))
+            }
+            Some(c) => {
+                let key = r
+                    .client_id
+                    .as_ref()
+                    .map(|k| (r.conversation, r.sender, k.as_str()));
+                let original = key.and_then(|(cv, s, k)| originals.get(&(cv, s, k.to_owned())));
+                let earlier = key.and_then(|k| first_in_batch.get(&k).copied());
+                match (original, earlier, c.check_send(r.sender)) {
+                    (Some(m), _, _) => Plan::Done(SendOutcome::Duplicate(m.clone())),
+                    (None, Some(j), _) => Plan::SameAs(j),
+                    (None, None, Err(denied)) => Plan::Done(SendOutcome::Denied(denied)),
+                    (None, None, Ok(())) => {
+                        if let Some(k) = key {
+                            first_in_batch.insert(k, i);
+                        }
+                        Plan::Insert
+                    }
+                }
+            }
+        };
+        plans.push(plan);
+    }
+
+    let now = to_naive(chat_domain::now());
+    let new_rows: Vec<NewMessageRow<'_>> = requests
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| matches!(p, Plan::Insert))
+        .map(|(r, _)| NewMessageRow {
+            conversation_id: r.conversation.0,
+            sender_id: r.sender.0,
+            content: r.content.as_str(),
+            client_id: r.client_id.as_ref().map(ClientId::as_str),
+            created_at: now,
+        })
+        .collect();
+    let mut stored: Vec<Message> = if new_rows.is_empty() {
+        Vec::new()
+    } else {
+        let rows: Vec<MessageRow> = diesel::insert_into(messages_table::table)
+            .values(&new_rows)
+            .returning(messages_table::all_columns)
+            .get_results(pg)?;
+        rows.into_iter().map(MessageRow::into_message).collect()
+    };
+    // Ids are allocated in VALUES order, which is request order.
+    stored.sort_by_key(|m| m.id);
+    update_conversations(pg, &convs, &stored, now)?;
+
+    let mut inserted = stored.into_iter();
+    let mut by_index: Vec<Option<Message>> = vec![None; requests.len()];
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for (i, plan) in plans.into_iter().enumerate() {
+        let outcome = match plan {
+            Plan::Done(o) => o,
+            Plan::Insert => {
+                let m = inserted.next().ok_or_else(|| {
+                    PersistenceError::Other("insert returned too few rows".into())
+                })?;
+                by_index[i] = Some(m.clone());
+                SendOutcome::Stored(m)
+            }
+            Plan::SameAs(j) => by_index[j]
+                .clone()
+                .map(SendOutcome::Duplicate)
+                .ok_or_else(|| PersistenceError::Other("duplicate of an unstored send".into()))?,
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// One statement for every conversation of the batch: unread counters,
+/// last message and activity time.
+fn update_conversations(
+    pg: &mut PgConnection,
+    convs: &HashMap<ConversationId, Conversation>,
+    stored: &[Message],
+    now: chrono::NaiveDateTime,
+) -> QueryResult<()> {
+    let mut per_conv: HashMap<ConversationId, (i64, i64, i64)> = HashMap::new();
+    for m in stored {
+        let Some(c) = convs.get(&m.conversation_id) else {
+            continue;
+        };
+        let entry = per_conv.entry(c.id).or_insert((0, 0, 0));
+        // A message from the low participant is unread for the high one.
+        if m.sender_id == c.user_low {
+            entry.1 += 1;
+        } else {
+            entry.0 += 1;
+        }
+        entry.2 = entry.2.max(m.id.0);
+    }
+    if per_conv.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut low = Vec::new();
+    let mut high = Vec::new();
+    let mut last = Vec::new();
+    for (id, (l, h, m)) in per_conv {
+        ids.push(id.0);
+        low.push(l);
+        high.push(h);
+        last.push(m);
+    }
+    diesel::sql_query(
+        "UPDATE conversations AS c SET \
+           unread_for_low = c.unread_for_low + v.low, \
+           unread_for_high = c.unread_for_high + v.high, \
+           last_message_id = v.last, updated_at = $5 \
+         FROM unnest($1, $2, $3, $4) AS v(id, low, high, last) \
+         WHERE c.id = v.id",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(low)
+    .bind::<Array<BigInt>, _>(high)
+    .bind::<Array<BigInt>, _>(last)
+    .bind::<Timestamp, _>(now)
+    .execute(pg)?;
+    Ok(())
+}
