@@ -23,6 +23,8 @@ pub struct Conversation {
     pub unread_for_low: i64,
     /// Unread messages from `user_low` to `user_high`.
     pub unread_for_high: i64,
+    /// Messages in the conversation.
+    pub message_count: i64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Time of the last message, or creation time.
@@ -64,7 +66,8 @@ impl Conversation {
     /// # let now = chat_domain::now();
     /// let mut c = Conversation { id: ConversationId(1), connection_id: ConnectionId(1),
     ///     connection_status: ConnectionStatus::Accepted, user_low: UserId(1), user_high: UserId(2),
-    ///     last_message_id: None, unread_for_low: 0, unread_for_high: 0, created_at: now, updated_at: now };
+    ///     last_message_id: None, unread_for_low: 0, unread_for_high: 0, message_count: 0,
+    ///     created_at: now, updated_at: now };
     /// assert!(c.check_send(UserId(1)).is_ok());
     /// assert_eq!(c.check_send(UserId(3)), Err(SendDenied::NotParticipant));
     /// c.connection_status = ConnectionStatus::Removed;
@@ -119,6 +122,7 @@ mod tests {
             last_message_id: None,
             unread_for_low: 3,
             unread_for_high: 5,
+            message_count: 8,
             created_at: now,
             updated_at: now,
         }

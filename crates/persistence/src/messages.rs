@@ -80,11 +80,17 @@ fn insert(
     // `created_at` never decreases while ids increase.
     if sender == conversation.user_low {
         diesel::update(target)
-            .set(conversations::unread_for_high.eq(conversations::unread_for_high + 1))
+            .set((
+                conversations::unread_for_high.eq(conversations::unread_for_high + 1),
+                conversations::message_count.eq(conversations::message_count + 1),
+            ))
             .execute(conn)?;
     } else {
         diesel::update(target)
-            .set(conversations::unread_for_low.eq(conversations::unread_for_low + 1))
+            .set((
+                conversations::unread_for_low.eq(conversations::unread_for_low + 1),
+                conversations::message_count.eq(conversations::message_count + 1),
+            ))
             .execute(conn)?;
     }
     let now = to_naive(chat_domain::now());
@@ -146,7 +152,11 @@ pub fn page(
     limit: i64,
 ) -> QueryResult<(i64, Vec<Message>)> {
     let in_conv = messages::conversation_id.eq(conversation_id.0);
-    let count: i64 = messages::table.filter(in_conv).count().get_result(conn)?;
+    // The maintained counter, not count(*): constant cost however long the history.
+    let count: i64 = conversations::table
+        .find(conversation_id.0)
+        .select(conversations::message_count)
+        .first(conn)?;
     let rows: Vec<MessageRow> = messages::table
         .filter(in_conv)
         .order(messages::id.desc())

@@ -108,6 +108,7 @@ pub(crate) struct ConversationRow {
     pub unread_for_high: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub message_count: i64,
 }
 
 impl ConversationRow {
@@ -121,6 +122,7 @@ impl ConversationRow {
             last_message_id: self.last_message_id.map(MessageId),
             unread_for_low: self.unread_for_low,
             unread_for_high: self.unread_for_high,
+            message_count: self.message_count,
             created_at: to_utc(self.created_at),
             updated_at: to_utc(self.updated_at),
         }

@@ -39,6 +39,7 @@ diesel::table! {
         unread_for_high -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        message_count -> BigInt,
     }
 }
 

@@ -328,6 +328,7 @@ fn update_conversations(
         "UPDATE conversations AS c SET \
            unread_for_low = c.unread_for_low + v.low, \
            unread_for_high = c.unread_for_high + v.high, \
+           message_count = c.message_count + v.low + v.high, \
            last_message_id = v.last, updated_at = $5 \
          FROM unnest($1, $2, $3, $4) AS v(id, low, high, last) \
          WHERE c.id = v.id",
