@@ -97,11 +97,43 @@ pub struct DbManager {
     statements: Arc<AtomicU64>,
 }
 
+/// A pooled connection, and whether its last use failed. Only a connection
+/// that saw an error is pinged before it goes back to the pool, so a
+/// healthy pool pays no round trip per checkout, and a connection broken by
+/// a database restart is dropped after its first failure.
+#[derive(Debug)]
+pub struct PooledDb {
+    conn: DbConnection,
+    suspect: bool,
+}
+
 impl r2d2::ManageConnection for DbManager {
-    type Connection = DbConnection;
+    type Connection = PooledDb;
     type Error = diesel::ConnectionError;
 
-    fn connect(&self) -> Result<DbConnection, Self::Error> {
+    fn connect(&self) -> Result<PooledDb, Self::Error> {
+        self.establish().map(|conn| PooledDb {
+            conn,
+            suspect: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PooledDb) -> Result<(), Self::Error> {
+        conn.conn
+            .ping()
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut PooledDb) -> bool {
+        if std::mem::take(&mut conn.suspect) {
+            return conn.conn.ping().is_err();
+        }
+        conn.conn.is_broken()
+    }
+}
+
+impl DbManager {
+    fn establish(&self) -> Result<DbConnection, diesel::ConnectionError> {
         let counter = StatementCounter(self.statements.clone());
         match &self.url {
             DatabaseUrl::Postgres(url) => {
@@ -120,15 +152,6 @@ impl r2d2::ManageConnection for DbManager {
                 Ok(DbConnection::Sqlite(conn))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
-        conn.ping()
-            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
-    }
-
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
     }
 }
 
@@ -189,7 +212,7 @@ impl Database {
             })
             .min_idle(Some(0))
             .connection_timeout(options.checkout_timeout)
-            .test_on_check_out(true)
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Self {
             pool,
@@ -222,8 +245,15 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut pooled = pool.get()?;
+            let result = f(&mut pooled.conn);
+            if matches!(
+                result,
+                Err(PersistenceError::Unavailable(_) | PersistenceError::Other(_))
+            ) {
+                pooled.suspect = true;
+            }
+            result
         })
         .await
         .map_err(|e| PersistenceError::Other(format!("query task failed: {e}")))?
@@ -242,8 +272,10 @@ impl Database {
     pub async fn check(&self, timeout: Duration) -> QueryResult<()> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get_timeout(timeout)?;
-            conn.ping().map_err(PersistenceError::from)
+            let mut pooled = pool.get_timeout(timeout)?;
+            let result = pooled.conn.ping().map_err(PersistenceError::from);
+            pooled.suspect = result.is_err();
+            result
         })
         .await
         .map_err(|e| PersistenceError::Other(format!("check task failed: {e}")))?
