@@ -1,7 +1,8 @@
 //! `/ws/chat/{conversation_id}/`: one task per socket; its frames are
 //! handled in order, so one sender's messages keep their order everywhere.
 
-use crate::auth::{authenticate, bearer_token};
+use crate::auth::bearer_token;
+use crate::auth::jwt::TokenType;
 use crate::dto::chat_message_event;
 use crate::error::ApiError;
 use crate::limits::retry_after_seconds;
@@ -14,7 +15,7 @@ use actix_ws::{
 };
 use chat_domain::{ClientEvent, ConversationId, ServerEvent, User};
 use chat_persistence::messages::{self, SendOutcome};
-use chat_persistence::{PersistenceError, SendRequest, conversations};
+use chat_persistence::{PersistenceError, SendRequest, conversations, users};
 use chat_realtime::{Audience, Registration};
 use std::time::{Duration, Instant};
 
@@ -98,39 +99,48 @@ async fn admit(
             "Authentication credentials were not provided.",
         )
     })?;
-    let user = authenticate(state, &token)
-        .await
-        .map_err(|e| match e.status_code_u16() {
-            401 => close_reason(CLOSE_UNAUTHENTICATED, e.detail()),
-            _ => Some(CloseReason {
-                code: CloseCode::Error,
-                description: Some("Service unavailable.".into()),
-            }),
-        })?;
-    let id =
-        conversation.ok_or_else(|| close_reason(CLOSE_NOT_FOUND, "Conversation not found."))?;
-    match state.db.run(move |c| conversations::find(c, id)).await {
-        Ok(conv) if conv.can_read(user.id) => Ok((user, id)),
-        Ok(_) => Err(close_reason(
+    let unavailable = || {
+        Some(CloseReason {
+            code: CloseCode::Error,
+            description: Some("Service unavailable.".into()),
+        })
+    };
+    let user_id = state
+        .jwt
+        .verify(&token, TokenType::Access)
+        .map_err(|e| close_reason(CLOSE_UNAUTHENTICATED, e.detail()))?;
+    // The token's user and the conversation in one trip to the pool.
+    let found = state
+        .db
+        .run(move |c| {
+            let user = match users::find(c, user_id) {
+                Ok(u) => u,
+                Err(PersistenceError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let conv = match conversation {
+                Some(id) => match conversations::find(c, id) {
+                    Ok(conv) => Some(conv),
+                    Err(PersistenceError::NotFound) => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            Ok(Some((user, conv)))
+        })
+        .await;
+    match found {
+        Ok(None) => Err(close_reason(CLOSE_UNAUTHENTICATED, "User not found.")),
+        Ok(Some((_, None))) => Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found.")),
+        Ok(Some((user, Some(conv)))) if conv.can_read(user.id) => Ok((user, conv.id)),
+        Ok(Some(_)) => Err(close_reason(
             CLOSE_FORBIDDEN,
             "You are not a participant of this conversation.",
         )),
-        Err(PersistenceError::NotFound) => {
-            Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found."))
-        }
         Err(e) => {
             tracing::error!(error = %e, "websocket admission failed");
-            Err(Some(CloseReason {
-                code: CloseCode::Error,
-                description: Some("Service unavailable.".into()),
-            }))
+            Err(unavailable())
         }
-    }
-}
-
-impl ApiError {
-    fn status_code_u16(&self) -> u16 {
-        actix_web::ResponseError::status_code(self).as_u16()
     }
 }
 
