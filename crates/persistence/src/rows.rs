@@ -129,7 +129,8 @@ impl ConversationRow {
     }
 }
 
-#[derive(Debug, Queryable)]
+#[derive(Debug, Queryable, QueryableByName)]
+#[diesel(table_name = messages)]
 pub(crate) struct MessageRow {
     pub id: i64,
     pub conversation_id: i64,

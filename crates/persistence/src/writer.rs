@@ -19,7 +19,7 @@ use chat_domain::{
 use diesel::Connection as _;
 use diesel::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Timestamp};
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -192,16 +192,26 @@ fn store_batch_pg(
         .map(|c| (c.id, c))
         .collect();
 
-    let keyed: Vec<&str> = requests
-        .iter()
-        .filter_map(|r| r.client_id.as_ref().map(ClientId::as_str))
-        .collect();
+    // Earlier sends with the same keys: one index probe per exact
+    // (conversation, sender, client_id), whatever the history size.
+    let keyed: Vec<&SendRequest> = requests.iter().filter(|r| r.client_id.is_some()).collect();
     let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
     if !keyed.is_empty() {
-        let found: Vec<MessageRow> = messages_table::table
-            .filter(messages_table::conversation_id.eq_any(ids.clone()))
-            .filter(messages_table::client_id.eq_any(keyed.clone()))
-            .load(pg)?;
+        let found: Vec<MessageRow> = diesel::sql_query(
+            "SELECT m.* FROM messages m \
+             JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
+               ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
+              AND m.client_id = k.client_id",
+        )
+        .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.sender.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            keyed
+                .iter()
+                .filter_map(|r| r.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .load(pg)?;
         for m in found.into_iter().map(MessageRow::into_message) {
             if let Some(cid) = m.client_id.clone() {
                 originals.insert((m.conversation_id, m.sender_id, cid), m);
