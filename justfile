@@ -56,3 +56,7 @@ check-domain:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# Load benchmark: release server on PostgreSQL + Redis, the standard scenarios, figures into BENCHMARKS.md.
+bench *ARGS:
+    bash crates/bench/run.sh {{ARGS}}

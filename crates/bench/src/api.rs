@@ -6,8 +6,12 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Batches of users created so far by this process.
+static BATCH: AtomicU64 = AtomicU64::new(0);
 
 /// Password of every benchmark user (cost is set on the server side).
 const PASSWORD: &str = "bench-password-1";
@@ -92,6 +96,18 @@ impl Api {
     /// Absolute URL of a path (with query) on the server.
     pub fn url(&self, path: &str) -> Result<Url> {
         Ok(self.base.join(path)?)
+    }
+
+    /// The server's IPv4 address, when the URL names one (or localhost).
+    pub fn server_v4(&self) -> Option<SocketAddr> {
+        let port = self.base.port_or_known_default()?;
+        let host = self.base.host_str()?;
+        let ip = if host.eq_ignore_ascii_case("localhost") {
+            Ipv4Addr::LOCALHOST
+        } else {
+            host.parse().ok()?
+        };
+        Some(SocketAddr::new(IpAddr::V4(ip), port))
     }
 
     /// The WebSocket URL of a conversation for a token.
@@ -244,15 +260,17 @@ impl Api {
             .ok_or_else(|| format!("message: no id in {msg}"))?)
     }
 
-    /// `n` new users named `<prefix><tag>_<i>`, `concurrency` at a time, in order.
+    /// `n` new users named `<prefix><tag>b<batch>_<i>`, `concurrency` at a
+    /// time, in order. Each call is a new batch, so names never repeat.
     pub async fn create_users(
         &self,
         prefix: &str,
         n: usize,
         concurrency: usize,
     ) -> Result<Vec<User>> {
+        let batch = BATCH.fetch_add(1, Ordering::Relaxed);
         bounded(n, concurrency, |i| {
-            self.create_user(format!("{prefix}{}_{i}", self.tag))
+            self.create_user(format!("{prefix}{}b{batch}_{i}", self.tag))
         })
         .await
     }
@@ -323,6 +341,10 @@ mod tests {
         }
         assert!(Api::new("http://127.0.0.1:8000", "t".into()).is_ok());
         assert!(Api::new("http://[::1]:8000", "t".into()).is_ok());
+        let server = Api::new("http://localhost:8123", "t".into()).map(|a| a.server_v4());
+        assert_eq!(server.ok().flatten(), "127.0.0.1:8123".parse().ok());
+        let v6 = Api::new("http://[::1]:8000", "t".into()).map(|a| a.server_v4());
+        assert_eq!(v6.ok().flatten(), None);
         assert!(Api::new("http://10.1.1.1:8000", "t".into()).is_err());
         assert!(Api::new("https://127.0.0.1:8000", "t".into()).is_err());
         assert!(check_database_url("postgres://postgres@127.0.0.1:5432/x").is_ok());

@@ -11,6 +11,7 @@
 use crate::Result;
 use crate::api::{Api, Pair, User, bounded};
 use crate::stats::{Percentiles, round3};
+use crate::sysinfo::CpuSnapshot;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ pub struct Config {
     pub max_seconds_per_kind: f64,
     pub database_url: Option<String>,
     pub concurrency: usize,
+    pub server_pid: Option<u32>,
 }
 
 /// Messages left unread at the end of each history (the rest are read).
@@ -58,7 +60,12 @@ fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
 /// The statement that fills `conversation` with `count` messages,
 /// alternating senders, ids and times increasing together, all read but
 /// the last few; then sets the conversation row consistently.
-fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64) -> String {
+fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64, has_message_count: bool) -> String {
+    let message_count = if has_message_count {
+        "message_count = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),"
+    } else {
+        ""
+    };
     format!(
         "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at)
          SELECT {conversation},
@@ -70,6 +77,7 @@ fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64) -> String {
          FROM generate_series(1, {count}) AS g
          ORDER BY g;
          UPDATE conversations c SET
+           {message_count}
            last_message_id = s.max_id,
            updated_at = s.max_created,
            unread_for_low = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id
@@ -108,8 +116,16 @@ async fn fill_with_psql(
         (small.conversation, small.a.id, small.b.id, s),
     ];
     tokio::task::spawn_blocking(move || {
+        // Counters the server maintains on the conversation row vary with
+        // the schema version: set the ones this database has.
+        let columns = psql(
+            &url,
+            &["SELECT column_name FROM information_schema.columns \
+               WHERE table_schema = current_schema() AND table_name = 'conversations'"],
+        )?;
+        let has_message_count = columns.lines().any(|c| c.trim() == "message_count");
         for (conv, a, b, n) in jobs {
-            psql(&url, &[&bulk_sql(conv, a, b, n)])?;
+            psql(&url, &[&bulk_sql(conv, a, b, n, has_message_count)])?;
         }
         psql(&url, &["VACUUM ANALYZE messages", "ANALYZE conversations"])?;
         Ok([id_range(&url, jobs[0].0)?, id_range(&url, jobs[1].0)?])
@@ -217,50 +233,87 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     let max = Duration::from_secs_f64(cfg.max_seconds_per_kind);
     let ps = cfg.page_size.clamp(1, 100);
 
+    let reads_started = Instant::now();
+    let cpu_before = CpuSnapshot::take(cfg.server_pid);
     let page1 = |c: i64| format!("/api/chat/conversations/{c}/messages/");
-    let (p1_big, p1_small) = measure_alternating(
-        api,
-        (&tok_big, &page1(big.conversation)),
-        (&tok_small, &page1(small.conversation)),
-        cfg.reads,
-        max,
-    )
-    .await?;
+    let mut errors: Vec<String> = Vec::new();
+    let mut kind = |label: &str, result: Result<(Percentiles, Percentiles)>| match result {
+        Ok((big, small)) => compare(&big, &small),
+        Err(e) => {
+            errors.push(format!("{label}: {e}"));
+            json!({"error": e.to_string()})
+        }
+    };
+    let page_1 = kind(
+        "page 1",
+        measure_alternating(
+            api,
+            (&tok_big, &page1(big.conversation)),
+            (&tok_small, &page1(small.conversation)),
+            cfg.reads,
+            max,
+        )
+        .await,
+    );
     let mid_big = big_lo + (big_hi - big_lo) / 2;
     let mid_small = small_lo + (small_hi - small_lo) / 2;
     let cursor = |c: i64, dir: &str, id: i64| {
         format!("/api/chat/conversations/{c}/messages/?{dir}={id}&limit=50")
     };
-    let (before_big, before_small) = measure_alternating(
-        api,
-        (&tok_big, &cursor(big.conversation, "before", mid_big)),
-        (&tok_small, &cursor(small.conversation, "before", mid_small)),
-        cfg.reads,
-        max,
-    )
-    .await?;
-    let (after_big, after_small) = measure_alternating(
-        api,
-        (&tok_big, &cursor(big.conversation, "after", mid_big)),
-        (&tok_small, &cursor(small.conversation, "after", mid_small)),
-        cfg.reads,
-        max,
-    )
-    .await?;
+    let before = kind(
+        "before cursor",
+        measure_alternating(
+            api,
+            (&tok_big, &cursor(big.conversation, "before", mid_big)),
+            (&tok_small, &cursor(small.conversation, "before", mid_small)),
+            cfg.reads,
+            max,
+        )
+        .await,
+    );
+    let after = kind(
+        "after cursor",
+        measure_alternating(
+            api,
+            (&tok_big, &cursor(big.conversation, "after", mid_big)),
+            (&tok_small, &cursor(small.conversation, "after", mid_small)),
+            cfg.reads,
+            max,
+        )
+        .await,
+    );
     let last_page = |n: u64| n.div_ceil(ps).max(1);
     let deep_big = cfg.deep_page.clamp(1, last_page(cfg.messages));
     let deep_small = last_page(cfg.small);
     let deep = |c: i64, page: u64| {
         format!("/api/chat/conversations/{c}/messages/?page={page}&page_size={ps}")
     };
-    let (deep_big_t, deep_small_t) = measure_alternating(
+    let deep_page = match measure_alternating(
         api,
         (&tok_big, &deep(big.conversation, deep_big)),
         (&tok_small, &deep(small.conversation, deep_small)),
         cfg.reads,
         max,
     )
-    .await?;
+    .await
+    {
+        Ok((b, s)) => json!({
+            "page_size": ps,
+            "big_page": deep_big,
+            "small_page": deep_small,
+            "big": b.to_json(),
+            "small": s.to_json(),
+        }),
+        Err(e) => {
+            errors.push(format!("deep page: {e}"));
+            json!({"page_size": ps, "big_page": deep_big, "small_page": deep_small, "error": e.to_string()})
+        }
+    };
+
+    let cpu = cpu_before.cores_since(
+        &CpuSnapshot::take(cfg.server_pid),
+        reads_started.elapsed().as_secs_f64(),
+    );
 
     // A user with many conversations, each with one message from the partner.
     let list_started = Instant::now();
@@ -304,23 +357,19 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "insert_s": round3(insert_seconds),
         "setup_s": round3(setup_started.elapsed().as_secs_f64()),
         "reads_per_kind": cfg.reads,
-        "page_1": compare(&p1_big, &p1_small),
-        "cursor_before_middle": compare(&before_big, &before_small),
-        "cursor_after_middle": compare(&after_big, &after_small),
-        "deep_page": {
-            "page_size": ps,
-            "big_page": deep_big,
-            "small_page": deep_small,
-            "big": deep_big_t.to_json(),
-            "small": deep_small_t.to_json(),
-        },
+        "page_1": page_1,
+        "cursor_before_middle": before,
+        "cursor_after_middle": after,
+        "deep_page": deep_page,
+        "read_errors": errors,
         "conversation_list": {
             "conversations": convs.len(),
             "count_reported": count,
             "setup_s": round3(list_setup_seconds),
             "latency": list.to_json(),
         },
-        "failed": count != convs.len() as u64,
+        "cpu_cores_during_history_reads": cpu,
+        "failed": count != convs.len() as u64 || !errors.is_empty(),
     }))
 }
 
@@ -330,7 +379,9 @@ mod tests {
 
     #[test]
     fn bulk_sql_mentions_every_column() {
-        let sql = bulk_sql(3, 1, 2, 1000);
+        assert!(!bulk_sql(3, 1, 2, 1000, false).contains("message_count"));
+        let sql = bulk_sql(3, 1, 2, 1000, true);
+        assert!(sql.contains("message_count = (SELECT count(*)"));
         for col in [
             "conversation_id",
             "sender_id",

@@ -10,6 +10,7 @@ use crate::sysinfo::{self, CpuSnapshot};
 use crate::ws;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -23,6 +24,8 @@ pub struct Config {
     pub ramp_timeout: Duration,
     pub server_pid: Option<u32>,
     pub setup_concurrency: usize,
+    /// Loopback source addresses to spread the sockets over (1: let the kernel pick).
+    pub source_ips: usize,
 }
 
 /// File descriptors kept free for everything else a process holds.
@@ -72,6 +75,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         );
     }
 
+    let rss_at_start = cfg.server_pid.map(sysinfo::rss_kib).transpose()?;
     let setup_started = Instant::now();
     let pairs = api
         .create_pairs("id", cfg.pairs.max(1), cfg.setup_concurrency)
@@ -98,18 +102,26 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         .collect::<Result<_>>()?;
 
     let cpu_before = CpuSnapshot::take(cfg.server_pid);
+    let server = api.server_v4();
+    let source_ips = cfg.source_ips.clamp(1, 254);
     let ramp_started = Instant::now();
     let ramp_deadline = tokio::time::Instant::now() + cfg.ramp_timeout;
     let mut holders: Vec<JoinHandle<()>> = Vec::with_capacity(sockets);
     let mut handshake = Vec::with_capacity(sockets);
+    let mut completed_at: Vec<f64> = Vec::with_capacity(sockets);
     let mut failures = 0usize;
     let mut first_failures: Vec<String> = Vec::new();
     let mut attempts = stream::iter(0..sockets)
         .map(|i| {
             let url = &urls[i % urls.len()];
+            let route = server.filter(|_| source_ips > 1).map(|server| ws::Route {
+                // 127.0.0.1, 127.0.0.2, ...: all of 127.0.0.0/8 is this machine.
+                local: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % source_ips) as u8)),
+                server,
+            });
             async move {
                 let started = Instant::now();
-                let result = ws::connect(url, true).await;
+                let result = ws::connect(url, true, route).await;
                 (started.elapsed(), result)
             }
         })
@@ -126,6 +138,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         match next {
             (took, Ok(mut socket)) => {
                 handshake.push(took);
+                completed_at.push(ramp_started.elapsed().as_secs_f64());
                 // Keep reading so pings are answered; end when closed.
                 holders.push(tokio::spawn(async move {
                     while let Some(Ok(_)) = socket.next().await {}
@@ -160,6 +173,20 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         _ => None,
     };
     let hs = Percentiles::from_durations(&handshake);
+    // Handshake rate over each quarter of the sockets opened: does it
+    // fall as the server holds more sockets?
+    let quarters: Vec<f64> = (0..4)
+        .filter_map(|q| {
+            let n = completed_at.len();
+            let (lo, hi) = (n * q / 4, n * (q + 1) / 4);
+            if hi <= lo {
+                return None;
+            }
+            let t0 = if lo == 0 { 0.0 } else { completed_at[lo - 1] };
+            let t1 = completed_at[hi - 1];
+            Some(round3((hi - lo) as f64 / (t1 - t0).max(1e-9)))
+        })
+        .collect();
     Ok(json!({
         "sockets_requested": cfg.sockets,
         "sockets_attempted": sockets,
@@ -171,12 +198,15 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "pairs": pairs.len(),
         "users": pairs.len() * 2,
         "ramp_concurrency": cfg.concurrency,
+        "source_ips": if server.is_some() { source_ips } else { 1 },
         "setup_s": round3(setup_seconds),
         "ramp_s": round3(ramp_seconds),
         "handshakes_per_s": round3(opened as f64 / ramp_seconds.max(1e-9)),
         "handshake_latency": hs.to_json(),
+        "handshakes_per_s_by_quarter": quarters,
         "ramp_cpu_cores": ramp_cpu,
         "idle_s": cfg.idle.as_secs_f64(),
+        "server_rss_at_start_kib": rss_at_start,
         "server_rss_before_kib": rss_before,
         "server_rss_after_kib": rss_after,
         "server_fds_before": fds_before,

@@ -45,10 +45,14 @@ scenarios:
   throughput  --pairs 100 --window 16 --duration 10 --warmup 2 [--sockets-per-user 2] [--drain 10]
   latency     --rate 2000 --pairs 50 --duration 10 [--warmup 1] [--sockets-per-user 2] [--drain 10]
   idle        --sockets 20000 --server-pid PID [--pairs 500] [--concurrency 64] [--idle 5] [--ramp-timeout 180]
+              [--source-ips 16: spread sockets over 127.0.0.1..N]
   history     --messages 1000000 --small 1000 --conversations 1000 --reads 200
               --database-url postgres://...  [--deep-page 10000] [--max-seconds-per-kind 120]
-  all         the four above with their defaults (--quick: small sizes), one combined JSON
-  report      --input all.json --out BENCHMARKS.md [--machine machine.txt] [--settings TEXT]
+  all         the four above with their defaults (--quick: small sizes), one combined JSON;
+              also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
+              --skip idle,... leaves scenarios out
+  report      --input all.json --out BENCHMARKS.md [--extra idle.json] [--machine FILE]
+              [--settings FILE] [--notes FILE] [--merged-out FILE]
 
 common options:
   --url http://127.0.0.1:8000   the server (loopback addresses only)
@@ -127,6 +131,7 @@ fn idle_config(args: &mut Args, c: &Common, quick: bool) -> Result<idle::Config>
         ramp_timeout: secs(args.get("ramp-timeout", 180.0)?)?,
         server_pid: c.server_pid,
         setup_concurrency: c.setup_concurrency,
+        source_ips: args.get("source-ips", 16)?,
     })
 }
 
@@ -141,6 +146,7 @@ fn history_config(args: &mut Args, c: &Common, quick: bool) -> Result<history::C
         max_seconds_per_kind: args.get("max-seconds-per-kind", 120.0)?,
         database_url: args.take("database-url"),
         concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
     })
 }
 
@@ -227,6 +233,10 @@ fn summarize(name: &str, r: &Value) {
                 get_f(r, &["handshakes_per_s"])
             );
             println!("  handshake {}", latency_line(&r["handshake_latency"]));
+            println!(
+                "  handshakes/s over each quarter of the ramp {}",
+                r["handshakes_per_s_by_quarter"]
+            );
             if r["ramp_cpu_cores"].is_object() {
                 println!("  cpu during the ramp (cores) {}", r["ramp_cpu_cores"]);
             }
@@ -267,6 +277,11 @@ fn summarize(name: &str, r: &Value) {
                 d["small_page"],
                 get_f(d, &["small", "p50_ms"])
             );
+            if let Some(errs) = r["read_errors"].as_array().filter(|e| !e.is_empty()) {
+                for e in errs {
+                    println!("  read error: {}", e.as_str().unwrap_or_default());
+                }
+            }
             let l = &r["conversation_list"];
             println!(
                 "  conversation list ({} conversations): {}",
@@ -281,39 +296,44 @@ fn summarize(name: &str, r: &Value) {
     }
 }
 
-async fn run_one(name: &str, args: &mut Args, c: &Common, api: &Api, quick: bool) -> Result<Value> {
-    let body = match name {
-        "throughput" => {
-            let cfg = throughput_config(args, c, quick)?;
-            std::mem::take(args).finish()?;
-            let mut v = pairs::run(api, &cfg).await?;
-            if let pairs::Mode::Closed { window } = cfg.mode {
-                v["window"] = json!(window);
-            }
-            v
-        }
-        "latency" => {
-            let cfg = latency_config(args, c, quick)?;
-            std::mem::take(args).finish()?;
-            let mut v = pairs::run(api, &cfg).await?;
-            if let pairs::Mode::Open { rate } = cfg.mode {
-                v["target_rate_per_s"] = json!(rate);
-            }
-            v
-        }
-        "idle" => {
-            let cfg = idle_config(args, c, quick)?;
-            std::mem::take(args).finish()?;
-            idle::run(api, &cfg).await?
-        }
-        "history" => {
-            let cfg = history_config(args, c, quick)?;
-            std::mem::take(args).finish()?;
-            history::run(api, &cfg).await?
-        }
+/// A scenario with its settings, checked before anything is sent.
+enum Plan {
+    Pairs(pairs::Config),
+    Idle(idle::Config),
+    History(history::Config),
+}
+
+fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
+    let plan = match name {
+        "throughput" => Plan::Pairs(throughput_config(args, c, quick)?),
+        "latency" => Plan::Pairs(latency_config(args, c, quick)?),
+        "idle" => Plan::Idle(idle_config(args, c, quick)?),
+        "history" => Plan::History(history_config(args, c, quick)?),
         other => return Err(format!("unknown scenario '{other}'\n\n{USAGE}").into()),
     };
-    Ok(body)
+    std::mem::take(args).finish()?;
+    Ok(plan)
+}
+
+async fn run_plan(plan: &Plan, api: &Api) -> Result<Value> {
+    Ok(match plan {
+        Plan::Pairs(cfg) => {
+            let mut v = pairs::run(api, cfg).await?;
+            match cfg.mode {
+                pairs::Mode::Closed { window } => v["window"] = json!(window),
+                pairs::Mode::Open { rate } => v["target_rate_per_s"] = json!(rate),
+            }
+            v
+        }
+        Plan::Idle(cfg) => idle::run(api, cfg).await?,
+        Plan::History(cfg) => history::run(api, cfg).await?,
+    })
+}
+
+async fn ready(api: &Api, c: &Common) -> Result<()> {
+    api.ready()
+        .await
+        .map_err(|e| format!("server at {} is not ready: {e}", c.url).into())
 }
 
 fn emit(result: &Value, json_out: Option<&str>) -> Result<()> {
@@ -338,27 +358,66 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
     let common = Common::take(&mut args)?;
     let api = Api::new(&common.url, run_tag())?;
     epoch();
-    api.ready()
-        .await
-        .map_err(|e| format!("server at {} is not ready: {e}", common.url))?;
     let started = chrono::Utc::now();
     if scenario == "all" {
         let quick = args.flag("quick")?;
         let database_url = args.take("database-url");
+        let sweep_default = if quick { "200" } else { "500,1000" };
+        let sweep: Vec<f64> = args
+            .take("latency-sweep")
+            .unwrap_or_else(|| sweep_default.into())
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--latency-sweep: {e}"))?;
+        let skip: Vec<String> = args
+            .take("skip")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for s in &skip {
+            if !["throughput", "latency", "history", "idle"].contains(&s.as_str()) {
+                return Err(format!("--skip: unknown scenario '{s}'").into());
+            }
+        }
         args.finish()?;
-        let mut results = serde_json::Map::new();
-        let mut any_failed = false;
+        // (result key, scenario, its options). The sweep runs the latency
+        // scenario below the target rate, to show where the knee is.
+        let mut jobs: Vec<(String, &str, Args)> =
+            vec![("throughput".into(), "throughput", Args::default())];
+        for rate in &sweep {
+            jobs.push((
+                format!("latency_at_{rate}"),
+                "latency",
+                Args::with(&[("rate", rate.to_string())]),
+            ));
+        }
+        jobs.push(("latency".into(), "latency", Args::default()));
+        let history_args = match &database_url {
+            Some(url) => Args::with(&[("database-url", url.clone())]),
+            None => Args::default(),
+        };
+        jobs.push(("history".into(), "history", history_args));
         // Idle goes last: its thousands of closed sockets linger in TIME_WAIT.
-        for name in ["throughput", "latency", "history", "idle"] {
-            let mut sub = match (&database_url, name) {
-                (Some(url), "history") => Args::with(&[("database-url", url.clone())]),
-                _ => Args::default(),
-            };
+        jobs.push(("idle".into(), "idle", Args::default()));
+        let mut results = serde_json::Map::new();
+        let mut sweep_results = Vec::new();
+        let mut any_failed = false;
+        jobs.retain(|(_, name, _)| !skip.iter().any(|s| s == name));
+        let plans: Vec<(String, &str, Plan)> = jobs
+            .into_iter()
+            .map(|(key, name, mut sub)| Ok((key, name, plan(name, &mut sub, &common, quick)?)))
+            .collect::<Result<_>>()?;
+        ready(&api, &common).await?;
+        for (key, name, plan) in plans {
             eprintln!(
-                "chat-bench: running {name}{}",
+                "chat-bench: running {key}{}",
                 if quick { " (quick)" } else { "" }
             );
-            let r = match run_one(name, &mut sub, &common, &api, quick).await {
+            let r = match run_plan(&plan, &api).await {
                 Ok(mut v) => {
                     v["scenario"] = json!(name);
                     v
@@ -366,11 +425,17 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
                 Err(e) => json!({"scenario": name, "error": e.to_string(), "failed": true}),
             };
             summarize(name, &r);
-            any_failed |= failed(&r);
-            results.insert(name.into(), r);
+            if key.starts_with("latency_at_") {
+                // Informative: not part of the pass/fail verdict.
+                sweep_results.push(r);
+            } else {
+                any_failed |= failed(&r);
+                results.insert(key, r);
+            }
             // Let the server settle between scenarios.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+        results.insert("latency_sweep".into(), Value::Array(sweep_results));
         let all = json!({
             "scenario": "all",
             "quick": quick,
@@ -383,10 +448,13 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
         emit(&all, common.json_out.as_deref())?;
         return Ok(!any_failed);
     }
-    let mut r = run_one(&scenario, &mut args, &common, &api, false).await?;
+    let plan = plan(&scenario, &mut args, &common, false)?;
+    ready(&api, &common).await?;
+    let mut r = run_plan(&plan, &api).await?;
     r["scenario"] = json!(scenario);
     r["url"] = json!(common.url);
     r["started_at"] = json!(started.to_rfc3339());
+    r["finished_at"] = json!(chrono::Utc::now().to_rfc3339());
     summarize(&scenario, &r);
     emit(&r, common.json_out.as_deref())?;
     Ok(!failed(&r))

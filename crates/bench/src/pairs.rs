@@ -435,7 +435,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         let pair: &Pair = &pairs[p];
         let user = if is_a { &pair.a } else { &pair.b };
         let url = api.ws_url(pair.conversation, &user.token);
-        async move { ws::connect(&url?, false).await }
+        async move { ws::connect(&url?, false, None).await }
     })
     .await?;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
@@ -551,6 +551,9 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "persisted_msgs_per_s": round3(sent.echoes_in_window as f64 / secs),
         "deliveries_in_window": delivered,
         "delivered_msgs_per_s": round3(delivered as f64 / secs),
+        // Distinct messages per second reaching the other user (each of its
+        // sockets gets every message).
+        "delivered_unique_msgs_per_s": round3(delivered as f64 / per_user as f64 / secs),
         "latency": latency.to_json(),
         "latency_from_actual_send": latency_send.to_json(),
         "send_lag": lag.to_json(),

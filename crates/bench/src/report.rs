@@ -89,13 +89,34 @@ fn targets(r: &Value) -> Vec<Row> {
         let p99 = f(&lt["latency"]["p99_ms"]);
         rows.push((
             "p99 ≤ 5 ms at 2,000 msgs/s".into(),
-            format!(
-                "p99 {} ms (p50 {} ms) from the scheduled send time, at {} msgs/s achieved (target rate {})",
-                num(&lt["latency"]["p99_ms"], 3),
-                num(&lt["latency"]["p50_ms"], 3),
-                num(&lt["send_rate_per_s"], 0),
-                lt["target_rate_per_s"]
-            ),
+            {
+                let mut m = format!(
+                    "p99 {} ms (p50 {} ms) from the scheduled send time; sent {} msgs/s, the other user received {} distinct msgs/s",
+                    num(&lt["latency"]["p99_ms"], 3),
+                    num(&lt["latency"]["p50_ms"], 3),
+                    f(&lt["send_rate_per_s"]).map_or("n/a".into(), thousands),
+                    f(&lt["delivered_unique_msgs_per_s"]).map_or("n/a".into(), thousands),
+                );
+                let below: Vec<String> = r["latency_sweep"]
+                    .as_array()
+                    .map(|s| {
+                        s.iter()
+                            .filter(|v| v.get("error").is_none())
+                            .map(|v| {
+                                format!(
+                                    "p99 {} ms at {} msgs/s",
+                                    num(&v["latency"]["p99_ms"], 3),
+                                    f(&v["target_rate_per_s"]).map_or("?".into(), thousands)
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !below.is_empty() {
+                    m.push_str(&format!(" (lower rates: {})", below.join(", ")));
+                }
+                m
+            },
             verdict(p99.map(|p| p <= 5.0 && lt["integrity"]["ok"].as_bool() == Some(true))),
         ));
     } else {
@@ -115,7 +136,7 @@ fn targets(r: &Value) -> Vec<Row> {
             format!(
                 "{} KiB per socket with {} sockets open{}",
                 num(&id["kib_per_socket"], 2),
-                id["sockets_opened"],
+                f(&id["sockets_opened"]).map_or("?".into(), thousands),
                 if clamped {
                     " (fewer than requested: see details)"
                 } else {
@@ -146,7 +167,8 @@ fn targets(r: &Value) -> Vec<Row> {
     if hi.get("error").is_none() && hi.is_object() {
         let size = format!(
             "{} vs {} messages",
-            hi["messages_big"], hi["messages_small"]
+            f(&hi["messages_big"]).map_or("?".into(), thousands),
+            f(&hi["messages_small"]).map_or("?".into(), thousands)
         );
         let p1 = f(&hi["page_1"]["ratio_p50"]);
         rows.push((
@@ -226,7 +248,11 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
             writeln!(
                 out,
                 "Open loop: {} msgs/s scheduled evenly over {} pairs ({} sockets), {} s measured after {} s warm-up; latency counts from the scheduled send time.\n",
-                v["target_rate_per_s"], v["pairs"], v["sockets"], v["duration_s"], v["warmup_s"]
+                f(&v["target_rate_per_s"]).map_or("?".into(), thousands),
+                v["pairs"],
+                v["sockets"],
+                v["duration_s"],
+                v["warmup_s"]
             )?;
         }
         writeln!(out, "| figure | value |\n|---|---|")?;
@@ -253,6 +279,11 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         )?;
         writeln!(
             out,
+            "| sender sockets that failed | {} {} |",
+            v["sender_errors"], v["first_sender_errors"]
+        )?;
+        writeln!(
+            out,
             "| CPU used during the window (cores) | `{}` |\n",
             v["cpu_cores"]
         )?;
@@ -264,6 +295,44 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         ));
         if name == "latency" {
             out.push_str(&lat_row("send lag (scheduled → written)", &v["send_lag"]));
+        }
+        out.push('\n');
+    }
+    if let Some(sweep) = r["latency_sweep"].as_array().filter(|s| !s.is_empty()) {
+        writeln!(out, "### latency at lower rates\n")?;
+        writeln!(
+            out,
+            "The latency scenario again below the target rate (same pairs and sockets), to show where queueing starts.\n"
+        )?;
+        writeln!(
+            out,
+            "| rate scheduled | achieved send rate | persisted msgs/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | integrity | sender errors |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")?;
+        for v in sweep {
+            if v.get("error").is_some() {
+                writeln!(out, "| ? | {} | | | | | | | | |", error_of(v))?;
+                continue;
+            }
+            let l = &v["latency"];
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                f(&v["target_rate_per_s"]).map_or("?".into(), thousands),
+                num(&v["send_rate_per_s"], 0),
+                num(&v["persisted_msgs_per_s"], 0),
+                num(&l["p50_ms"], 3),
+                num(&l["p90_ms"], 3),
+                num(&l["p99_ms"], 3),
+                num(&l["p999_ms"], 3),
+                num(&l["max_ms"], 3),
+                if v["integrity"]["ok"].as_bool() == Some(true) {
+                    "ok"
+                } else {
+                    "FAILED"
+                },
+                v["sender_errors"]
+            )?;
         }
         out.push('\n');
     }
@@ -296,13 +365,18 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         writeln!(out, "| handshakes/s | {} |", num(&v["handshakes_per_s"], 0))?;
         writeln!(
             out,
+            "| handshakes/s over each quarter of the ramp | {} |",
+            v["handshakes_per_s_by_quarter"]
+        )?;
+        writeln!(
+            out,
             "| CPU during the ramp (cores) | `{}` |",
             v["ramp_cpu_cores"]
         )?;
         writeln!(
             out,
-            "| server RSS before / after (KiB) | {} / {} |",
-            v["server_rss_before_kib"], v["server_rss_after_kib"]
+            "| server RSS at start / before the sockets / after (KiB) | {} / {} / {} |",
+            v["server_rss_at_start_kib"], v["server_rss_before_kib"], v["server_rss_after_kib"]
         )?;
         writeln!(
             out,
@@ -330,9 +404,9 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         writeln!(
             out,
             "{} messages (big) and {} (small), inserted via {} in {} s; {} sequential reads of each kind, alternating big and small.\n",
-            v["messages_big"],
-            v["messages_small"],
-            v["insert_method"],
+            f(&v["messages_big"]).map_or("?".into(), thousands),
+            f(&v["messages_small"]).map_or("?".into(), thousands),
+            v["insert_method"].as_str().unwrap_or("?"),
             v["insert_s"],
             v["reads_per_kind"]
         )?;
@@ -355,6 +429,15 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
             &d["small"],
         ));
         let l = &v["conversation_list"];
+        if let Some(errs) = v["read_errors"].as_array().filter(|e| !e.is_empty()) {
+            for e in errs {
+                writeln!(
+                    out,
+                    "| read error: {} | | | | | | |",
+                    e.as_str().unwrap_or_default()
+                )?;
+            }
+        }
         out.push_str(&lat_row(
             &format!("conversation list, {} conversations", l["conversations"]),
             &l["latency"],
@@ -362,16 +445,152 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         out.push('\n');
         writeln!(
             out,
-            "Ratios big/small (p50, p99): page 1 {} / {}, before {} / {}, after {} / {}. The deep page uses OFFSET, whose cost grows with depth: reported, not a target.\n",
+            "Ratios big/small (p50, p99): page 1 {} / {}, before {} / {}, after {} / {}. The deep page uses OFFSET, whose cost grows with depth: reported, not a target. CPU during the reads, in cores: {}.\n",
             num(&v["page_1"]["ratio_p50"], 2),
             num(&v["page_1"]["ratio_p99"], 2),
             num(&v["cursor_before_middle"]["ratio_p50"], 2),
             num(&v["cursor_before_middle"]["ratio_p99"], 2),
             num(&v["cursor_after_middle"]["ratio_p50"], 2),
             num(&v["cursor_after_middle"]["ratio_p99"], 2),
+            cores(&v["cpu_cores_during_history_reads"]),
         )?;
     }
     Ok(())
+}
+
+fn cores(v: &Value) -> String {
+    let Some(map) = v.as_object() else {
+        return "n/a".into();
+    };
+    let mut parts: Vec<(String, f64)> = map
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "machine_busy" | "other"))
+        .filter_map(|(k, c)| c.as_f64().map(|c| (k.clone(), c)))
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut list: Vec<String> = parts.iter().map(|(k, c)| format!("{k} {c:.2}")).collect();
+    if let Some(o) = map.get("other").and_then(Value::as_f64) {
+        list.push(format!("other processes {o:.2}"));
+    }
+    match map.get("machine_busy").and_then(Value::as_f64) {
+        Some(b) => format!("{} (machine busy {b:.2} cores)", list.join(", ")),
+        None => list.join(", "),
+    }
+}
+
+/// Cores used by processes other than the benchmark's own four.
+fn other_cores(v: &Value) -> f64 {
+    v["other"].as_f64().unwrap_or(0.0)
+}
+
+/// Sentences drawn from the figures: where the time went, what limited a run.
+fn observations(r: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let disturbed: Vec<String> = [
+        ("throughput", &r["throughput"]["cpu_cores"]),
+        ("latency", &r["latency"]["cpu_cores"]),
+        ("idle ramp", &r["idle"]["ramp_cpu_cores"]),
+        (
+            "history reads",
+            &r["history"]["cpu_cores_during_history_reads"],
+        ),
+    ]
+    .iter()
+    .filter(|(_, c)| other_cores(c) >= 0.15)
+    .map(|(name, c)| format!("{name} {:.2} cores", other_cores(c)))
+    .collect();
+    if !disturbed.is_empty() {
+        out.push(format!(
+            "**Disturbed run:** processes other than the server, PostgreSQL, Redis and chat-bench \
+             used CPU while measuring ({}), e.g. a build running on the same machine; those \
+             figures understate what the server can do.",
+            disturbed.join(", ")
+        ));
+    }
+    let tp = &r["throughput"];
+    if tp["cpu_cores"].is_object() {
+        out.push(format!(
+            "Throughput: CPU in use during the measured window, in cores: {}. The machine's cores are \
+             shared by all of these, so the load generator's share is not available to the server.",
+            cores(&tp["cpu_cores"])
+        ));
+    }
+    let lt = &r["latency"];
+    if let (Some(sent), Some(got)) = (
+        f(&lt["send_rate_per_s"]),
+        f(&lt["delivered_unique_msgs_per_s"]),
+    ) {
+        if got < 0.95 * sent {
+            out.push(format!(
+                "Latency: the server delivered {} of the {} msgs/s scheduled, so a queue grew through the \
+                 run and the latency measured from the scheduled send time is mostly waiting in it. \
+                 CPU in cores: {}.",
+                thousands(got),
+                thousands(sent),
+                cores(&lt["cpu_cores"])
+            ));
+        }
+        if lt["sender_errors"].as_u64().unwrap_or(0) > 0 {
+            out.push(format!(
+                "Latency: {} sender socket(s) were closed by the server during the run ({}).",
+                lt["sender_errors"], lt["first_sender_errors"]
+            ));
+        }
+    }
+    let id = &r["idle"];
+    if id.is_object() && id.get("error").is_none() {
+        if let Some(c) = id["clamped_because"].as_array().filter(|c| !c.is_empty()) {
+            let reasons: Vec<&str> = c.iter().filter_map(Value::as_str).collect();
+            let rlimit = reasons.iter().any(|r| r.contains("RLIMIT_NOFILE"));
+            out.push(format!(
+                "Idle: {} sockets instead of {} because {}{}. The per-socket memory is a ratio, so it \
+                 carries over.",
+                f(&id["sockets_attempted"]).map_or("?".into(), thousands),
+                f(&id["sockets_requested"]).map_or("?".into(), thousands),
+                reasons.join(" and "),
+                if rlimit {
+                    " (each process needs one descriptor per socket plus a few; run.sh tries to raise \
+                     the hard limit, which needs CAP_SYS_RESOURCE, and could not)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let (Some(start), Some(before)) = (
+            f(&id["server_rss_at_start_kib"]),
+            f(&id["server_rss_before_kib"]),
+        ) {
+            out.push(format!(
+                "Idle: the server's RSS was {:.0} MiB when the scenario began and {:.0} MiB after \
+                 registering its {} users (the baseline for the per-socket figure): memory grown \
+                 during the setup (registering and logging in users) that the allocator keeps; it is \
+                 not socket memory.",
+                start / 1024.0,
+                before / 1024.0,
+                id["users"]
+            ));
+        }
+        out.push(format!(
+            "Idle: CPU during the handshake ramp, in cores: {}. Handshakes/s over each quarter of \
+             the ramp: {}.",
+            cores(&id["ramp_cpu_cores"]),
+            id["handshakes_per_s_by_quarter"]
+        ));
+    }
+    let hi = &r["history"];
+    if let (Some(b), Some(s)) = (
+        f(&hi["page_1"]["big"]["p50_ms"]),
+        f(&hi["page_1"]["small"]["p50_ms"]),
+    ) && b > 1.5 * s
+    {
+        out.push(format!(
+            "History: page 1 grows with the history ({b:.1} ms vs {s:.1} ms p50) while the cursor \
+             reads do not: a page-numbered read answers with the total `count` of the \
+             conversation's messages (and pages further back add an OFFSET), which costs time in \
+             proportion to the history; the keyset cursors read 50 rows whatever the depth."
+        ));
+    }
+    out
 }
 
 /// Builds the markdown from the combined JSON.
@@ -400,6 +619,14 @@ pub fn render(all: &Value, machine: &str, settings: &str, notes: &str) -> Result
     if !notes.trim().is_empty() {
         writeln!(out, "## Notes\n\n{}\n", notes.trim())?;
     }
+    let obs = observations(r);
+    if !obs.is_empty() {
+        writeln!(out, "## Observations\n")?;
+        for o in obs {
+            writeln!(out, "- {o}")?;
+        }
+        out.push('\n');
+    }
     writeln!(out, "## Details\n")?;
     details(r, &mut out)?;
     writeln!(
@@ -426,9 +653,31 @@ pub fn run(mut args: Args) -> Result<()> {
     let machine = read(args.take("machine"))?;
     let settings = read(args.take("settings"))?;
     let notes = read(args.take("notes"))?;
+    let extra = args.take("extra");
+    let merged_out = args.take("merged-out");
     args.finish()?;
     let raw = std::fs::read_to_string(&input).map_err(|e| format!("cannot read {input}: {e}"))?;
-    let all: Value = serde_json::from_str(raw.trim())?;
+    let mut all: Value = serde_json::from_str(raw.trim())?;
+    // A scenario run on its own (e.g. idle on a fresh server) joins the results.
+    for path in extra.iter().flat_map(|e| e.split(',')) {
+        let raw = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let one: Value = serde_json::from_str(raw.trim())?;
+        let name = one["scenario"]
+            .as_str()
+            .ok_or_else(|| format!("{path}: no scenario name"))?
+            .to_owned();
+        all["failed"] = Value::Bool(
+            all["failed"].as_bool() == Some(true) || one["failed"].as_bool() == Some(true),
+        );
+        if let Some(finished) = one.get("finished_at").cloned() {
+            all["finished_at"] = finished;
+        }
+        all["results"][name] = one;
+    }
+    if let Some(path) = merged_out {
+        std::fs::write(&path, format!("{}\n", serde_json::to_string(&all)?))
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
     let md = render(&all, &machine, &settings, &notes)?;
     std::fs::write(&out_path, md).map_err(|e| format!("cannot write {out_path}: {e}"))?;
     println!("wrote {out_path}");

@@ -83,6 +83,19 @@ fn stat(pid: &str) -> Option<(String, u64)> {
     Some((comm, utime + stime))
 }
 
+/// Busy time of the whole machine (all cores) from /proc/stat, in ticks.
+fn machine_busy_ticks() -> Option<u64> {
+    let raw = fs::read_to_string("/proc/stat").ok()?;
+    let line = raw.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
+}
+
 /// CPU time consumed so far by the server, this tool, PostgreSQL and Redis.
 #[derive(Debug, Clone, Default)]
 pub struct CpuSnapshot {
@@ -118,19 +131,34 @@ impl CpuSnapshot {
                 *ticks.entry(key).or_insert(0) += t;
             }
         }
+        if let Some(busy) = machine_busy_ticks() {
+            ticks.insert("machine_busy", busy);
+        }
         Self { ticks }
     }
 
     /// Cores used by each between `self` and `later` over `seconds`
-    /// (1.0 = one core busy the whole time).
+    /// (1.0 = one core busy the whole time), with `machine_busy` (every
+    /// process) and `other` (everything not named: e.g. a compiler running
+    /// beside the benchmark, which disturbs it).
     pub fn cores_since(&self, later: &Self, seconds: f64) -> Value {
         let hz = clock_ticks();
         let mut out = serde_json::Map::new();
+        let mut named = 0.0;
         for (k, &t1) in &later.ticks {
             if let Some(&t0) = self.ticks.get(k) {
                 let cores = t1.saturating_sub(t0) as f64 / hz / seconds.max(1e-9);
+                if *k != "machine_busy" {
+                    named += cores;
+                }
                 out.insert((*k).to_owned(), json!(crate::stats::round3(cores)));
             }
+        }
+        if let Some(busy) = out.get("machine_busy").and_then(Value::as_f64) {
+            out.insert(
+                "other".into(),
+                json!(crate::stats::round3((busy - named).max(0.0))),
+            );
         }
         Value::Object(out)
     }
@@ -150,7 +178,9 @@ mod tests {
         assert!(!comm.is_empty());
         let a = CpuSnapshot::take(Some(pid));
         let b = CpuSnapshot::take(Some(pid));
-        assert!(a.cores_since(&b, 1.0).get("server").is_some());
+        let c = a.cores_since(&b, 1.0);
+        assert!(c.get("server").is_some());
+        assert!(c.get("machine_busy").is_some() && c.get("other").is_some());
         Ok(())
     }
 }

@@ -5,8 +5,9 @@ use crate::Result;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -17,9 +18,18 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long the upgrade plus the first frame may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Where a socket connects from and to: binding each socket to one of
+/// several loopback source addresses keeps the kernel's ephemeral port
+/// search short when tens of thousands of sockets are open.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub local: IpAddr,
+    pub server: SocketAddr,
+}
+
 /// Connects and waits for `connection_established`. `small` shrinks the
 /// client's buffers (many idle sockets); otherwise tungstenite's defaults.
-pub async fn connect(url: &str, small: bool) -> Result<Ws> {
+pub async fn connect(url: &str, small: bool, route: Option<Route>) -> Result<Ws> {
     let config = if small {
         WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -28,8 +38,29 @@ pub async fn connect(url: &str, small: bool) -> Result<Ws> {
         WebSocketConfig::default()
     };
     let handshake = async {
-        let (mut ws, _response) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let mut ws = match route {
+            None => {
+                tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                    .await?
+                    .0
+            }
+            Some(route) => {
+                let socket = match route.local {
+                    IpAddr::V4(_) => TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(route.local, 0))?;
+                let stream = socket.connect(route.server).await?;
+                stream.set_nodelay(true)?;
+                tokio_tungstenite::client_async_with_config(
+                    url,
+                    MaybeTlsStream::Plain(stream),
+                    Some(config),
+                )
+                .await?
+                .0
+            }
+        };
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => {
