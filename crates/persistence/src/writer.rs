@@ -11,15 +11,15 @@
 use crate::db::{Database, DbConnection};
 use crate::error::{PersistenceError, QueryResult};
 use crate::messages::{self, SendOutcome};
-use crate::rows::{ConversationRow, MessageRow, NewMessageRow, to_naive};
-use crate::schema::{connections, conversations, messages as messages_table};
+use crate::rows::{ConversationRow, MessageRow, to_naive};
+use crate::schema::{connections, conversations};
 use chat_domain::{
     ClientId, Conversation, ConversationId, Message, MessageContent, SendDenied, UserId,
 };
 use diesel::Connection as _;
 use diesel::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -251,28 +251,38 @@ fn store_batch_pg(
     }
 
     let now = to_naive(chat_domain::now());
-    let new_rows: Vec<NewMessageRow<'_>> = requests
+    let new: Vec<&SendRequest> = requests
         .iter()
         .zip(&plans)
         .filter(|(_, p)| matches!(p, Plan::Insert))
-        .map(|(r, _)| NewMessageRow {
-            conversation_id: r.conversation.0,
-            sender_id: r.sender.0,
-            content: r.content.as_str(),
-            client_id: r.client_id.as_ref().map(ClientId::as_str),
-            created_at: now,
-        })
+        .map(|(r, _)| r)
         .collect();
-    let mut stored: Vec<Message> = if new_rows.is_empty() {
+    let mut stored: Vec<Message> = if new.is_empty() {
         Vec::new()
     } else {
-        let rows: Vec<MessageRow> = diesel::insert_into(messages_table::table)
-            .values(&new_rows)
-            .returning(messages_table::all_columns)
-            .get_results(pg)?;
+        // Arrays instead of a VALUES list: the statement text is the same
+        // for every batch size, so it is prepared once and cached.
+        let rows: Vec<MessageRow> = diesel::sql_query(
+            "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at) \
+             SELECT k.conversation_id, k.sender_id, k.content, k.client_id, $5 \
+             FROM unnest($1, $2, $3, $4) WITH ORDINALITY \
+               AS k(conversation_id, sender_id, content, client_id, n) \
+             ORDER BY k.n \
+             RETURNING *",
+        )
+        .bind::<Array<BigInt>, _>(new.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(new.iter().map(|r| r.sender.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(new.iter().map(|r| r.content.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            new.iter()
+                .map(|r| r.client_id.as_ref().map(ClientId::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Timestamp, _>(now)
+        .load(pg)?;
         rows.into_iter().map(MessageRow::into_message).collect()
     };
-    // Ids are allocated in VALUES order, which is request order.
+    // Ids are allocated in insert order, which is request order.
     stored.sort_by_key(|m| m.id);
     update_conversations(pg, &convs, &stored, now)?;
 
