@@ -5,12 +5,19 @@ use crate::settings::AuthSettings;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Hasher with the configured parameters, and a dummy hash so that a login
 /// for an unknown user costs as much as one with a wrong password.
+///
+/// At most one hash per core runs at a time: Argon2 is CPU- and
+/// memory-bound, so more only adds memory (each hash holds its memory cost,
+/// and allocators keep it per thread) without finishing sooner.
 pub struct PasswordHashing {
     argon2: Argon2<'static>,
     dummy_hash: String,
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for PasswordHashing {
@@ -34,11 +41,47 @@ impl PasswordHashing {
             .hash_password(b"timing-equalizer-password")
             .map_err(|e| format!("argon2 self-test failed: {e}"))?
             .to_string();
-        Ok(Self { argon2, dummy_hash })
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Self {
+            argon2,
+            dummy_hash,
+            permits: Arc::new(Semaphore::new(cores)),
+        })
+    }
+
+    /// Hashes on the blocking pool, one hash per core at a time.
+    pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, ApiError> {
+        let this = self.clone();
+        self.limited(move || this.hash_now(&password)).await?
+    }
+
+    /// Verifies on the blocking pool (see [`PasswordHashing::verify_now`]).
+    pub async fn verify(
+        self: &Arc<Self>,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let this = self.clone();
+        self.limited(move || this.verify_now(&password, hash.as_deref()))
+            .await
+    }
+
+    async fn limited<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| ApiError::internal())
     }
 
     /// Hashes a password into a PHC string.
-    pub fn hash(&self, password: &str) -> Result<String, ApiError> {
+    pub fn hash_now(&self, password: &str) -> Result<String, ApiError> {
         self.argon2
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
@@ -50,7 +93,7 @@ impl PasswordHashing {
 
     /// Verifies against `hash`, or against the dummy hash when there is no
     /// user, so both cases take the same time. Returns whether it matched.
-    pub fn verify(&self, password: &str, hash: Option<&str>) -> bool {
+    pub fn verify_now(&self, password: &str, hash: Option<&str>) -> bool {
         let target = hash.unwrap_or(&self.dummy_hash);
         let matched = PasswordHash::new(target)
             .map(|parsed| {

@@ -66,10 +66,7 @@ async fn register(
     else {
         return Err(ApiError::internal());
     };
-    let passwords = state.passwords.clone();
-    let password_hash = web::block(move || passwords.hash(password.expose()))
-        .await
-        .map_err(|_| ApiError::internal())??;
+    let password_hash = state.passwords.hash(password.expose().to_owned()).await?;
     let new = NewUser {
         username,
         password_hash,
@@ -127,14 +124,11 @@ async fn token(
         }
         Err(_) => None,
     };
-    let passwords = state.passwords.clone();
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let matched = web::block(move || passwords.verify(&password, hash.as_deref()))
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let matched = state.passwords.verify(password, hash).await?;
     let user = user.filter(|_| matched).ok_or_else(|| {
         ApiError::unauthorized(
             "invalid_credentials",

@@ -227,7 +227,11 @@ impl Socket<'_> {
                 incoming = stream.recv() => {
                     last_heard = Instant::now();
                     match incoming {
-                        Some(Ok(AggregatedMessage::Text(text))) => self.handle_frame(&text).await,
+                        Some(Ok(AggregatedMessage::Text(text))) => {
+                            // Boxed: the frame handler's state lives only while
+                            // a frame is handled, not in every idle socket.
+                            Box::pin(self.handle_frame(&text)).await
+                        }
                         Some(Ok(AggregatedMessage::Binary(_))) => {
                             self.send_event(&ServerEvent::Error {
                                 message: "Binary frames are not supported; send JSON text.".into(),
