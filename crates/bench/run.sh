@@ -206,7 +206,8 @@ cat >"$work/settings.md" <<EOF
 EOF
 
 notes_args=()
-if [[ -n "${BENCH_NOTES:-}" && -f "${BENCH_NOTES}" ]]; then
+BENCH_NOTES="${BENCH_NOTES:-$root/crates/bench/analysis.md}"
+if [[ -f "${BENCH_NOTES}" ]]; then
   notes_args=(--notes "$BENCH_NOTES")
 fi
 "$target/release/chat-bench" report --input "$work/all.json" "${extra[@]}" --out "$out" \

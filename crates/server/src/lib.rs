@@ -115,6 +115,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .wrap(NormalizePath::new(TrailingSlash::Always))
             .wrap(actix_web::middleware::from_fn(chat_api::metrics::observe))
     })
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's
+    // algorithm holds a frame back while an earlier one is unacknowledged.
+    .tcp_nodelay(true)
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
     .bind((settings.server.host.as_str(), settings.server.port))?;
     if settings.server.workers > 0 {
