@@ -127,14 +127,11 @@ pub fn accept(
     actor: UserId,
 ) -> QueryResult<RuleResult<Connection>> {
     conn.transaction(|conn| {
-        let current = find_for(conn, id, actor)?;
-        if let Err(e) = current.accept(actor) {
-            return Ok(Err(e));
-        }
+        let current = match transition(conn, id, actor, Connection::accept, &["pending"])? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
         let now = to_naive(chat_domain::now());
-        if !set_status_if(conn, id, &["pending"], ConnectionStatus::Accepted, now)? {
-            return Ok(Err(ConnectionError::NotPending));
-        }
         let (low, high) = Conversation::pair(current.requester_id, current.addressee_id);
         let existing: Option<i64> = conversations::table
             .filter(conversations::user_low.eq(low.0))
@@ -176,17 +173,12 @@ pub fn reject(
     id: ConnectionId,
     actor: UserId,
 ) -> QueryResult<RuleResult<Connection>> {
-    conn.transaction(|conn| {
-        let current = find_for(conn, id, actor)?;
-        if let Err(e) = current.reject(actor) {
-            return Ok(Err(e));
-        }
-        let now = to_naive(chat_domain::now());
-        if !set_status_if(conn, id, &["pending"], ConnectionStatus::Rejected, now)? {
-            return Ok(Err(ConnectionError::NotPending));
-        }
-        find_for(conn, id, actor).map(Ok)
-    })
+    conn.transaction(
+        |conn| match transition(conn, id, actor, Connection::reject, &["pending"])? {
+            Ok(_) => find_for(conn, id, actor).map(Ok),
+            Err(e) => Ok(Err(e)),
+        },
+    )
 }
 
 /// Removes a pending or accepted connection (either side).
@@ -196,22 +188,45 @@ pub fn remove(
     actor: UserId,
 ) -> QueryResult<RuleResult<Connection>> {
     conn.transaction(|conn| {
-        let current = find_for(conn, id, actor)?;
-        if let Err(e) = current.remove(actor) {
-            return Ok(Err(e));
-        }
-        let now = to_naive(chat_domain::now());
-        if !set_status_if(
+        match transition(
             conn,
             id,
+            actor,
+            Connection::remove,
             &["pending", "accepted"],
-            ConnectionStatus::Removed,
-            now,
         )? {
-            return Ok(Err(ConnectionError::AlreadyClosed));
+            Ok(_) => find_for(conn, id, actor).map(Ok),
+            Err(e) => Ok(Err(e)),
         }
-        find_for(conn, id, actor).map(Ok)
     })
+}
+
+/// Applies a domain rule (which returns the new status) and changes the
+/// status if it is still one of `from`. Returns the connection as it was.
+/// The loser of a race gets what the rule would have said against the
+/// winner's status: not pending (answers), already closed (removal).
+fn transition(
+    conn: &mut DbConnection,
+    id: ConnectionId,
+    actor: UserId,
+    rule: fn(&Connection, UserId) -> Result<ConnectionStatus, ConnectionError>,
+    from: &[&str],
+) -> QueryResult<RuleResult<Connection>> {
+    let current = find_for(conn, id, actor)?;
+    let to = match rule(&current, actor) {
+        Ok(to) => to,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now = to_naive(chat_domain::now());
+    if !set_status_if(conn, id, from, to, now)? {
+        let lost = if to == ConnectionStatus::Removed {
+            ConnectionError::AlreadyClosed
+        } else {
+            ConnectionError::NotPending
+        };
+        return Ok(Err(lost));
+    }
+    Ok(Ok(current))
 }
 
 /// Conditional update: of two racing changes, the second sees the first's
