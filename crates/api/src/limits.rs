@@ -191,7 +191,7 @@ pub async fn limit_headers(
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>()
-        + req.uri().to_string().len();
+        + req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if size > limit {
         let err = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
