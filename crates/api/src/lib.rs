@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod service;
 pub mod settings;
 pub mod state;
 

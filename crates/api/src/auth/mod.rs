@@ -10,7 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chat_domain::User;
-use chat_persistence::{PersistenceError, users};
+use chat_persistence::{DbConnection, PersistenceError, QueryResult, users};
 use jwt::TokenType;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,16 +30,37 @@ pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
 }
 
 /// Checks an access token and loads its user: the one path every route
-/// (and the WebSocket upgrade) authenticates through.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<User, ApiError> {
+/// and socket authenticates through. `also` runs in the same pool trip
+/// with the user found (a socket loads its conversation there).
+pub async fn authenticate_with<T, F>(
+    state: &AppState,
+    token: &str,
+    also: F,
+) -> Result<(User, T), ApiError>
+where
+    F: FnOnce(&mut DbConnection, &User) -> QueryResult<T> + Send + 'static,
+    T: Send + 'static,
+{
     let user_id = state.jwt.verify(token, TokenType::Access)?;
-    match state.db.run(move |c| users::find(c, user_id)).await {
-        Ok(user) => Ok(user),
-        Err(PersistenceError::NotFound) => {
-            Err(ApiError::unauthorized("user_not_found", "User not found."))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let found = state
+        .db
+        .run(move |c| match users::find(c, user_id) {
+            Ok(user) => {
+                let extra = also(c, &user)?;
+                Ok(Some((user, extra)))
+            }
+            Err(PersistenceError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::unauthorized("user_not_found", "User not found."))
+}
+
+/// [`authenticate_with`] and nothing else.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<User, ApiError> {
+    authenticate_with(state, token, |_, _| Ok(()))
+        .await
+        .map(|(user, ())| user)
 }
 
 impl FromRequest for AuthUser {

@@ -9,10 +9,10 @@ use crate::openapi::{responses as resp, schemas as s};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chat_domain::{Conversation, ConversationId, Message, MessageId, ServerEvent, User, UserId};
+use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
 use chat_persistence::messages::{self, Cursor};
 use chat_persistence::{DbConnection, QueryResult, conversations, users};
-use chat_realtime::Audience;
+use crate::service::chat::{self, ReadSelection};
 use serde_json::{Value, json};
 
 /// Default and largest `limit` of cursor reads.
@@ -289,35 +289,22 @@ async fn mark_read(
     let limits = &state.settings.limits;
     let ids = optional_json::<Value>(&req, &body, limits.max_body_bytes)
         .and_then(|body| parse_ids(body.as_ref(), limits.max_read_ids));
-    let valid = ids.as_ref().ok().cloned();
     let me = user.0.id;
-    // Membership first (a stranger gets 404 whatever the body), then the body.
-    let (conv, marked) = state
-        .db
-        .run(move |c| {
-            let conv = conversations::find_for(c, id, me)?;
-            let marked = match valid {
-                Some(ids) => Some(messages::mark_read(c, &conv, me, ids.as_deref())?),
-                None => None,
-            };
-            Ok((conv, marked))
-        })
-        .await?;
-    ids?;
-    let (marked, read_at) = marked.ok_or_else(ApiError::internal)?;
-    if !marked.is_empty() {
-        let event = ServerEvent::MessagesRead {
-            user_id: me,
-            message_ids: marked.clone(),
-            read_at,
-        };
-        state
-            .realtime
-            .publish(conv.id, &event, Audience::Everyone)
-            .await;
-    }
-    Ok(HttpResponse::Ok()
-        .json(json!({"marked": marked.len(), "message_ids": marked, "read_at": read_at})))
+    let selection = match ids {
+        Ok(None) => ReadSelection::All,
+        Ok(Some(ids)) => ReadSelection::Only(ids),
+        Err(e) => {
+            // Strangers get 404 whatever the body; members learn what was wrong.
+            chat::ensure_participant(&state, me, id).await?;
+            return Err(e);
+        }
+    };
+    let read = chat::mark_read(&state, me, id, selection).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "marked": read.marked.len(),
+        "message_ids": read.marked,
+        "read_at": read.read_at,
+    })))
 }
 
 /// `message_ids`: absent or null means all; otherwise a list of integers.

@@ -2,15 +2,15 @@
 
 use super::Validator;
 use crate::auth::AuthUser;
-use crate::dto::{MessageView, chat_message_event};
+use crate::dto::MessageView;
 use crate::error::ApiError;
 use crate::extract::path_id;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{ClientId, ConversationId, MessageContent, MessageId};
-use chat_persistence::messages::{self, SendOutcome};
-use chat_persistence::{SendRequest, users};
-use chat_realtime::Audience;
+use crate::service::chat::{self, NewMessage, Sent};
+use chat_persistence::messages;
+use chat_persistence::users;
 use serde_json::Value;
 
 const MESSAGES: &str = "/api/chat/messages/";
@@ -76,34 +76,14 @@ async fn send(
     else {
         return Err(ApiError::internal());
     };
-    let conversation = ConversationId(conversation_id);
-    state
-        .check_message_rate(user.0.id)
-        .map_err(crate::limits::too_many)?;
-    let outcome = state
-        .writer
-        .send(SendRequest {
-            conversation,
-            sender: user.0.id,
-            content,
-            client_id,
-        })
-        .await?;
-    match outcome {
-        SendOutcome::Stored(m) => {
-            state.metrics.messages_stored.inc();
-            state
-                .realtime
-                .publish(
-                    m.conversation_id,
-                    &chat_message_event(&m, &user.0),
-                    Audience::Everyone,
-                )
-                .await;
-            Ok(HttpResponse::Created().json(MessageView::build(&m, &user.0)))
-        }
-        SendOutcome::Duplicate(m) => Ok(HttpResponse::Ok().json(MessageView::build(&m, &user.0))),
-        SendOutcome::Denied(denied) => Err(denied.into()),
+    let new = NewMessage {
+        conversation: ConversationId(conversation_id),
+        content,
+        client_id,
+    };
+    match chat::send_message(&state, &user.0, new).await? {
+        Sent::Stored(m) => Ok(HttpResponse::Created().json(MessageView::build(&m, &user.0))),
+        Sent::Duplicate(m) => Ok(HttpResponse::Ok().json(MessageView::build(&m, &user.0))),
     }
 }
 

@@ -1,22 +1,22 @@
 //! `/ws/chat/{conversation_id}/`: one task per socket; its frames are
 //! handled in order, so one sender's messages keep their order everywhere.
 
-use crate::auth::bearer_token;
-use crate::auth::jwt::TokenType;
+use crate::auth::{authenticate_with, bearer_token};
 use crate::dto::chat_message_event;
 use crate::error::ApiError;
-use crate::limits::retry_after_seconds;
 use crate::pagination::query_pairs;
+use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
-use chat_domain::{ClientEvent, ConversationId, ServerEvent, User};
-use chat_persistence::messages::{self, SendOutcome};
-use chat_persistence::{PersistenceError, SendRequest, conversations, users};
-use chat_realtime::{Audience, Registration};
+use chat_domain::{
+    ClientEvent, ClientId, ConversationId, MessageContent, MessageId, ServerEvent, User,
+};
+use chat_persistence::{PersistenceError, conversations};
+use chat_realtime::Registration;
 use std::time::{Duration, Instant};
 
 /// Close codes after the upgrade (API.md).
@@ -87,7 +87,8 @@ fn close_reason(code: u16, description: &str) -> Option<CloseReason> {
     })
 }
 
-/// Authenticates and checks membership; the close reason on failure.
+/// Authenticates through the one path every route uses and checks
+/// membership; the close reason on failure.
 async fn admit(
     state: &AppState,
     token: Option<String>,
@@ -99,48 +100,29 @@ async fn admit(
             "Authentication credentials were not provided.",
         )
     })?;
-    let unavailable = || {
-        Some(CloseReason {
-            code: CloseCode::Error,
-            description: Some("Service unavailable.".into()),
-        })
-    };
-    let user_id = state
-        .jwt
-        .verify(&token, TokenType::Access)
-        .map_err(|e| close_reason(CLOSE_UNAUTHENTICATED, e.detail()))?;
-    // The token's user and the conversation in one trip to the pool.
-    let found = state
-        .db
-        .run(move |c| {
-            let user = match users::find(c, user_id) {
-                Ok(u) => u,
-                Err(PersistenceError::NotFound) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let conv = match conversation {
-                Some(id) => match conversations::find(c, id) {
-                    Ok(conv) => Some(conv),
-                    Err(PersistenceError::NotFound) => None,
-                    Err(e) => return Err(e),
-                },
-                None => None,
-            };
-            Ok(Some((user, conv)))
-        })
-        .await;
+    let found = authenticate_with(state, &token, move |c, _| match conversation {
+        Some(id) => match conversations::find(c, id) {
+            Ok(conv) => Ok(Some(conv)),
+            Err(PersistenceError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        },
+        None => Ok(None),
+    })
+    .await;
     match found {
-        Ok(None) => Err(close_reason(CLOSE_UNAUTHENTICATED, "User not found.")),
-        Ok(Some((_, None))) => Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found.")),
-        Ok(Some((user, Some(conv)))) if conv.can_read(user.id) => Ok((user, conv.id)),
-        Ok(Some(_)) => Err(close_reason(
+        Ok((_, None)) => Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found.")),
+        Ok((user, Some(conv))) if conv.can_read(user.id) => Ok((user, conv.id)),
+        Ok(_) => Err(close_reason(
             CLOSE_FORBIDDEN,
             "You are not a participant of this conversation.",
         )),
-        Err(e) => {
-            tracing::error!(error = %e, "websocket admission failed");
-            Err(unavailable())
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+            Err(close_reason(CLOSE_UNAUTHENTICATED, e.detail()))
         }
+        Err(_) => Err(Some(CloseReason {
+            code: CloseCode::Error,
+            description: Some("Service unavailable.".into()),
+        })),
     }
 }
 
@@ -283,100 +265,58 @@ impl Socket<'_> {
     }
 
     async fn handle_frame(&mut self, text: &str) {
-        let event = match ClientEvent::parse(text) {
-            Ok(e) => e,
-            Err(e) => return self.error(e.message, e.client_id).await,
+        match ClientEvent::parse(text) {
+            Ok(ClientEvent::ChatMessage { content, client_id }) => {
+                self.on_chat_message(content, client_id).await
+            }
+            Ok(ClientEvent::TypingIndicator { is_typing }) => {
+                chat::typing(self.state, &self.user, self.conversation, is_typing).await
+            }
+            Ok(ClientEvent::MessageRead { message_ids }) => self.on_message_read(message_ids).await,
+            Err(e) => self.error(e.message, e.client_id).await,
+        }
+    }
+
+    async fn on_chat_message(&mut self, content: MessageContent, client_id: Option<ClientId>) {
+        let echo = client_id.as_ref().map(|c| c.as_str().to_owned());
+        let new = NewMessage {
+            conversation: self.conversation,
+            content,
+            client_id,
         };
-        match event {
-            ClientEvent::ChatMessage { content, client_id } => {
-                if let Err(wait) = self.state.check_message_rate(self.user.id) {
-                    let message = format!(
-                        "Rate limit exceeded; retry in {} s. Nothing was stored.",
-                        retry_after_seconds(wait)
-                    );
-                    return self
-                        .error(message, client_id.map(|c| c.as_str().to_owned()))
-                        .await;
-                }
-                let request = SendRequest {
-                    conversation: self.conversation,
-                    sender: self.user.id,
-                    content,
-                    client_id: client_id.clone(),
-                };
-                let outcome = self.state.writer.send(request).await;
-                let echo = client_id.map(|c| c.as_str().to_owned());
-                match outcome {
-                    Ok(SendOutcome::Stored(m)) => {
-                        self.state.metrics.messages_stored.inc();
-                        let event = chat_message_event(&m, &self.user);
-                        self.state
-                            .realtime
-                            .publish(self.conversation, &event, Audience::Everyone)
-                            .await;
-                    }
-                    Ok(SendOutcome::Duplicate(m)) => {
-                        self.send_event(&chat_message_event(&m, &self.user)).await
-                    }
-                    Ok(SendOutcome::Denied(d)) => self.error(d.to_string(), echo).await,
-                    Err(e) => {
-                        let api: ApiError = e.into();
-                        self.error(unavailable_message(&api), echo).await;
-                    }
-                }
+        match chat::send_message(self.state, &self.user, new).await {
+            // Everyone's sockets, this one included, get it from the hub.
+            Ok(Sent::Stored(_)) => {}
+            // A retry: only this socket hears of it again.
+            Ok(Sent::Duplicate(m)) => {
+                let event = chat_message_event(&m, &self.user);
+                self.send_event(&event).await
             }
-            ClientEvent::TypingIndicator { is_typing } => {
-                let event = ServerEvent::TypingIndicator {
-                    user_id: self.user.id,
-                    user_name: self.user.display_name(),
-                    is_typing,
-                };
-                self.state
-                    .realtime
-                    .publish(
-                        self.conversation,
-                        &event,
-                        Audience::ExceptUser(self.user.id),
-                    )
-                    .await;
-            }
-            ClientEvent::MessageRead { message_ids } => {
-                let (conv, reader) = (self.conversation, self.user.id);
-                let result = self
-                    .state
-                    .db
-                    .run(move |c| {
-                        let conversation = conversations::find_for(c, conv, reader)?;
-                        messages::mark_read(c, &conversation, reader, Some(&message_ids))
-                    })
-                    .await;
-                match result {
-                    Ok((marked, read_at)) if !marked.is_empty() => {
-                        let event = ServerEvent::MessagesRead {
-                            user_id: reader,
-                            message_ids: marked,
-                            read_at,
-                        };
-                        self.state
-                            .realtime
-                            .publish(self.conversation, &event, Audience::Everyone)
-                            .await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let api: ApiError = e.into();
-                        self.error(unavailable_message(&api), None).await;
-                    }
-                }
-            }
+            Err(e) => self.error(error_message(&e), echo).await,
+        }
+    }
+
+    async fn on_message_read(&mut self, ids: Vec<MessageId>) {
+        let selection = ReadSelection::Only(ids);
+        if let Err(e) = chat::mark_read(self.state, self.user.id, self.conversation, selection).await
+        {
+            self.error(error_message(&e), None).await;
         }
     }
 }
 
-fn unavailable_message(e: &ApiError) -> String {
-    if actix_web::ResponseError::status_code(e) == StatusCode::SERVICE_UNAVAILABLE {
-        "Service unavailable; nothing was stored. Try again.".into()
-    } else {
-        "Internal error; nothing was stored.".into()
+/// The `error` event's text for a refused action: what was wrong, and that
+/// nothing was stored; internals never.
+fn error_message(e: &ApiError) -> String {
+    match e.status() {
+        StatusCode::TOO_MANY_REQUESTS => format!(
+            "Rate limit exceeded; retry in {} s. Nothing was stored.",
+            e.retry_after().unwrap_or(1)
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            "Service unavailable; nothing was stored. Try again.".into()
+        }
+        s if s.is_server_error() => "Internal error; nothing was stored.".into(),
+        _ => e.detail().to_owned(),
     }
 }

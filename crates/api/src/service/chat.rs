@@ -1,0 +1,153 @@
+//! Sending, marking read and typing.
+
+use crate::dto::chat_message_event;
+use crate::error::ApiError;
+use crate::limits::too_many;
+use crate::state::AppState;
+use chat_domain::{
+    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, User, UserId,
+};
+use chat_persistence::messages::{self, SendOutcome};
+use chat_persistence::{SendRequest, conversations};
+use chat_realtime::Audience;
+use chrono::{DateTime, Utc};
+
+/// A message to send, already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Where to send it.
+    pub conversation: ConversationId,
+    /// Trimmed, length-checked content.
+    pub content: MessageContent,
+    /// The sender's idempotency key.
+    pub client_id: Option<ClientId>,
+}
+
+/// What a send did.
+#[derive(Debug)]
+pub enum Sent {
+    /// Stored now, and published to the conversation.
+    Stored(Message),
+    /// A retry of a stored message (same sender, conversation and
+    /// `client_id`): nothing stored, nothing published.
+    Duplicate(Message),
+}
+
+impl Sent {
+    /// The stored message, new or original.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::Stored(m) | Self::Duplicate(m) => m,
+        }
+    }
+}
+
+/// Sends a message as `sender`: rate limit, rules, store, then publish.
+pub async fn send_message(
+    state: &AppState,
+    sender: &User,
+    new: NewMessage,
+) -> Result<Sent, ApiError> {
+    state.check_message_rate(sender.id).map_err(too_many)?;
+    let outcome = state
+        .writer
+        .send(SendRequest {
+            conversation: new.conversation,
+            sender: sender.id,
+            content: new.content,
+            client_id: new.client_id,
+        })
+        .await?;
+    match outcome {
+        SendOutcome::Stored(m) => {
+            state.metrics.messages_stored.inc();
+            let event = chat_message_event(&m, sender);
+            state
+                .realtime
+                .publish(m.conversation_id, &event, Audience::Everyone)
+                .await;
+            Ok(Sent::Stored(m))
+        }
+        SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),
+        SendOutcome::Denied(denied) => Err(denied.into()),
+    }
+}
+
+/// Which messages a read marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadSelection {
+    /// Every unread message of the other participant.
+    All,
+    /// Only these ids, among the other participant's unread messages.
+    Only(Vec<MessageId>),
+}
+
+/// What a read marked.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Ids marked now, ascending; empty when nothing changed.
+    pub marked: Vec<MessageId>,
+    /// The time recorded on them.
+    pub read_at: DateTime<Utc>,
+}
+
+/// Marks messages of the other participant read as `reader`, and publishes
+/// `messages_read` when something was marked. 404 for a non-participant.
+pub async fn mark_read(
+    state: &AppState,
+    reader: UserId,
+    conversation: ConversationId,
+    selection: ReadSelection,
+) -> Result<Read, ApiError> {
+    let (marked, read_at) = state
+        .db
+        .run(move |c| {
+            let conv = conversations::find_for(c, conversation, reader)?;
+            let ids = match &selection {
+                ReadSelection::All => None,
+                ReadSelection::Only(ids) => Some(ids.as_slice()),
+            };
+            messages::mark_read(c, &conv, reader, ids)
+        })
+        .await?;
+    if !marked.is_empty() {
+        let event = ServerEvent::MessagesRead {
+            user_id: reader,
+            message_ids: marked.clone(),
+            read_at,
+        };
+        state
+            .realtime
+            .publish(conversation, &event, Audience::Everyone)
+            .await;
+    }
+    Ok(Read { marked, read_at })
+}
+
+/// 404 unless `user` takes part in the conversation.
+pub async fn ensure_participant(
+    state: &AppState,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<(), ApiError> {
+    state
+        .db
+        .run(move |c| conversations::find_for(c, conversation, user).map(drop))
+        .await?;
+    Ok(())
+}
+
+/// Tells the other participant's sockets that `typist` started or stopped
+/// typing. The caller has checked membership (a conversation socket does
+/// at admission); nothing is stored.
+pub async fn typing(state: &AppState, typist: &User, conversation: ConversationId, is_typing: bool) {
+    let event = ServerEvent::TypingIndicator {
+        user_id: typist.id,
+        user_name: typist.display_name(),
+        is_typing,
+    };
+    state
+        .realtime
+        .publish(conversation, &event, Audience::ExceptUser(typist.id))
+        .await;
+}
