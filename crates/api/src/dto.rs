@@ -97,16 +97,7 @@ impl MessageView {
 
 /// The `chat_message` event for a stored message.
 pub fn chat_message_event(m: &Message, sender: &User) -> ServerEvent {
-    ServerEvent::ChatMessage {
-        message_id: m.id,
-        conversation_id: m.conversation_id,
-        sender_id: m.sender_id,
-        sender_name: sender.display_name(),
-        sender_avatar: sender.avatar.clone(),
-        content: m.content.clone(),
-        created_at: m.created_at,
-        client_id: m.client_id.clone(),
-    }
+    ServerEvent::chat_message(m, sender)
 }
 
 /// The conversation object (one per pair of users, ever).

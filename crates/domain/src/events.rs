@@ -1,7 +1,8 @@
 //! The WebSocket events of the wire protocol, tagged by `type`.
 
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::message::{ClientId, MessageContent};
+use crate::message::{ClientId, Message, MessageContent};
+use crate::user::User;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,6 +51,57 @@ impl ClientEventError {
     }
 }
 
+/// A client frame: the event and the conversation it names, if any (user
+/// streams require one; a conversation socket knows its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// The event.
+    pub event: ClientEvent,
+    /// The frame's `conversation_id`.
+    pub conversation_id: Option<ConversationId>,
+}
+
+impl ClientFrame {
+    /// Parses and validates a text frame, `conversation_id` included.
+    ///
+    /// ```
+    /// use chat_domain::{ClientFrame, ConversationId};
+    /// let f = ClientFrame::parse(r#"{"type":"typing_indicator","is_typing":true,"conversation_id":3}"#).unwrap();
+    /// assert_eq!(f.conversation_id, Some(ConversationId(3)));
+    /// assert!(ClientFrame::parse(r#"{"type":"typing_indicator","is_typing":true,"conversation_id":"3"}"#).is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, ClientEventError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| ClientEventError::new("Invalid JSON.", None))?;
+        let Value::Object(obj) = value else {
+            return Err(ClientEventError::new("Expected a JSON object.", None));
+        };
+        let client_id = obj
+            .get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let event = ClientEvent::from_object(&obj, client_id.clone())?;
+        let conversation_id = match obj.get("conversation_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .filter(|id| *id > 0)
+                    .map(ConversationId)
+                    .ok_or_else(|| {
+                        ClientEventError::new(
+                            "Field 'conversation_id' must be a positive integer.",
+                            client_id,
+                        )
+                    })?,
+            ),
+        };
+        Ok(Self {
+            event,
+            conversation_id,
+        })
+    }
+}
+
 impl ClientEvent {
     /// Parses and validates a text frame.
     ///
@@ -62,15 +114,13 @@ impl ClientEvent {
     /// assert!(ClientEvent::parse("not json").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<Self, ClientEventError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|_| ClientEventError::new("Invalid JSON.", None))?;
-        let Value::Object(obj) = value else {
-            return Err(ClientEventError::new("Expected a JSON object.", None));
-        };
-        let raw_client_id = obj
-            .get("client_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        ClientFrame::parse(text).map(|f| f.event)
+    }
+
+    fn from_object(
+        obj: &serde_json::Map<String, Value>,
+        raw_client_id: Option<String>,
+    ) -> Result<Self, ClientEventError> {
         let fail = |m: &str| ClientEventError::new(m, raw_client_id.clone());
         let kind = match obj.get("type") {
             None => return Err(fail("Missing field 'type'.")),
@@ -120,7 +170,40 @@ impl ClientEvent {
     }
 }
 
+/// Where a user stream stands when it opens (user stream only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamStart {
+    /// The number of the user's latest durable event (0 when none).
+    pub seq: i64,
+    /// The sum of the user's unread counts.
+    pub total_unread: i64,
+    /// How many of the user's conversations have unread messages.
+    pub unread_conversations: i64,
+    /// With `?since=`: whether every event after it follows (`false`: reload
+    /// through REST).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub recovered: Option<bool>,
+}
+
+/// A durable event's number in its user's stream and that user's counters
+/// after it (user stream only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCounters {
+    /// The event's number in the user's stream.
+    pub seq: i64,
+    /// Unread messages of the event's conversation for the stream's user.
+    pub unread_count: i64,
+    /// The sum of the user's unread counts.
+    pub total_unread: i64,
+    /// How many of the user's conversations have unread messages.
+    pub unread_conversations: i64,
+}
+
 /// A frame the server sends.
+///
+/// Conversation sockets and user streams share these shapes; user streams
+/// add `seq` and counters (the `stream` fields), which conversation sockets
+/// never carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
@@ -128,10 +211,14 @@ pub enum ServerEvent {
     ConnectionEstablished {
         /// Always "Connected to chat".
         message: String,
-        /// The conversation of the socket.
-        conversation_id: ConversationId,
+        /// The conversation of a conversation socket; absent on a user stream.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        conversation_id: Option<ConversationId>,
         /// The authenticated user.
         user_id: UserId,
+        /// A user stream's position and counters.
+        #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        stream: Option<StreamStart>,
     },
     /// A stored message.
     ChatMessage {
@@ -151,9 +238,15 @@ pub enum ServerEvent {
         created_at: DateTime<Utc>,
         /// The sender's idempotency key or null.
         client_id: Option<String>,
+        /// On a user stream: seq and the stream user's counters.
+        #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        stream: Option<StreamCounters>,
     },
     /// The other participant started or stopped typing.
     TypingIndicator {
+        /// Where; on user streams only (a conversation socket knows).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        conversation_id: Option<ConversationId>,
         /// The typist.
         user_id: UserId,
         /// The typist's display name.
@@ -163,12 +256,46 @@ pub enum ServerEvent {
     },
     /// Messages were marked read.
     MessagesRead {
+        /// Where; on user streams only (a conversation socket knows).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        conversation_id: Option<ConversationId>,
         /// The reader.
         user_id: UserId,
         /// Ids actually marked.
         message_ids: Vec<MessageId>,
         /// When.
         read_at: DateTime<Utc>,
+        /// On a user stream: seq and the stream user's counters.
+        #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        stream: Option<StreamCounters>,
+    },
+    /// A connection request was made to the stream's user (user stream).
+    ConnectionRequest {
+        /// The connection object.
+        connection: Value,
+        /// The event's number in the stream.
+        seq: i64,
+    },
+    /// A connection was accepted, rejected or removed (user stream).
+    ConnectionUpdated {
+        /// The connection object.
+        connection: Value,
+        /// The event's number in the stream.
+        seq: i64,
+    },
+    /// An accepted connection created the pair's conversation (user stream).
+    ConversationCreated {
+        /// The conversation object as the stream's user sees it.
+        conversation: Value,
+        /// The event's number in the stream.
+        seq: i64,
+    },
+    /// A conversation's `can_send` changed (user stream).
+    ConversationUpdated {
+        /// The conversation object as the stream's user sees it.
+        conversation: Value,
+        /// The event's number in the stream.
+        seq: i64,
     },
     /// A refused frame.
     Error {
@@ -181,7 +308,7 @@ pub enum ServerEvent {
 }
 
 impl ServerEvent {
-    /// The first frame of a socket.
+    /// The first frame of a conversation socket.
     ///
     /// ```
     /// use chat_domain::{ServerEvent, ConversationId, UserId};
@@ -193,9 +320,54 @@ impl ServerEvent {
     pub fn established(conversation_id: ConversationId, user_id: UserId) -> Self {
         Self::ConnectionEstablished {
             message: "Connected to chat".into(),
-            conversation_id,
+            conversation_id: Some(conversation_id),
             user_id,
+            stream: None,
         }
+    }
+
+    /// The first frame of a user stream.
+    ///
+    /// ```
+    /// use chat_domain::{ServerEvent, UserId, events::StreamStart};
+    /// let start = StreamStart { seq: 41, total_unread: 3, unread_conversations: 2, recovered: None };
+    /// assert_eq!(serde_json::to_value(ServerEvent::stream_established(UserId(7), start)).unwrap(),
+    ///     serde_json::json!({"type": "connection_established", "message": "Connected to chat",
+    ///         "user_id": 7, "seq": 41, "total_unread": 3, "unread_conversations": 2}));
+    /// ```
+    pub fn stream_established(user_id: UserId, start: StreamStart) -> Self {
+        Self::ConnectionEstablished {
+            message: "Connected to chat".into(),
+            conversation_id: None,
+            user_id,
+            stream: Some(start),
+        }
+    }
+
+    /// The `chat_message` event of a stored message sent by `sender`.
+    pub fn chat_message(m: &Message, sender: &User) -> Self {
+        Self::ChatMessage {
+            message_id: m.id,
+            conversation_id: m.conversation_id,
+            sender_id: m.sender_id,
+            sender_name: sender.display_name(),
+            sender_avatar: sender.avatar.clone(),
+            content: m.content.clone(),
+            created_at: m.created_at,
+            client_id: m.client_id.clone(),
+            stream: None,
+        }
+    }
+
+    /// The same event for a user stream: with seq and counters.
+    pub fn on_stream(mut self, counters: StreamCounters) -> Self {
+        match &mut self {
+            Self::ChatMessage { stream, .. } | Self::MessagesRead { stream, .. } => {
+                *stream = Some(counters)
+            }
+            _ => {}
+        }
+        self
     }
 
     /// The JSON text of the event.
@@ -324,6 +496,7 @@ mod tests {
             content: "Hello!".into(),
             created_at: t,
             client_id: None,
+            stream: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

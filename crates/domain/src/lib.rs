@@ -23,7 +23,9 @@ pub mod user;
 
 pub use connection::{Connection, ConnectionError, ConnectionStatus};
 pub use conversation::{Conversation, SendDenied};
-pub use events::{ClientEvent, ClientEventError, ServerEvent};
+pub use events::{
+    ClientEvent, ClientEventError, ClientFrame, ServerEvent, StreamCounters, StreamStart,
+};
 pub use ids::{ConnectionId, ConversationId, MessageId, UserId};
 pub use message::{ClientId, Message, MessageContent, MessageContentError};
 pub use user::{Avatar, NamePart, Password, User, UserFieldError, UserView, Username};

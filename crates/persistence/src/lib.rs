@@ -10,6 +10,7 @@ pub mod connections;
 pub mod conversations;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod messages;
 mod rows;
 pub mod schema;

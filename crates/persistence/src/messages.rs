@@ -207,18 +207,34 @@ pub fn from_cursor(
     ))
 }
 
+/// What [`mark_read`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// The ids marked, ascending.
+    pub ids: Vec<MessageId>,
+    /// The time recorded on them.
+    pub read_at: DateTime<Utc>,
+    /// The conversation's unread counters after the change (low, high
+    /// participant); `None` when nothing was marked.
+    pub unread_after: Option<(i64, i64)>,
+}
+
 /// Marks as read the other participant's unread messages in the
-/// conversation (only `ids` among them, when given). Returns the ids marked,
-/// ascending, and the time used.
+/// conversation (only `ids` among them, when given).
 pub fn mark_read(
     conn: &mut DbConnection,
     conversation: &Conversation,
     reader: UserId,
     ids: Option<&[MessageId]>,
-) -> QueryResult<(Vec<MessageId>, DateTime<Utc>)> {
+) -> QueryResult<Marked> {
     let now = chat_domain::now();
+    let nothing = Marked {
+        ids: Vec::new(),
+        read_at: now,
+        unread_after: None,
+    };
     if ids.is_some_and(<[MessageId]>::is_empty) {
-        return Ok((Vec::new(), now));
+        return Ok(nothing);
     }
     let other = conversation.other_participant(reader);
     let id_filter: Option<Vec<i64>> = ids.map(|ids| ids.iter().map(|i| i.0).collect());
@@ -235,20 +251,31 @@ pub fn mark_read(
             .set(messages::read_at.eq(to_naive(now)))
             .returning(messages::id)
             .get_results(conn)?;
-        marked.sort_unstable();
-        if !marked.is_empty() {
-            let n = marked.len() as i64;
-            let target = conversations::table.find(conversation.id.0);
-            if reader == conversation.user_low {
-                diesel::update(target)
-                    .set(conversations::unread_for_low.eq(conversations::unread_for_low - n))
-                    .execute(conn)?;
-            } else {
-                diesel::update(target)
-                    .set(conversations::unread_for_high.eq(conversations::unread_for_high - n))
-                    .execute(conn)?;
-            }
+        if marked.is_empty() {
+            return Ok(nothing);
         }
-        Ok((marked.into_iter().map(MessageId).collect(), now))
+        marked.sort_unstable();
+        let n = marked.len() as i64;
+        let target = conversations::table.find(conversation.id.0);
+        let counters = (
+            conversations::unread_for_low,
+            conversations::unread_for_high,
+        );
+        let after: (i64, i64) = if reader == conversation.user_low {
+            diesel::update(target)
+                .set(conversations::unread_for_low.eq(conversations::unread_for_low - n))
+                .returning(counters)
+                .get_result(conn)?
+        } else {
+            diesel::update(target)
+                .set(conversations::unread_for_high.eq(conversations::unread_for_high - n))
+                .returning(counters)
+                .get_result(conn)?
+        };
+        Ok(Marked {
+            ids: marked.into_iter().map(MessageId).collect(),
+            read_at: now,
+            unread_after: Some(after),
+        })
     })
 }

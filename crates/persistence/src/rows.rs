@@ -27,6 +27,9 @@ pub(crate) struct UserRow {
     pub last_name: String,
     pub avatar: Option<String>,
     pub _created_at: NaiveDateTime,
+    pub _event_seq: i64,
+    pub _total_unread: i64,
+    pub _unread_conversations: i64,
 }
 
 impl UserRow {

@@ -11,6 +11,9 @@ diesel::table! {
         last_name -> Text,
         avatar -> Nullable<Text>,
         created_at -> Timestamp,
+        event_seq -> BigInt,
+        total_unread -> BigInt,
+        unread_conversations -> BigInt,
     }
 }
 
@@ -55,7 +58,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_events (user_id, seq) {
+        user_id -> BigInt,
+        seq -> BigInt,
+        payload -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, connections, conversations, messages);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    connections,
+    conversations,
+    messages,
+    user_events
+);

@@ -226,16 +226,20 @@ mod tests {
                 content: "c".into(),
                 created_at: t,
                 client_id: None,
+                stream: None,
             },
             chat_domain::ServerEvent::TypingIndicator {
+                conversation_id: None,
                 user_id: UserId(2),
                 user_name: "n".into(),
                 is_typing: true,
             },
             chat_domain::ServerEvent::MessagesRead {
+                conversation_id: None,
                 user_id: UserId(2),
                 message_ids: vec![MessageId(1)],
                 read_at: t,
+                stream: None,
             },
             chat_domain::ServerEvent::Error {
                 message: "m".into(),

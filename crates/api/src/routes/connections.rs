@@ -7,10 +7,11 @@ use crate::error::ApiError;
 use crate::extract::{json_body, path_id};
 use crate::openapi::{responses as resp, schemas as s};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
+use crate::service::connections::{self as service, Change};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Connection, ConnectionId, ConnectionStatus, UserId};
-use chat_persistence::connections::{self, RuleResult};
+use chat_persistence::connections;
 use chat_persistence::{DbConnection, QueryResult, users};
 use serde_json::Value;
 
@@ -64,17 +65,7 @@ async fn create(
     if target <= 0 {
         return Err(ApiError::not_found("User not found."));
     }
-    let result = state
-        .db
-        .run(move |c| connections::request(c, me, UserId(target)))
-        .await;
-    let created = match result {
-        Err(chat_persistence::PersistenceError::NotFound) => {
-            return Err(ApiError::not_found("User not found."));
-        }
-        other => other?,
-    }?;
-    let view = view_of(&state, created).await?;
+    let view = service::request(&state, me, UserId(target)).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -159,18 +150,14 @@ async fn detail(
     Ok(HttpResponse::Ok().json(view_of(&state, found).await?))
 }
 
-type Transition =
-    fn(&mut DbConnection, ConnectionId, UserId) -> QueryResult<RuleResult<Connection>>;
-
-async fn transition(
+async fn change(
     state: &AppState,
     user: &AuthUser,
     req: &HttpRequest,
-    op: Transition,
-) -> Result<Connection, ApiError> {
+    change: Change,
+) -> Result<ConnectionView, ApiError> {
     let id = ConnectionId(path_id(req, "id")?);
-    let me = user.0.id;
-    Ok(state.db.run(move |c| op(c, id, me)).await??)
+    service::change(state, user.0.id, id, change).await
 }
 
 /// Accept a connection
@@ -196,8 +183,7 @@ async fn accept(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let c = transition(&state, &user, &req, connections::accept).await?;
-    Ok(HttpResponse::Ok().json(view_of(&state, c).await?))
+    Ok(HttpResponse::Ok().json(change(&state, &user, &req, Change::Accept).await?))
 }
 
 /// Reject a connection
@@ -221,8 +207,7 @@ async fn reject(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let c = transition(&state, &user, &req, connections::reject).await?;
-    Ok(HttpResponse::Ok().json(view_of(&state, c).await?))
+    Ok(HttpResponse::Ok().json(change(&state, &user, &req, Change::Reject).await?))
 }
 
 /// Remove a connection
@@ -247,7 +232,7 @@ async fn remove(
     user: AuthUser,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    transition(&state, &user, &req, connections::remove).await?;
+    change(&state, &user, &req, Change::Remove).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

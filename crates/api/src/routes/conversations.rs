@@ -7,12 +7,12 @@ use crate::error::ApiError;
 use crate::extract::{optional_json, path_id};
 use crate::openapi::{responses as resp, schemas as s};
 use crate::pagination::{PageRequest, Paginated, query_pairs};
+use crate::service::chat::{self, ReadSelection};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
 use chat_persistence::messages::{self, Cursor};
 use chat_persistence::{DbConnection, QueryResult, conversations, users};
-use crate::service::chat::{self, ReadSelection};
 use serde_json::{Value, json};
 
 /// Default and largest `limit` of cursor reads.

@@ -298,7 +298,8 @@ impl Socket<'_> {
 
     async fn on_message_read(&mut self, ids: Vec<MessageId>) {
         let selection = ReadSelection::Only(ids);
-        if let Err(e) = chat::mark_read(self.state, self.user.id, self.conversation, selection).await
+        if let Err(e) =
+            chat::mark_read(self.state, self.user.id, self.conversation, selection).await
         {
             self.error(error_message(&e), None).await;
         }

@@ -3,11 +3,14 @@
 use crate::dto::chat_message_event;
 use crate::error::ApiError;
 use crate::limits::too_many;
+use crate::notify;
 use crate::state::AppState;
 use chat_domain::{
-    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, User, UserId,
+    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, StreamCounters,
+    User, UserId,
 };
-use chat_persistence::messages::{self, SendOutcome};
+use chat_persistence::events::{Ledger, StreamState};
+use chat_persistence::messages::{self, Marked, SendOutcome};
 use chat_persistence::{SendRequest, conversations};
 use chat_realtime::Audience;
 use chrono::{DateTime, Utc};
@@ -91,37 +94,82 @@ pub struct Read {
     pub read_at: DateTime<Utc>,
 }
 
-/// Marks messages of the other participant read as `reader`, and publishes
-/// `messages_read` when something was marked. 404 for a non-participant.
+/// Marks messages of the other participant read as `reader`, records
+/// `messages_read` in both participants' streams in the same transaction,
+/// and publishes it when something was marked. 404 for a non-participant.
 pub async fn mark_read(
     state: &AppState,
     reader: UserId,
     conversation: ConversationId,
     selection: ReadSelection,
 ) -> Result<Read, ApiError> {
-    let (marked, read_at) = state
+    let (marked, events) = state
         .db
-        .run(move |c| {
+        .transaction(move |c| {
             let conv = conversations::find_for(c, conversation, reader)?;
             let ids = match &selection {
                 ReadSelection::All => None,
                 ReadSelection::Only(ids) => Some(ids.as_slice()),
             };
-            messages::mark_read(c, &conv, reader, ids)
+            let marked = messages::mark_read(c, &conv, reader, ids)?;
+            let Some((low, high)) = marked.unread_after else {
+                return Ok((marked, Vec::new()));
+            };
+            let unread_of = |user: UserId| if user == conv.user_low { low } else { high };
+            let n = marked.ids.len() as i64;
+            let mut ledger = Ledger::lock(c, &[conv.user_low, conv.user_high])?;
+            ledger.unread_removed(reader, unread_of(reader) + n, n);
+            let event = read_event(conversation, reader, &marked, true);
+            for user in [conv.user_low, conv.user_high] {
+                ledger.record(user, |seq, s| {
+                    event
+                        .clone()
+                        .on_stream(counters(seq, unread_of(user), s))
+                        .to_json()
+                });
+            }
+            let events = ledger.write(c, marked.read_at)?;
+            Ok((marked, events))
         })
         .await?;
-    if !marked.is_empty() {
-        let event = ServerEvent::MessagesRead {
-            user_id: reader,
-            message_ids: marked.clone(),
-            read_at,
-        };
+    if !marked.ids.is_empty() {
+        let event = read_event(conversation, reader, &marked, false);
         state
             .realtime
             .publish(conversation, &event, Audience::Everyone)
             .await;
+        notify::user_events(state, events).await;
     }
-    Ok(Read { marked, read_at })
+    Ok(Read {
+        marked: marked.ids,
+        read_at: marked.read_at,
+    })
+}
+
+/// `messages_read`; `on_stream` names the conversation (user streams do).
+fn read_event(
+    conversation: ConversationId,
+    reader: UserId,
+    marked: &Marked,
+    on_stream: bool,
+) -> ServerEvent {
+    ServerEvent::MessagesRead {
+        conversation_id: on_stream.then_some(conversation),
+        user_id: reader,
+        message_ids: marked.ids.clone(),
+        read_at: marked.read_at,
+        stream: None,
+    }
+}
+
+/// The counters a stream event carries for its user.
+pub(crate) fn counters(seq: i64, unread_count: i64, s: StreamState) -> StreamCounters {
+    StreamCounters {
+        seq,
+        unread_count,
+        total_unread: s.total_unread,
+        unread_conversations: s.unread_conversations,
+    }
 }
 
 /// 404 unless `user` takes part in the conversation.
@@ -140,8 +188,14 @@ pub async fn ensure_participant(
 /// Tells the other participant's sockets that `typist` started or stopped
 /// typing. The caller has checked membership (a conversation socket does
 /// at admission); nothing is stored.
-pub async fn typing(state: &AppState, typist: &User, conversation: ConversationId, is_typing: bool) {
+pub async fn typing(
+    state: &AppState,
+    typist: &User,
+    conversation: ConversationId,
+    is_typing: bool,
+) {
     let event = ServerEvent::TypingIndicator {
+        conversation_id: None,
         user_id: typist.id,
         user_name: typist.display_name(),
         is_typing,

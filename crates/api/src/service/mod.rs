@@ -8,3 +8,4 @@
 //! the error body, sockets as an `error` event.
 
 pub mod chat;
+pub mod connections;
