@@ -53,11 +53,11 @@ impl DatabaseUrl {
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(PersistenceError::Other("sqlite URL without a path".into()));
+                return Err(PersistenceError::other("sqlite URL without a path"));
             }
             Ok(Self::Sqlite(path.to_owned()))
         } else {
-            Err(PersistenceError::Other(format!(
+            Err(PersistenceError::other(format!(
                 "unsupported database URL scheme (expected postgres:// or sqlite://): {}",
                 redact(url)
             )))
@@ -196,7 +196,7 @@ impl Database {
         };
         if let Some(dir) = sqlite_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
-                PersistenceError::Other(format!("cannot create {}: {e}", dir.display()))
+                PersistenceError::other_with(format!("cannot create {}", dir.display()), e)
             })?;
         }
         let statements = Arc::new(AtomicU64::new(0));
@@ -256,7 +256,7 @@ impl Database {
             result
         })
         .await
-        .map_err(|e| PersistenceError::Other(format!("query task failed: {e}")))?
+        .map_err(|e| PersistenceError::other_with("query task failed", e))?
     }
 
     /// Runs `f` in a transaction (see [`Database::run`]).
@@ -278,7 +278,7 @@ impl Database {
             result
         })
         .await
-        .map_err(|e| PersistenceError::Other(format!("check task failed: {e}")))?
+        .map_err(|e| PersistenceError::other_with("check task failed", e))?
     }
 
     /// Applies pending migrations; returns how many ran. Safe when several
@@ -296,7 +296,7 @@ impl Database {
                     c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
                 }
             };
-            reverted.map_err(|e| PersistenceError::Other(format!("revert failed: {e}")))
+            reverted.map_err(|e| PersistenceError::other_with("revert failed", e))
         })
         .await
     }
@@ -314,7 +314,7 @@ fn run_migrations(conn: &mut DbConnection) -> QueryResult<usize> {
         }
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
-    applied.map_err(|e| PersistenceError::Other(format!("migration failed: {e}")))
+    applied.map_err(|e| PersistenceError::other_with("migration failed", e))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! SQLite (one connection, single node) stores each send on its own.
 
 use crate::db::{Database, DbConnection};
-use crate::error::{PersistenceError, QueryResult};
+use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::messages::{self, SendOutcome};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
 use crate::schema::{connections, conversations};
@@ -45,9 +45,6 @@ pub struct MessageWriter {
     db: Database,
     queue: Option<mpsc::Sender<Job>>,
 }
-
-/// Name of the index that makes sends idempotent.
-const CLIENT_ID_INDEX: &str = "messages_client_id";
 
 impl MessageWriter {
     /// Starts `writers` writer tasks taking batches of up to `max_batch`
@@ -87,10 +84,10 @@ impl MessageWriter {
         queue
             .send((request, reply))
             .await
-            .map_err(|_| PersistenceError::Other("message writer stopped".into()))?;
+            .map_err(|_| PersistenceError::other("message writer stopped"))?;
         answer
             .await
-            .map_err(|_| PersistenceError::Other("message writer dropped a send".into()))?
+            .map_err(|_| PersistenceError::other("message writer dropped a send"))?
     }
 }
 
@@ -119,6 +116,7 @@ async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
                 }
             }
             Err(e) => {
+                // Clones share the cause.
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -135,14 +133,12 @@ fn store_batch(
 ) -> QueryResult<Vec<QueryResult<SendOutcome>>> {
     let batched = match conn {
         DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::Other(
-            "batched sends need PostgreSQL".into(),
-        )),
+        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
     };
     match batched {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         // Another writer stored the same client_id at the same moment.
-        Err(PersistenceError::Conflict(c)) if c == CLIENT_ID_INDEX => Ok(requests
+        Err(PersistenceError::Conflict(Constraint::MessageClientId)) => Ok(requests
             .iter()
             .map(|r| {
                 messages::send(
@@ -184,7 +180,7 @@ fn store_batch_pg(
     let rows: Vec<(ConversationRow, String)> = conversations::table
         .inner_join(connections::table)
         .filter(conversations::id.eq_any(ids.clone()))
-        .select((conversations::all_columns, connections::status))
+        .select((ConversationRow::as_select(), connections::status))
         .load(pg)?;
     let convs: HashMap<ConversationId, Conversation> = rows
         .into_iter()
@@ -198,7 +194,9 @@ fn store_batch_pg(
     let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
     if !keyed.is_empty() {
         let found: Vec<MessageRow> = diesel::sql_query(
-            "SELECT m.* FROM messages m \
+            "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+                    m.created_at, m.read_at \
+             FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
               AND m.client_id = k.client_id",
@@ -268,7 +266,7 @@ fn store_batch_pg(
              FROM unnest($1, $2, $3, $4) WITH ORDINALITY \
                AS k(conversation_id, sender_id, content, client_id, n) \
              ORDER BY k.n \
-             RETURNING *",
+             RETURNING id, conversation_id, sender_id, content, client_id, created_at, read_at",
         )
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.sender.0).collect::<Vec<_>>())
@@ -293,16 +291,16 @@ fn store_batch_pg(
         let outcome = match plan {
             Plan::Done(o) => o,
             Plan::Insert => {
-                let m = inserted.next().ok_or_else(|| {
-                    PersistenceError::Other("insert returned too few rows".into())
-                })?;
+                let m = inserted
+                    .next()
+                    .ok_or_else(|| PersistenceError::other("insert returned too few rows"))?;
                 by_index[i] = Some(m.clone());
                 SendOutcome::Stored(m)
             }
             Plan::SameAs(j) => by_index[j]
                 .clone()
                 .map(SendOutcome::Duplicate)
-                .ok_or_else(|| PersistenceError::Other("duplicate of an unstored send".into()))?,
+                .ok_or_else(|| PersistenceError::other("duplicate of an unstored send"))?,
         };
         outcomes.push(outcome);
     }

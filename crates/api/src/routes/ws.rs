@@ -138,7 +138,7 @@ async fn admit(
             "You are not a participant of this conversation.",
         )),
         Err(e) => {
-            tracing::error!(error = %e, "websocket admission failed");
+            tracing::error!(error = %e.report(), "websocket admission failed");
             Err(unavailable())
         }
     }
