@@ -131,11 +131,7 @@ fn store_batch(
     conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<QueryResult<SendOutcome>>> {
-    let batched = match conn {
-        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
-    };
-    match batched {
+    match store_batch_atomic(conn, requests) {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         // Another writer stored the same client_id at the same moment.
         Err(PersistenceError::Conflict(Constraint::MessageClientId)) => Ok(requests
@@ -151,6 +147,20 @@ fn store_batch(
             })
             .collect()),
         Err(e) => Err(e),
+    }
+}
+
+/// Stores a batch in one PostgreSQL transaction: all of it, or nothing.
+/// Public so tests can store a crafted batch; the server goes through
+/// [`MessageWriter`].
+#[doc(hidden)]
+pub fn store_batch_atomic(
+    conn: &mut DbConnection,
+    requests: &[SendRequest],
+) -> QueryResult<Vec<SendOutcome>> {
+    match conn {
+        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
+        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
     }
 }
 
@@ -255,7 +265,7 @@ fn store_batch_pg(
         .filter(|(_, p)| matches!(p, Plan::Insert))
         .map(|(r, _)| r)
         .collect();
-    let mut stored: Vec<Message> = if new.is_empty() {
+    let stored: Vec<Message> = if new.is_empty() {
         Vec::new()
     } else {
         // Arrays instead of a VALUES list: the statement text is the same
@@ -278,10 +288,11 @@ fn store_batch_pg(
         )
         .bind::<Timestamp, _>(now)
         .load(pg)?;
-        rows.into_iter().map(MessageRow::into_message).collect()
+        pair_inserted(
+            &new,
+            rows.into_iter().map(MessageRow::into_message).collect(),
+        )?
     };
-    // Ids are allocated in insert order, which is request order.
-    stored.sort_by_key(|m| m.id);
     update_conversations(pg, &convs, &stored, now)?;
 
     let mut inserted = stored.into_iter();
@@ -305,6 +316,37 @@ fn store_batch_pg(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Orders the inserted rows as the sends they came from, checking each.
+///
+/// `RETURNING` has no order and cannot return the ordinal of the source
+/// row, so rows are sorted by id: `ORDER BY k.n` makes ids follow request
+/// order. That is checked, not assumed: a row that does not match its send
+/// fails the batch (and rolls it back) rather than answering a sender with
+/// someone else's message.
+fn pair_inserted(new: &[&SendRequest], mut rows: Vec<Message>) -> QueryResult<Vec<Message>> {
+    if rows.len() != new.len() {
+        return Err(PersistenceError::other(format!(
+            "batch insert returned {} rows for {} sends",
+            rows.len(),
+            new.len()
+        )));
+    }
+    rows.sort_by_key(|m| m.id);
+    for (i, (m, r)) in rows.iter().zip(new).enumerate() {
+        let matches = m.conversation_id == r.conversation
+            && m.sender_id == r.sender
+            && m.client_id.as_deref() == r.client_id.as_ref().map(ClientId::as_str)
+            && m.content == r.content.as_str();
+        if !matches {
+            return Err(PersistenceError::other(format!(
+                "batch insert row {} (message {}) does not match its send",
+                i, m.id.0
+            )));
+        }
+    }
+    Ok(rows)
 }
 
 /// One statement for every conversation of the batch: unread counters,
@@ -358,4 +400,54 @@ fn update_conversations(
     .bind::<Timestamp, _>(now)
     .execute(pg)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_domain::MessageId;
+
+    fn request(conversation: i64, sender: i64, text: &str, key: Option<&str>) -> SendRequest {
+        SendRequest {
+            conversation: ConversationId(conversation),
+            sender: UserId(sender),
+            content: MessageContent::parse(text).expect("content"),
+            client_id: key.map(|k| ClientId::parse(k).expect("client id")),
+        }
+    }
+
+    fn row(id: i64, r: &SendRequest) -> Message {
+        Message {
+            id: MessageId(id),
+            conversation_id: r.conversation,
+            sender_id: r.sender,
+            content: r.content.as_str().to_owned(),
+            client_id: r.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            created_at: chat_domain::now(),
+            read_at: None,
+        }
+    }
+
+    #[test]
+    fn inserted_rows_are_paired_by_id_order() {
+        let (a, b) = (request(1, 10, "a", Some("ka")), request(2, 20, "b", None));
+        let paired = pair_inserted(&[&a, &b], vec![row(8, &b), row(7, &a)]).expect("paired");
+        assert_eq!(paired.iter().map(|m| m.id.0).collect::<Vec<_>>(), [7, 8]);
+    }
+
+    #[test]
+    fn a_row_that_is_not_its_send_fails_the_batch() {
+        let (a, b) = (
+            request(1, 10, "a", Some("ka")),
+            request(1, 10, "b", Some("kb")),
+        );
+        // Ids allocated against request order: each row would go to the other sender.
+        assert!(pair_inserted(&[&a, &b], vec![row(8, &a), row(7, &b)]).is_err());
+        // Same keys, other content.
+        let c = request(1, 10, "c", Some("ka"));
+        assert!(pair_inserted(&[&a], vec![row(7, &c)]).is_err());
+        // Too few or too many rows.
+        assert!(pair_inserted(&[&a, &b], vec![row(7, &a)]).is_err());
+        assert!(pair_inserted(&[&a], vec![row(7, &a), row(8, &b)]).is_err());
+    }
 }
