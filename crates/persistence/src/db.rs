@@ -1,7 +1,7 @@
 //! Connections, the pool, migrations and the helper that runs queries off
 //! the async threads.
 
-use crate::error::{PersistenceError, QueryResult};
+use crate::error::{Cause, PersistenceError, QueryResult};
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
@@ -9,6 +9,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -161,7 +163,8 @@ pub struct PoolOptions {
     /// Most connections (PostgreSQL). SQLite always uses one: it has a
     /// single writer, and one connection avoids lock-upgrade failures.
     pub max_size: u32,
-    /// How long a query waits for a connection before the database counts as down.
+    /// How long a query may wait for its turn and a connection, together,
+    /// before it fails as `Unavailable` without having started.
     pub checkout_timeout: Duration,
 }
 
@@ -178,6 +181,11 @@ impl Default for PoolOptions {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: r2d2::Pool<DbManager>,
+    /// One permit per pooled connection: queries wait here as futures, not
+    /// as blocking threads parked in the pool, and a permit holder always
+    /// finds a connection.
+    gate: Arc<Semaphore>,
+    checkout_timeout: Duration,
     statements: Arc<AtomicU64>,
     is_sqlite: bool,
 }
@@ -204,18 +212,21 @@ impl Database {
             url,
             statements: statements.clone(),
         };
+        let max_size = if is_sqlite {
+            1
+        } else {
+            options.max_size.max(1)
+        };
         let pool = r2d2::Pool::builder()
-            .max_size(if is_sqlite {
-                1
-            } else {
-                options.max_size.max(1)
-            })
+            .max_size(max_size)
             .min_idle(Some(0))
             .connection_timeout(options.checkout_timeout)
             .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Self {
             pool,
+            gate: Arc::new(Semaphore::new(max_size as usize)),
+            checkout_timeout: options.checkout_timeout,
             statements,
             is_sqlite,
         })
@@ -237,15 +248,15 @@ impl Database {
         (s.connections, s.idle_connections)
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
+    /// Runs `f` with a pooled connection on the blocking thread pool, once
+    /// a permit and a connection are had within the checkout timeout;
+    /// otherwise `Unavailable`, and `f` never runs.
     pub async fn run<T, F>(&self, f: F) -> QueryResult<T>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get()?;
+        self.with_connection(self.checkout_timeout, move |pooled| {
             let result = f(&mut pooled.conn);
             if matches!(
                 result,
@@ -254,6 +265,32 @@ impl Database {
                 pooled.suspect = true;
             }
             result
+        })
+        .await
+    }
+
+    /// Waits for a permit, then checks out a connection on the blocking
+    /// thread pool, both within `timeout`, and runs `f` with it.
+    async fn with_connection<T, F>(&self, timeout: Duration, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut PooledDb) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let deadline = Instant::now() + timeout;
+        let permit = tokio::time::timeout_at(deadline, self.gate.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| PersistenceError::Unavailable(Cause::new(e)))?;
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // A blocking thread may start late; the deadline still holds.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            let mut pooled = pool.get_timeout(left)?;
+            f(&mut pooled)
         })
         .await
         .map_err(|e| PersistenceError::other_with("query task failed", e))?
@@ -270,15 +307,12 @@ impl Database {
 
     /// Answers whether the database is reachable, within `timeout`.
     pub async fn check(&self, timeout: Duration) -> QueryResult<()> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get_timeout(timeout)?;
+        self.with_connection(timeout, |pooled| {
             let result = pooled.conn.ping().map_err(PersistenceError::from);
             pooled.suspect = result.is_err();
             result
         })
         .await
-        .map_err(|e| PersistenceError::other_with("check task failed", e))?
     }
 
     /// Applies pending migrations; returns how many ran. Safe when several
@@ -300,6 +334,10 @@ impl Database {
         })
         .await
     }
+}
+
+fn timed_out() -> PersistenceError {
+    PersistenceError::unavailable("timed out waiting for a connection")
 }
 
 fn run_migrations(conn: &mut DbConnection) -> QueryResult<usize> {
