@@ -167,18 +167,18 @@ impl ResponseError for ApiError {
 
 impl From<PersistenceError> for ApiError {
     fn from(e: PersistenceError) -> Self {
-        match e {
+        match &e {
             PersistenceError::NotFound => Self::not_found("Not found."),
             PersistenceError::Conflict(constraint) => {
                 tracing::debug!(%constraint, "unique constraint refused a write");
                 Self::conflict("conflict", "The request conflicts with the current state.")
             }
-            PersistenceError::Unavailable(reason) => {
-                tracing::error!(%reason, "database unavailable");
+            PersistenceError::Unavailable(_) => {
+                tracing::error!(error = %e, source = %e.sources(), "database unavailable");
                 Self::unavailable()
             }
-            PersistenceError::Other(reason) => {
-                tracing::error!(%reason, "database error");
+            PersistenceError::Other(_) => {
+                tracing::error!(error = %e, source = %e.sources(), "database error");
                 Self::internal()
             }
         }

@@ -1,8 +1,8 @@
 //! Queries on connections, and the transactions that change their status.
 
 use crate::db::DbConnection;
-use crate::error::{PersistenceError, QueryResult};
-use crate::rows::{ConnectionRow, NewConnectionRow, to_naive};
+use crate::error::{Constraint, PersistenceError, QueryResult};
+use crate::rows::{ConnectionRow, NewConnectionRow, columns, to_naive};
 use crate::schema::{connections, conversations, users};
 use chat_domain::connection::check_request;
 use chat_domain::{
@@ -13,9 +13,6 @@ use diesel::prelude::*;
 
 /// Outcome of an operation whose rules may refuse it.
 pub type RuleResult<T> = Result<T, ConnectionError>;
-
-/// Name of the index that allows one open connection per pair.
-const OPEN_PAIR: &str = "connections_open_pair";
 
 /// Requests a connection. `Ok(Err(..))` is a refusal by the rules;
 /// `Err(NotFound)` means the addressee does not exist.
@@ -56,12 +53,12 @@ pub fn request(
                 created_at: now,
                 updated_at: now,
             })
-            .returning(connections::all_columns)
+            .returning(columns::<ConnectionRow>())
             .get_result::<ConnectionRow>(conn);
         match inserted.map_err(PersistenceError::from) {
             Ok(row) => Ok(Ok(row.into_connection())),
             // Two requests raced; the index let one through.
-            Err(PersistenceError::Conflict(c)) if c == OPEN_PAIR => {
+            Err(PersistenceError::Conflict(Constraint::ConnectionOpenPair)) => {
                 Ok(Err(ConnectionError::AlreadyConnected))
             }
             Err(e) => Err(e),
@@ -75,7 +72,10 @@ pub fn find_for(
     id: ConnectionId,
     viewer: UserId,
 ) -> QueryResult<Connection> {
-    let row: ConnectionRow = connections::table.find(id.0).first(conn)?;
+    let row: ConnectionRow = connections::table
+        .find(id.0)
+        .select(ConnectionRow::as_select())
+        .first(conn)?;
     let c = row.into_connection();
     if c.involves(viewer) {
         Ok(c)
@@ -110,6 +110,7 @@ pub fn list_for(
         .order(connections::id.desc())
         .offset(offset)
         .limit(limit)
+        .select(ConnectionRow::as_select())
         .load(conn)?;
     Ok((
         count,
@@ -161,7 +162,7 @@ pub fn accept(
         };
         let row: ConnectionRow = diesel::update(connections::table.find(id.0))
             .set(connections::conversation_id.eq(conversation_id))
-            .returning(connections::all_columns)
+            .returning(columns::<ConnectionRow>())
             .get_result(conn)?;
         Ok(Ok(row.into_connection()))
     })

@@ -12,7 +12,7 @@ pub fn find(conn: &mut DbConnection, id: ConversationId) -> QueryResult<Conversa
     let (row, status): (ConversationRow, String) = conversations::table
         .inner_join(connections::table)
         .filter(conversations::id.eq(id.0))
-        .select((conversations::all_columns, connections::status))
+        .select((ConversationRow::as_select(), connections::status))
         .first(conn)?;
     Ok(row.into_conversation(&status))
 }
@@ -47,7 +47,7 @@ pub fn list_for(
     let rows: Vec<(ConversationRow, String)> = conversations::table
         .inner_join(connections::table)
         .filter(mine)
-        .select((conversations::all_columns, connections::status))
+        .select((ConversationRow::as_select(), connections::status))
         .order((conversations::updated_at.desc(), conversations::id.desc()))
         .offset(offset)
         .limit(limit)

@@ -1,7 +1,7 @@
 //! Connections, the pool, migrations and the helper that runs queries off
 //! the async threads.
 
-use crate::error::{PersistenceError, QueryResult};
+use crate::error::{Cause, PersistenceError, QueryResult};
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
@@ -9,6 +9,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -53,11 +55,11 @@ impl DatabaseUrl {
             .or_else(|| url.strip_prefix("sqlite:"))
         {
             if path.is_empty() {
-                return Err(PersistenceError::Other("sqlite URL without a path".into()));
+                return Err(PersistenceError::other("sqlite URL without a path"));
             }
             Ok(Self::Sqlite(path.to_owned()))
         } else {
-            Err(PersistenceError::Other(format!(
+            Err(PersistenceError::other(format!(
                 "unsupported database URL scheme (expected postgres:// or sqlite://): {}",
                 redact(url)
             )))
@@ -161,7 +163,8 @@ pub struct PoolOptions {
     /// Most connections (PostgreSQL). SQLite always uses one: it has a
     /// single writer, and one connection avoids lock-upgrade failures.
     pub max_size: u32,
-    /// How long a query waits for a connection before the database counts as down.
+    /// How long a query may wait for its turn and a connection, together,
+    /// before it fails as `Unavailable` without having started.
     pub checkout_timeout: Duration,
 }
 
@@ -178,6 +181,11 @@ impl Default for PoolOptions {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: r2d2::Pool<DbManager>,
+    /// One permit per pooled connection: queries wait here as futures, not
+    /// as blocking threads parked in the pool, and a permit holder always
+    /// finds a connection.
+    gate: Arc<Semaphore>,
+    checkout_timeout: Duration,
     statements: Arc<AtomicU64>,
     is_sqlite: bool,
 }
@@ -196,7 +204,7 @@ impl Database {
         };
         if let Some(dir) = sqlite_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
-                PersistenceError::Other(format!("cannot create {}: {e}", dir.display()))
+                PersistenceError::other_with(format!("cannot create {}", dir.display()), e)
             })?;
         }
         let statements = Arc::new(AtomicU64::new(0));
@@ -204,18 +212,21 @@ impl Database {
             url,
             statements: statements.clone(),
         };
+        let max_size = if is_sqlite {
+            1
+        } else {
+            options.max_size.max(1)
+        };
         let pool = r2d2::Pool::builder()
-            .max_size(if is_sqlite {
-                1
-            } else {
-                options.max_size.max(1)
-            })
+            .max_size(max_size)
             .min_idle(Some(0))
             .connection_timeout(options.checkout_timeout)
             .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Self {
             pool,
+            gate: Arc::new(Semaphore::new(max_size as usize)),
+            checkout_timeout: options.checkout_timeout,
             statements,
             is_sqlite,
         })
@@ -237,15 +248,15 @@ impl Database {
         (s.connections, s.idle_connections)
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
+    /// Runs `f` with a pooled connection on the blocking thread pool, once
+    /// a permit and a connection are had within the checkout timeout;
+    /// otherwise `Unavailable`, and `f` never runs.
     pub async fn run<T, F>(&self, f: F) -> QueryResult<T>
     where
         F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get()?;
+        self.with_connection(self.checkout_timeout, move |pooled| {
             let result = f(&mut pooled.conn);
             if matches!(
                 result,
@@ -256,7 +267,33 @@ impl Database {
             result
         })
         .await
-        .map_err(|e| PersistenceError::Other(format!("query task failed: {e}")))?
+    }
+
+    /// Waits for a permit, then checks out a connection on the blocking
+    /// thread pool, both within `timeout`, and runs `f` with it.
+    async fn with_connection<T, F>(&self, timeout: Duration, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut PooledDb) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let deadline = Instant::now() + timeout;
+        let permit = tokio::time::timeout_at(deadline, self.gate.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| PersistenceError::Unavailable(Cause::new(e)))?;
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // A blocking thread may start late; the deadline still holds.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            let mut pooled = pool.get_timeout(left)?;
+            f(&mut pooled)
+        })
+        .await
+        .map_err(|e| PersistenceError::other_with("query task failed", e))?
     }
 
     /// Runs `f` in a transaction (see [`Database::run`]).
@@ -270,15 +307,12 @@ impl Database {
 
     /// Answers whether the database is reachable, within `timeout`.
     pub async fn check(&self, timeout: Duration) -> QueryResult<()> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get_timeout(timeout)?;
+        self.with_connection(timeout, |pooled| {
             let result = pooled.conn.ping().map_err(PersistenceError::from);
             pooled.suspect = result.is_err();
             result
         })
         .await
-        .map_err(|e| PersistenceError::Other(format!("check task failed: {e}")))?
     }
 
     /// Applies pending migrations; returns how many ran. Safe when several
@@ -296,10 +330,14 @@ impl Database {
                     c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
                 }
             };
-            reverted.map_err(|e| PersistenceError::Other(format!("revert failed: {e}")))
+            reverted.map_err(|e| PersistenceError::other_with("revert failed", e))
         })
         .await
     }
+}
+
+fn timed_out() -> PersistenceError {
+    PersistenceError::unavailable("timed out waiting for a connection")
 }
 
 fn run_migrations(conn: &mut DbConnection) -> QueryResult<usize> {
@@ -314,7 +352,7 @@ fn run_migrations(conn: &mut DbConnection) -> QueryResult<usize> {
         }
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
     };
-    applied.map_err(|e| PersistenceError::Other(format!("migration failed: {e}")))
+    applied.map_err(|e| PersistenceError::other_with("migration failed", e))
 }
 
 #[cfg(test)]

@@ -18,5 +18,5 @@ pub mod users;
 pub mod writer;
 
 pub use db::{Database, DatabaseUrl, DbConnection, PoolOptions};
-pub use error::{PersistenceError, QueryResult};
+pub use error::{Cause, Constraint, PersistenceError, QueryResult};
 pub use writer::{MessageWriter, SendRequest};

@@ -1,8 +1,8 @@
 //! Queries on messages: sending, history, cursors and read state.
 
 use crate::db::DbConnection;
-use crate::error::{PersistenceError, QueryResult};
-use crate::rows::{MessageRow, NewMessageRow, to_naive};
+use crate::error::{Constraint, PersistenceError, QueryResult};
+use crate::rows::{MessageRow, NewMessageRow, columns, to_naive};
 use crate::schema::{conversations, messages};
 use chat_domain::{
     ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
@@ -10,9 +10,6 @@ use chat_domain::{
 use chrono::{DateTime, Utc};
 use diesel::Connection as _;
 use diesel::prelude::*;
-
-/// Name of the index that makes sends idempotent.
-const CLIENT_ID_INDEX: &str = "messages_client_id";
 
 /// What happened to a send.
 #[derive(Debug)]
@@ -57,8 +54,8 @@ pub fn send(
     });
     match attempt {
         // A concurrent retry with the same client_id won the race.
-        Err(PersistenceError::Conflict(c)) if c == CLIENT_ID_INDEX => {
-            let cid = client_id.ok_or(PersistenceError::Conflict(c))?;
+        Err(PersistenceError::Conflict(Constraint::MessageClientId)) => {
+            let cid = client_id.ok_or(PersistenceError::Conflict(Constraint::MessageClientId))?;
             find_by_client_id(conn, conversation_id, sender, cid)?
                 .map(SendOutcome::Duplicate)
                 .ok_or(PersistenceError::NotFound)
@@ -102,7 +99,7 @@ fn insert(
             client_id: client_id.map(ClientId::as_str),
             created_at: now,
         })
-        .returning(messages::all_columns)
+        .returning(columns::<MessageRow>())
         .get_result(conn)?;
     diesel::update(target)
         .set((
@@ -123,6 +120,7 @@ fn find_by_client_id(
         .filter(messages::conversation_id.eq(conversation_id.0))
         .filter(messages::sender_id.eq(sender.0))
         .filter(messages::client_id.eq(client_id.as_str()))
+        .select(MessageRow::as_select())
         .first(conn)
         .optional()?;
     Ok(row.map(MessageRow::into_message))
@@ -130,7 +128,10 @@ fn find_by_client_id(
 
 /// The message with this id, if `viewer` takes part in its conversation.
 pub fn find_for(conn: &mut DbConnection, id: MessageId, viewer: UserId) -> QueryResult<Message> {
-    let row: MessageRow = messages::table.find(id.0).first(conn)?;
+    let row: MessageRow = messages::table
+        .find(id.0)
+        .select(MessageRow::as_select())
+        .first(conn)?;
     crate::conversations::find_for(conn, ConversationId(row.conversation_id), viewer)?;
     Ok(row.into_message())
 }
@@ -140,6 +141,7 @@ pub fn find_many(conn: &mut DbConnection, ids: &[MessageId]) -> QueryResult<Vec<
     let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
     let rows: Vec<MessageRow> = messages::table
         .filter(messages::id.eq_any(raw))
+        .select(MessageRow::as_select())
         .load(conn)?;
     Ok(rows.into_iter().map(MessageRow::into_message).collect())
 }
@@ -162,6 +164,7 @@ pub fn page(
         .order(messages::id.desc())
         .offset(offset)
         .limit(limit)
+        .select(MessageRow::as_select())
         .load(conn)?;
     Ok((
         count,
@@ -186,7 +189,9 @@ pub fn from_cursor(
     cursor: Cursor,
     limit: i64,
 ) -> QueryResult<(Vec<Message>, bool)> {
-    let q = messages::table.filter(messages::conversation_id.eq(conversation_id.0));
+    let q = messages::table
+        .filter(messages::conversation_id.eq(conversation_id.0))
+        .select(MessageRow::as_select());
     let mut rows: Vec<MessageRow> = match cursor {
         Cursor::Before(id) => q
             .filter(messages::id.lt(id.0))

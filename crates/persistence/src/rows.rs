@@ -1,6 +1,7 @@
 //! Row structs as stored, and their conversion into domain types.
 
-use crate::schema::{connections, messages, users};
+use crate::db::DbConnection;
+use crate::schema::{connections, conversations, messages, users};
 use chat_domain::{
     Connection, ConnectionId, ConnectionStatus, Conversation, ConversationId, Message, MessageId,
     User, UserId,
@@ -17,19 +18,26 @@ pub(crate) fn to_utc(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }
 
-#[derive(Debug, Queryable)]
+/// Backend of the [`DbConnection`] enum.
+pub(crate) type Multi = <DbConnection as diesel::Connection>::Backend;
+
+/// The columns of a row struct, paired with its fields by name, for
+/// `RETURNING` on the connection enum (where `as_returning()` does not
+/// compile).
+pub(crate) fn columns<R: Selectable<Multi>>() -> R::SelectExpression {
+    R::construct_selection()
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = users)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct UserRow {
     pub id: i64,
     pub username: String,
-    pub _username_key: String,
     pub password_hash: String,
     pub first_name: String,
     pub last_name: String,
     pub avatar: Option<String>,
-    pub _created_at: NaiveDateTime,
-    pub _event_seq: i64,
-    pub _total_unread: i64,
-    pub _unread_conversations: i64,
 }
 
 impl UserRow {
@@ -56,13 +64,13 @@ pub(crate) struct NewUserRow<'a> {
     pub created_at: NaiveDateTime,
 }
 
-#[derive(Debug, Queryable)]
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = connections)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct ConnectionRow {
     pub id: i64,
     pub requester_id: i64,
     pub addressee_id: i64,
-    pub _user_low: i64,
-    pub _user_high: i64,
     pub status: String,
     pub conversation_id: Option<i64>,
     pub created_at: NaiveDateTime,
@@ -100,7 +108,9 @@ pub(crate) struct NewConnectionRow {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Queryable)]
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = conversations)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct ConversationRow {
     pub id: i64,
     pub connection_id: i64,
@@ -132,8 +142,11 @@ impl ConversationRow {
     }
 }
 
-#[derive(Debug, Queryable, QueryableByName)]
+/// `QueryableByName` too, for the writer's `sql_query` statements: it reads
+/// columns by name, like `Selectable`.
+#[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct MessageRow {
     pub id: i64,
     pub conversation_id: i64,

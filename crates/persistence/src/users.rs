@@ -1,8 +1,8 @@
 //! Queries on users.
 
 use crate::db::DbConnection;
-use crate::error::{PersistenceError, QueryResult};
-use crate::rows::{NewUserRow, UserRow, to_naive};
+use crate::error::QueryResult;
+use crate::rows::{NewUserRow, UserRow, columns, to_naive};
 use crate::schema::users;
 use chat_domain::{User, UserId, Username};
 use diesel::prelude::*;
@@ -33,10 +33,8 @@ pub struct ProfileChanges {
     pub avatar: Option<Option<String>>,
 }
 
-/// Name of the constraint that refuses a taken username.
-pub const USERNAME_TAKEN: &str = "users_username_key_unique";
-
-/// Inserts a user; a taken username (any case) is `Conflict(USERNAME_TAKEN)`.
+/// Inserts a user; a taken username (any case) is
+/// `Conflict(Constraint::UsernameTaken)`.
 pub fn create(conn: &mut DbConnection, new: &NewUser) -> QueryResult<User> {
     let key = new.username.key();
     let row: UserRow = diesel::insert_into(users::table)
@@ -49,25 +47,27 @@ pub fn create(conn: &mut DbConnection, new: &NewUser) -> QueryResult<User> {
             avatar: new.avatar.as_deref(),
             created_at: to_naive(chat_domain::now()),
         })
-        .returning(users::all_columns)
-        .get_result(conn)
-        .map_err(|e| match PersistenceError::from(e) {
-            PersistenceError::Conflict(_) => PersistenceError::Conflict(USERNAME_TAKEN.into()),
-            other => other,
-        })?;
+        .returning(columns::<UserRow>())
+        .get_result(conn)?;
     Ok(row.into_user())
 }
 
 /// The user with this id.
 pub fn find(conn: &mut DbConnection, id: UserId) -> QueryResult<User> {
-    let row: UserRow = users::table.find(id.0).first(conn)?;
+    let row: UserRow = users::table
+        .find(id.0)
+        .select(UserRow::as_select())
+        .first(conn)?;
     Ok(row.into_user())
 }
 
 /// The users with these ids (in no particular order; unknown ids are skipped).
 pub fn find_many(conn: &mut DbConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
     let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
-    let rows: Vec<UserRow> = users::table.filter(users::id.eq_any(raw)).load(conn)?;
+    let rows: Vec<UserRow> = users::table
+        .filter(users::id.eq_any(raw))
+        .select(UserRow::as_select())
+        .load(conn)?;
     Ok(rows.into_iter().map(UserRow::into_user).collect())
 }
 
@@ -75,6 +75,7 @@ pub fn find_many(conn: &mut DbConnection, ids: &[UserId]) -> QueryResult<Vec<Use
 pub fn credentials(conn: &mut DbConnection, username: &str) -> QueryResult<Option<(User, String)>> {
     let row: Option<UserRow> = users::table
         .filter(users::username_key.eq(username.to_lowercase()))
+        .select(UserRow::as_select())
         .first(conn)
         .optional()?;
     Ok(row.map(|r| {
@@ -99,7 +100,7 @@ pub fn update_profile(
     }
     let row: UserRow = diesel::update(users::table.find(id.0))
         .set(set)
-        .returning(users::all_columns)
+        .returning(columns::<UserRow>())
         .get_result(conn)?;
     Ok(row.into_user())
 }

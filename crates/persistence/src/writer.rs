@@ -9,7 +9,7 @@
 //! SQLite (one connection, single node) stores each send on its own.
 
 use crate::db::{Database, DbConnection};
-use crate::error::{PersistenceError, QueryResult};
+use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::messages::{self, SendOutcome};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
 use crate::schema::{connections, conversations};
@@ -45,9 +45,6 @@ pub struct MessageWriter {
     db: Database,
     queue: Option<mpsc::Sender<Job>>,
 }
-
-/// Name of the index that makes sends idempotent.
-const CLIENT_ID_INDEX: &str = "messages_client_id";
 
 impl MessageWriter {
     /// Starts `writers` writer tasks taking batches of up to `max_batch`
@@ -87,10 +84,10 @@ impl MessageWriter {
         queue
             .send((request, reply))
             .await
-            .map_err(|_| PersistenceError::Other("message writer stopped".into()))?;
+            .map_err(|_| PersistenceError::other("message writer stopped"))?;
         answer
             .await
-            .map_err(|_| PersistenceError::Other("message writer dropped a send".into()))?
+            .map_err(|_| PersistenceError::other("message writer dropped a send"))?
     }
 }
 
@@ -119,6 +116,7 @@ async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
                 }
             }
             Err(e) => {
+                // Clones share the cause.
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -133,16 +131,10 @@ fn store_batch(
     conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<QueryResult<SendOutcome>>> {
-    let batched = match conn {
-        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::Other(
-            "batched sends need PostgreSQL".into(),
-        )),
-    };
-    match batched {
+    match store_batch_atomic(conn, requests) {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         // Another writer stored the same client_id at the same moment.
-        Err(PersistenceError::Conflict(c)) if c == CLIENT_ID_INDEX => Ok(requests
+        Err(PersistenceError::Conflict(Constraint::MessageClientId)) => Ok(requests
             .iter()
             .map(|r| {
                 messages::send(
@@ -155,6 +147,20 @@ fn store_batch(
             })
             .collect()),
         Err(e) => Err(e),
+    }
+}
+
+/// Stores a batch in one PostgreSQL transaction: all of it, or nothing.
+/// Public so tests can store a crafted batch; the server goes through
+/// [`MessageWriter`].
+#[doc(hidden)]
+pub fn store_batch_atomic(
+    conn: &mut DbConnection,
+    requests: &[SendRequest],
+) -> QueryResult<Vec<SendOutcome>> {
+    match conn {
+        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
+        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
     }
 }
 
@@ -184,7 +190,7 @@ fn store_batch_pg(
     let rows: Vec<(ConversationRow, String)> = conversations::table
         .inner_join(connections::table)
         .filter(conversations::id.eq_any(ids.clone()))
-        .select((conversations::all_columns, connections::status))
+        .select((ConversationRow::as_select(), connections::status))
         .load(pg)?;
     let convs: HashMap<ConversationId, Conversation> = rows
         .into_iter()
@@ -198,7 +204,9 @@ fn store_batch_pg(
     let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
     if !keyed.is_empty() {
         let found: Vec<MessageRow> = diesel::sql_query(
-            "SELECT m.* FROM messages m \
+            "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+                    m.created_at, m.read_at \
+             FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
               AND m.client_id = k.client_id",
@@ -257,7 +265,7 @@ fn store_batch_pg(
         .filter(|(_, p)| matches!(p, Plan::Insert))
         .map(|(r, _)| r)
         .collect();
-    let mut stored: Vec<Message> = if new.is_empty() {
+    let stored: Vec<Message> = if new.is_empty() {
         Vec::new()
     } else {
         // Arrays instead of a VALUES list: the statement text is the same
@@ -268,7 +276,7 @@ fn store_batch_pg(
              FROM unnest($1, $2, $3, $4) WITH ORDINALITY \
                AS k(conversation_id, sender_id, content, client_id, n) \
              ORDER BY k.n \
-             RETURNING *",
+             RETURNING id, conversation_id, sender_id, content, client_id, created_at, read_at",
         )
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.sender.0).collect::<Vec<_>>())
@@ -280,10 +288,11 @@ fn store_batch_pg(
         )
         .bind::<Timestamp, _>(now)
         .load(pg)?;
-        rows.into_iter().map(MessageRow::into_message).collect()
+        pair_inserted(
+            &new,
+            rows.into_iter().map(MessageRow::into_message).collect(),
+        )?
     };
-    // Ids are allocated in insert order, which is request order.
-    stored.sort_by_key(|m| m.id);
     update_conversations(pg, &convs, &stored, now)?;
 
     let mut inserted = stored.into_iter();
@@ -293,20 +302,51 @@ fn store_batch_pg(
         let outcome = match plan {
             Plan::Done(o) => o,
             Plan::Insert => {
-                let m = inserted.next().ok_or_else(|| {
-                    PersistenceError::Other("insert returned too few rows".into())
-                })?;
+                let m = inserted
+                    .next()
+                    .ok_or_else(|| PersistenceError::other("insert returned too few rows"))?;
                 by_index[i] = Some(m.clone());
                 SendOutcome::Stored(m)
             }
             Plan::SameAs(j) => by_index[j]
                 .clone()
                 .map(SendOutcome::Duplicate)
-                .ok_or_else(|| PersistenceError::Other("duplicate of an unstored send".into()))?,
+                .ok_or_else(|| PersistenceError::other("duplicate of an unstored send"))?,
         };
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Orders the inserted rows as the sends they came from, checking each.
+///
+/// `RETURNING` has no order and cannot return the ordinal of the source
+/// row, so rows are sorted by id: `ORDER BY k.n` makes ids follow request
+/// order. That is checked, not assumed: a row that does not match its send
+/// fails the batch (and rolls it back) rather than answering a sender with
+/// someone else's message.
+fn pair_inserted(new: &[&SendRequest], mut rows: Vec<Message>) -> QueryResult<Vec<Message>> {
+    if rows.len() != new.len() {
+        return Err(PersistenceError::other(format!(
+            "batch insert returned {} rows for {} sends",
+            rows.len(),
+            new.len()
+        )));
+    }
+    rows.sort_by_key(|m| m.id);
+    for (i, (m, r)) in rows.iter().zip(new).enumerate() {
+        let matches = m.conversation_id == r.conversation
+            && m.sender_id == r.sender
+            && m.client_id.as_deref() == r.client_id.as_ref().map(ClientId::as_str)
+            && m.content == r.content.as_str();
+        if !matches {
+            return Err(PersistenceError::other(format!(
+                "batch insert row {} (message {}) does not match its send",
+                i, m.id.0
+            )));
+        }
+    }
+    Ok(rows)
 }
 
 /// One statement for every conversation of the batch: unread counters,
@@ -360,4 +400,54 @@ fn update_conversations(
     .bind::<Timestamp, _>(now)
     .execute(pg)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_domain::MessageId;
+
+    fn request(conversation: i64, sender: i64, text: &str, key: Option<&str>) -> SendRequest {
+        SendRequest {
+            conversation: ConversationId(conversation),
+            sender: UserId(sender),
+            content: MessageContent::parse(text).expect("content"),
+            client_id: key.map(|k| ClientId::parse(k).expect("client id")),
+        }
+    }
+
+    fn row(id: i64, r: &SendRequest) -> Message {
+        Message {
+            id: MessageId(id),
+            conversation_id: r.conversation,
+            sender_id: r.sender,
+            content: r.content.as_str().to_owned(),
+            client_id: r.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            created_at: chat_domain::now(),
+            read_at: None,
+        }
+    }
+
+    #[test]
+    fn inserted_rows_are_paired_by_id_order() {
+        let (a, b) = (request(1, 10, "a", Some("ka")), request(2, 20, "b", None));
+        let paired = pair_inserted(&[&a, &b], vec![row(8, &b), row(7, &a)]).expect("paired");
+        assert_eq!(paired.iter().map(|m| m.id.0).collect::<Vec<_>>(), [7, 8]);
+    }
+
+    #[test]
+    fn a_row_that_is_not_its_send_fails_the_batch() {
+        let (a, b) = (
+            request(1, 10, "a", Some("ka")),
+            request(1, 10, "b", Some("kb")),
+        );
+        // Ids allocated against request order: each row would go to the other sender.
+        assert!(pair_inserted(&[&a, &b], vec![row(8, &a), row(7, &b)]).is_err());
+        // Same keys, other content.
+        let c = request(1, 10, "c", Some("ka"));
+        assert!(pair_inserted(&[&a], vec![row(7, &c)]).is_err());
+        // Too few or too many rows.
+        assert!(pair_inserted(&[&a, &b], vec![row(7, &a)]).is_err());
+        assert!(pair_inserted(&[&a], vec![row(7, &a), row(8, &b)]).is_err());
+    }
 }

@@ -19,7 +19,7 @@ pub enum StartError {
     #[error("{0}")]
     Settings(String),
     /// Storage could not be opened or migrated.
-    #[error("database: {0}")]
+    #[error("database: {}", .0.report())]
     Database(#[from] chat_persistence::PersistenceError),
     /// The realtime layer could not start.
     #[error("realtime: {0}")]

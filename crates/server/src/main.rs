@@ -53,7 +53,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
 
 async fn migrate(settings: Settings) -> Result<(), String> {
     let db = open_database(&settings).map_err(|e| e.to_string())?;
-    let applied = db.migrate().await.map_err(|e| e.to_string())?;
+    let applied = db.migrate().await.map_err(|e| e.report().to_string())?;
     tracing::info!(applied, "migrations applied");
     Ok(())
 }

@@ -52,7 +52,7 @@ pub struct DatabaseSettings {
     pub data_dir: String,
     /// Pool size.
     pub pool_size: u32,
-    /// Pool checkout timeout.
+    /// Longest wait for a turn and a pooled connection, together.
     pub checkout_timeout_seconds: u64,
     /// Concurrent message-writer transactions (PostgreSQL).
     pub writers: usize,

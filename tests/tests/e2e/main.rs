@@ -12,4 +12,5 @@ mod operability;
 mod smoke;
 mod support;
 mod websocket;
+mod writer;
 mod ws_support;

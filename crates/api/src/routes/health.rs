@@ -41,7 +41,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.check(Duration::from_secs(2)).await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: database down");
+            tracing::warn!(error = %e.report(), "readiness: database down");
             "unavailable".to_owned()
         }
     };
