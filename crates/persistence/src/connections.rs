@@ -55,14 +55,16 @@ pub fn request(
             })
             .returning(columns::<ConnectionRow>())
             .get_result::<ConnectionRow>(conn);
-        match inserted.map_err(PersistenceError::from) {
-            Ok(row) => Ok(Ok(row.into_connection())),
-            // Two requests raced; the index let one through.
-            Err(PersistenceError::Conflict(Constraint::ConnectionOpenPair)) => {
-                Ok(Err(ConnectionError::AlreadyConnected))
-            }
-            Err(e) => Err(e),
+        Ok(Ok(inserted?.into_connection()))
+    })
+    .or_else(|e| match e {
+        // Two requests raced; the index let one through. Mapped after the
+        // (sub)transaction rolled back: inside a caller's transaction the
+        // failed insert leaves only the savepoint to roll back.
+        PersistenceError::Conflict(Constraint::ConnectionOpenPair) => {
+            Ok(Err(ConnectionError::AlreadyConnected))
         }
+        other => Err(other),
     })
 }
 

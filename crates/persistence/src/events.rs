@@ -12,7 +12,7 @@
 use crate::db::DbConnection;
 use crate::error::QueryResult;
 use crate::schema::{user_events, users};
-use chat_domain::{User, UserId};
+use chat_domain::{Conversation, Message, ServerEvent, StreamCounters, User, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamp};
@@ -27,6 +27,19 @@ pub struct StreamState {
     pub total_unread: i64,
     /// How many of the user's conversations have unread messages.
     pub unread_conversations: i64,
+}
+
+impl StreamState {
+    /// The counters an event of a conversation with `unread_count` unread
+    /// messages carries.
+    pub fn counters(&self, seq: i64, unread_count: i64) -> StreamCounters {
+        StreamCounters {
+            seq,
+            unread_count,
+            total_unread: self.total_unread,
+            unread_conversations: self.unread_conversations,
+        }
+    }
 }
 
 /// A committed event, to publish on its user's stream.
@@ -167,6 +180,43 @@ impl Ledger {
         let payload = render(seq, e.state);
         self.events.push(UserEvent { user, seq, payload });
         Some(seq)
+    }
+
+    /// How many events this ledger has recorded so far.
+    pub fn recorded(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Records a stored message in both participants' streams: one more
+    /// unread for the recipient, then `chat_message` with each one's
+    /// counters. `unread` is the conversation's (low, high) unread counts
+    /// after the message. Returns the sender's current profile.
+    pub fn record_message(
+        &mut self,
+        conversation: &Conversation,
+        unread: (i64, i64),
+        m: &Message,
+    ) -> Option<User> {
+        let recipient = conversation.other_participant(m.sender_id);
+        let unread_of = |u: UserId| {
+            if u == conversation.user_low {
+                unread.0
+            } else {
+                unread.1
+            }
+        };
+        self.unread_added(recipient, unread_of(recipient) - 1, 1);
+        let sender = self.profile(m.sender_id)?.clone();
+        let event = ServerEvent::chat_message(m, &sender);
+        for user in [m.sender_id, recipient] {
+            self.record(user, |seq, s| {
+                event
+                    .clone()
+                    .on_stream(s.counters(seq, unread_of(user)))
+                    .to_json()
+            });
+        }
+        Some(sender)
     }
 
     /// Writes the counters and the events; returns the events to publish

@@ -2,20 +2,35 @@
 
 use crate::db::DbConnection;
 use crate::error::{Constraint, PersistenceError, QueryResult};
+use crate::events::{Ledger, UserEvent};
 use crate::rows::{MessageRow, NewMessageRow, columns, to_naive};
 use crate::schema::{conversations, messages};
 use chat_domain::{
-    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
+    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, User,
+    UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::Connection as _;
 use diesel::prelude::*;
 
+/// A message stored now, with what its publication needs.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The message.
+    pub message: Message,
+    /// The sender's profile as it was when the message was stored.
+    pub sender: User,
+    /// Its place in the conversation (1 for the first message).
+    pub position: i64,
+    /// Its `chat_message` in both participants' streams, committed with it.
+    pub events: Vec<UserEvent>,
+}
+
 /// What happened to a send.
 #[derive(Debug)]
 pub enum SendOutcome {
     /// Stored now.
-    Stored(Message),
+    Stored(Stored),
     /// The same sender already sent this `client_id` here; the original.
     Duplicate(Message),
     /// Refused by the rules; nothing stored.
@@ -50,7 +65,18 @@ pub fn send(
         if let Err(denied) = conversation.check_send(sender) {
             return Ok(SendOutcome::Denied(denied));
         }
-        insert(conn, &conversation, sender, content, client_id).map(SendOutcome::Stored)
+        let (message, unread, position) = insert(conn, &conversation, sender, content, client_id)?;
+        let mut ledger = Ledger::lock(conn, &[conversation.user_low, conversation.user_high])?;
+        let profile = ledger
+            .record_message(&conversation, unread, &message)
+            .ok_or(PersistenceError::NotFound)?;
+        let events = ledger.write(conn, message.created_at)?;
+        Ok(SendOutcome::Stored(Stored {
+            message,
+            sender: profile,
+            position,
+            events,
+        }))
     });
     match attempt {
         // A concurrent retry with the same client_id won the race.
@@ -64,32 +90,41 @@ pub fn send(
     }
 }
 
+/// Inserts the message; returns it, the conversation's (low, high) unread
+/// counts after it, and its position.
 fn insert(
     conn: &mut DbConnection,
     conversation: &Conversation,
     sender: UserId,
     content: &MessageContent,
     client_id: Option<&ClientId>,
-) -> QueryResult<Message> {
+) -> QueryResult<(Message, (i64, i64), i64)> {
     let target = conversations::table.find(conversation.id.0);
+    let after = (
+        conversations::unread_for_low,
+        conversations::unread_for_high,
+        conversations::message_count,
+    );
     // Lock the conversation row first: concurrent sends queue here, so each
     // reads the clock only once the previous one has committed, and
     // `created_at` never decreases while ids increase.
-    if sender == conversation.user_low {
+    let (low, high, position): (i64, i64, i64) = if sender == conversation.user_low {
         diesel::update(target)
             .set((
                 conversations::unread_for_high.eq(conversations::unread_for_high + 1),
                 conversations::message_count.eq(conversations::message_count + 1),
             ))
-            .execute(conn)?;
+            .returning(after)
+            .get_result(conn)?
     } else {
         diesel::update(target)
             .set((
                 conversations::unread_for_low.eq(conversations::unread_for_low + 1),
                 conversations::message_count.eq(conversations::message_count + 1),
             ))
-            .execute(conn)?;
-    }
+            .returning(after)
+            .get_result(conn)?
+    };
     let now = to_naive(chat_domain::now());
     let row: MessageRow = diesel::insert_into(messages::table)
         .values(NewMessageRow {
@@ -107,7 +142,7 @@ fn insert(
             conversations::last_message_id.eq(row.id),
         ))
         .execute(conn)?;
-    Ok(row.into_message())
+    Ok((row.into_message(), (low, high), position))
 }
 
 fn find_by_client_id(

@@ -10,7 +10,8 @@
 
 use crate::db::{Database, DbConnection};
 use crate::error::{Constraint, PersistenceError, QueryResult};
-use crate::messages::{self, SendOutcome};
+use crate::events::Ledger;
+use crate::messages::{self, SendOutcome, Stored};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
 use crate::schema::{connections, conversations};
 use chat_domain::{
@@ -159,7 +160,7 @@ pub fn store_batch_atomic(
     requests: &[SendRequest],
 ) -> QueryResult<Vec<SendOutcome>> {
     match conn {
-        DbConnection::Pg(pg) => pg.transaction(|pg| store_batch_pg(pg, requests)),
+        DbConnection::Pg(_) => conn.transaction(|conn| store_batch_pg(conn, requests)),
         DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
     }
 }
@@ -173,9 +174,12 @@ enum Plan {
 }
 
 fn store_batch_pg(
-    pg: &mut PgConnection,
+    conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<SendOutcome>> {
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
     let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -294,6 +298,7 @@ fn store_batch_pg(
         )?
     };
     update_conversations(pg, &convs, &stored, now)?;
+    let stored = record_stream_events(conn, &convs, stored)?;
 
     let mut inserted = stored.into_iter();
     let mut by_index: Vec<Option<Message>> = vec![None; requests.len()];
@@ -302,11 +307,11 @@ fn store_batch_pg(
         let outcome = match plan {
             Plan::Done(o) => o,
             Plan::Insert => {
-                let m = inserted
+                let s = inserted
                     .next()
                     .ok_or_else(|| PersistenceError::other("insert returned too few rows"))?;
-                by_index[i] = Some(m.clone());
-                SendOutcome::Stored(m)
+                by_index[i] = Some(s.message.clone());
+                SendOutcome::Stored(s)
             }
             Plan::SameAs(j) => by_index[j]
                 .clone()
@@ -316,6 +321,62 @@ fn store_batch_pg(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Records the batch's messages in their participants' streams, in id
+/// order, after the conversations (locked first) and under the users' row
+/// locks: two more statements per batch, whatever its size.
+fn record_stream_events(
+    conn: &mut DbConnection,
+    convs: &HashMap<ConversationId, Conversation>,
+    stored: Vec<Message>,
+) -> QueryResult<Vec<Stored>> {
+    let users: Vec<UserId> = stored
+        .iter()
+        .filter_map(|m| convs.get(&m.conversation_id))
+        .flat_map(|c| [c.user_low, c.user_high])
+        .collect();
+    let mut ledger = Ledger::lock(conn, &users)?;
+    // Running (low unread, high unread, message count) per conversation.
+    let mut running: HashMap<ConversationId, (i64, i64, i64)> = convs
+        .iter()
+        .map(|(id, c)| (*id, (c.unread_for_low, c.unread_for_high, c.message_count)))
+        .collect();
+    let mut pending = Vec::with_capacity(stored.len());
+    for m in stored {
+        let (Some(c), Some(state)) = (
+            convs.get(&m.conversation_id),
+            running.get_mut(&m.conversation_id),
+        ) else {
+            return Err(PersistenceError::other(
+                "stored message of an unlocked conversation",
+            ));
+        };
+        if m.sender_id == c.user_low {
+            state.1 += 1;
+        } else {
+            state.0 += 1;
+        }
+        state.2 += 1;
+        let first = ledger.recorded();
+        let sender = ledger
+            .record_message(c, (state.0, state.1), &m)
+            .ok_or(PersistenceError::NotFound)?;
+        pending.push((m, sender, state.2, first..ledger.recorded()));
+    }
+    let now = pending
+        .first()
+        .map_or_else(chat_domain::now, |p| p.0.created_at);
+    let events = ledger.write(conn, now)?;
+    Ok(pending
+        .into_iter()
+        .map(|(message, sender, position, range)| Stored {
+            message,
+            sender,
+            position,
+            events: events.get(range).map(<[_]>::to_vec).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Orders the inserted rows as the sends they came from, checking each.

@@ -63,7 +63,7 @@ fn send(
 
 fn stored(outcome: &SendOutcome) -> &Message {
     match outcome {
-        SendOutcome::Stored(m) => m,
+        SendOutcome::Stored(s) => &s.message,
         other => panic!("expected Stored, got {other:?}"),
     }
 }
@@ -111,7 +111,7 @@ async fn mixed_batch_answers_each_send_and_counts_only_stored_ones() {
                 &MessageContent::parse("first").expect("content"),
                 Some(&ClientId::parse("k-old").expect("client id")),
             )? {
-                SendOutcome::Stored(m) => m,
+                SendOutcome::Stored(s) => s.message,
                 other => panic!("setup send: {other:?}"),
             };
             Ok((a, b, carol, conv, closed, original))
@@ -181,6 +181,46 @@ async fn mixed_batch_answers_each_send_and_counts_only_stored_ones() {
         (after.unread_for_high, after.unread_for_low)
     };
     assert_eq!((unread_a, unread_b), (2, 2), "{after:?}");
+    // Each stored message is in both participants' streams, numbered on
+    // from the setup send (seq 1 for a and b) in the order of the batch,
+    // with positions following the conversation's count.
+    let streamed: Vec<(i64, Vec<(i64, i64)>)> = [0usize, 3, 6]
+        .iter()
+        .map(|&i| match &outcomes[i] {
+            SendOutcome::Stored(s) => (
+                s.position,
+                s.events.iter().map(|e| (e.user.0, e.seq)).collect(),
+            ),
+            other => panic!("expected stored: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        streamed,
+        vec![
+            (2, vec![(a.0, 2), (b.0, 2)]),
+            (3, vec![(b.0, 3), (a.0, 3)]),
+            (4, vec![(b.0, 4), (a.0, 4)]),
+        ]
+    );
+    if let SendOutcome::Stored(s) = &outcomes[3] {
+        let to_a: serde_json::Value =
+            serde_json::from_str(&s.events[1].payload).expect("event json");
+        assert_eq!(to_a["type"], "chat_message");
+        assert_eq!(to_a["seq"], 3);
+        // a has b's "hi" unread: one unread message in one conversation.
+        assert_eq!(
+            (
+                &to_a["unread_count"],
+                &to_a["total_unread"],
+                &to_a["unread_conversations"]
+            ),
+            (
+                &serde_json::json!(1),
+                &serde_json::json!(1),
+                &serde_json::json!(1)
+            )
+        );
+    }
     assert_eq!(after_closed.message_count, 0);
     assert_eq!(
         (after_closed.unread_for_low, after_closed.unread_for_high),

@@ -1,6 +1,5 @@
 //! Sending, marking read and typing.
 
-use crate::dto::chat_message_event;
 use crate::error::ApiError;
 use crate::limits::too_many;
 use crate::notify;
@@ -62,13 +61,10 @@ pub async fn send_message(
         })
         .await?;
     match outcome {
-        SendOutcome::Stored(m) => {
+        SendOutcome::Stored(stored) => {
             state.metrics.messages_stored.inc();
-            let event = chat_message_event(&m, sender);
-            state
-                .realtime
-                .publish(m.conversation_id, &event, Audience::Everyone)
-                .await;
+            let m = stored.message.clone();
+            notify::message_stored(state, stored).await;
             Ok(Sent::Stored(m))
         }
         SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),

@@ -88,7 +88,8 @@ fn record(
     let pair = [connection.requester_id, connection.addressee_id];
     let users = user_map(users::find_many(c, &pair)?);
     let view = ConnectionView::build(connection, &users).ok_or(PersistenceError::NotFound)?;
-    let json = serde_json::to_value(&view).map_err(|e| PersistenceError::Other(e.to_string()))?;
+    let json = serde_json::to_value(&view)
+        .map_err(|e| PersistenceError::other_with("rendering a stream event", e))?;
     let conversation = match (conversation_changed, connection.conversation_id) {
         (true, Some(id)) => Some(conversations::find(c, id)?),
         _ => None,
@@ -120,7 +121,7 @@ fn record(
                 let seen = ConversationView::build(conv, user, &users, last.as_ref())
                     .ok_or(PersistenceError::NotFound)?;
                 let seen = serde_json::to_value(&seen)
-                    .map_err(|e| PersistenceError::Other(e.to_string()))?;
+                    .map_err(|e| PersistenceError::other_with("rendering a stream event", e))?;
                 let event = if connection.status == ConnectionStatus::Accepted
                     && conv.created_at >= connection.updated_at
                 {
