@@ -30,7 +30,7 @@ pub struct Stored {
 #[derive(Debug)]
 pub enum SendOutcome {
     /// Stored now.
-    Stored(Stored),
+    Stored(Box<Stored>),
     /// The same sender already sent this `client_id` here; the original.
     Duplicate(Message),
     /// Refused by the rules; nothing stored.
@@ -71,12 +71,12 @@ pub fn send(
             .record_message(&conversation, unread, &message)
             .ok_or(PersistenceError::NotFound)?;
         let events = ledger.write(conn, message.created_at)?;
-        Ok(SendOutcome::Stored(Stored {
+        Ok(SendOutcome::Stored(Box::new(Stored {
             message,
             sender: profile,
             position,
             events,
-        }))
+        })))
     });
     match attempt {
         // A concurrent retry with the same client_id won the race.

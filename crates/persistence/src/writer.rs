@@ -311,7 +311,7 @@ fn store_batch_pg(
                     .next()
                     .ok_or_else(|| PersistenceError::other("insert returned too few rows"))?;
                 by_index[i] = Some(s.message.clone());
-                SendOutcome::Stored(s)
+                SendOutcome::Stored(Box::new(s))
             }
             Plan::SameAs(j) => by_index[j]
                 .clone()

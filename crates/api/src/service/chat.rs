@@ -64,7 +64,7 @@ pub async fn send_message(
         SendOutcome::Stored(stored) => {
             state.metrics.messages_stored.inc();
             let m = stored.message.clone();
-            notify::message_stored(state, stored).await;
+            notify::message_stored(state, *stored).await;
             Ok(Sent::Stored(m))
         }
         SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),
