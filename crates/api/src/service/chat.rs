@@ -140,7 +140,12 @@ pub async fn ensure_participant(
 /// Tells the other participant's sockets that `typist` started or stopped
 /// typing. The caller has checked membership (a conversation socket does
 /// at admission); nothing is stored.
-pub async fn typing(state: &AppState, typist: &User, conversation: ConversationId, is_typing: bool) {
+pub async fn typing(
+    state: &AppState,
+    typist: &User,
+    conversation: ConversationId,
+    is_typing: bool,
+) {
     let event = ServerEvent::TypingIndicator {
         user_id: typist.id,
         user_name: typist.display_name(),
