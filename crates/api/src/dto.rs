@@ -19,12 +19,9 @@ pub struct ConnectionView {
     #[schema(value_type = i64)]
     id: ConnectionId,
     /// Who asked.
-    #[schema(value_type = crate::openapi::schemas::User)]
     requester: UserView,
     /// Who was asked; only they may accept or reject.
-    #[schema(value_type = crate::openapi::schemas::User)]
     addressee: UserView,
-    #[schema(value_type = crate::openapi::schemas::ConnectionStatus)]
     status: ConnectionStatus,
     /// Set once the connection has been accepted.
     #[schema(value_type = Option<i64>, required = true)]
@@ -110,10 +107,9 @@ pub struct ConversationView {
     #[schema(value_type = i64)]
     connection_id: ConnectionId,
     /// Both users.
-    #[schema(value_type = Vec<crate::openapi::schemas::User>, min_items = 2, max_items = 2)]
+    #[schema(value_type = Vec<UserView>, min_items = 2, max_items = 2)]
     participants: [UserView; 2],
     /// The participant who is not the caller.
-    #[schema(value_type = crate::openapi::schemas::User)]
     other_user: UserView,
     /// The latest message, or null.
     #[schema(required = true)]

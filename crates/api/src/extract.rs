@@ -1,6 +1,6 @@
 //! Request parsing with the API's error body: JSON bodies, path ids.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::routes::Validator;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -20,22 +20,22 @@ fn json_error(err: JsonPayloadError) -> ApiError {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "Request body is too large.",
             )
         }
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Unsupported media type; use application/json.",
         ),
         JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::bad_request("invalid", clean_serde(&e))
+            ApiError::bad_request(ErrorCode::Invalid, clean_serde(&e))
         }
         JsonPayloadError::Deserialize(_) => {
-            ApiError::bad_request("parse_error", "Malformed JSON body.")
+            ApiError::bad_request(ErrorCode::ParseError, "Malformed JSON body.")
         }
-        _ => ApiError::bad_request("parse_error", "Could not read the request body."),
+        _ => ApiError::bad_request(ErrorCode::ParseError, "Could not read the request body."),
     }
 }
 
@@ -57,7 +57,7 @@ pub fn path_config() -> web::PathConfig {
 /// Query string errors.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
-        ApiError::bad_request("invalid", err.to_string()).into()
+        ApiError::bad_request(ErrorCode::Invalid, err.to_string()).into()
     })
 }
 
@@ -124,7 +124,7 @@ pub fn json_object(body: Value) -> Result<Map<String, Value>, ApiError> {
         Value::Array(_) => "list",
     };
     Err(ApiError::bad_request(
-        "invalid",
+        ErrorCode::Invalid,
         format!("Invalid data. Expected a JSON object, but got {kind}."),
     ))
 }

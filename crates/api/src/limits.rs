@@ -5,7 +5,7 @@
 //! Limits are per node: behind a load balancer of N nodes a client gets up
 //! to N times the configured rate.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::settings::RateLimitSettings;
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
@@ -195,7 +195,7 @@ pub async fn limit_headers(
     if size > limit {
         let err = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             "Request headers are too large.",
         );
         return Ok(req.error_response(err));
@@ -214,7 +214,7 @@ pub fn retry_after_seconds(wait: Duration) -> u64 {
 pub fn too_many(wait: Duration) -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         "Too many requests; slow down.",
     )
     .with_retry_after(retry_after_seconds(wait))

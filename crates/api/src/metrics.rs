@@ -13,6 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -167,7 +168,8 @@ fn request_id(req: &ServiceRequest) -> String {
 
 /// Logs each request (method, path without query string, status, latency,
 /// request id — never tokens or bodies), records metrics by route pattern,
-/// and returns the request id in `X-Request-Id`.
+/// and returns the request id in `X-Request-Id`. The rest of the chain runs
+/// in a `request` span with the `request_id`.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -177,7 +179,11 @@ pub async fn observe(
     let method = req.method().to_string();
     let path = req.path().to_owned();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let mut res = next.call(req).await?;
+    // Everything the request runs (extractors, handler, error conversion)
+    // logs inside this span, so every line carries the request id. Error
+    // level: the span is on whenever the errors logged in it are.
+    let span = tracing::error_span!("request", request_id = %id);
+    let mut res = next.call(req).instrument(span).await?;
     let status = res.status().as_u16();
     let route = res
         .request()

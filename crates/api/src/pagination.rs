@@ -1,8 +1,15 @@
 //! DRF-style page-number pagination with absolute `next`/`previous` links.
 
+use crate::dto::{ConnectionView, ConversationView, MessageView};
 use crate::error::ApiError;
 use actix_web::HttpRequest;
 use serde::Serialize;
+use std::borrow::Cow;
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// Default page size.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -58,7 +65,10 @@ impl PageRequest {
     }
 }
 
-/// The paginated list body.
+/// The paginated list body: `{"count", "next", "previous", "results"}`.
+///
+/// Its OpenAPI schema comes from `T` ([`PageItem`]): one component per item
+/// type, such as `ConnectionPage` for [`ConnectionPage`].
 #[derive(Debug, Serialize)]
 pub struct Paginated<T: Serialize> {
     count: i64,
@@ -79,6 +89,91 @@ impl<T: Serialize> Paginated<T> {
             previous,
             results,
         }
+    }
+}
+
+/// An item type that is listed in pages: names its page's schema and words
+/// the descriptions of the page's fields.
+pub trait PageItem: Serialize + ToSchema {
+    /// The page's schema name, e.g. `ConnectionPage`.
+    const PAGE: &'static str;
+    /// What the page holds, in what order.
+    const DESCRIPTION: &'static str;
+    /// What `count` counts.
+    const COUNT: &'static str;
+    /// What `next` links to.
+    const NEXT: &'static str = "Absolute URL of the next page, or null.";
+    /// What `previous` links to.
+    const PREVIOUS: &'static str = "Absolute URL of the previous page, or null.";
+}
+
+/// A page of connections.
+pub type ConnectionPage = Paginated<ConnectionView>;
+/// A page of conversations.
+pub type ConversationPage = Paginated<ConversationView>;
+/// A page of messages.
+pub type MessagePage = Paginated<MessageView>;
+
+impl PageItem for ConnectionView {
+    const PAGE: &'static str = "ConnectionPage";
+    const DESCRIPTION: &'static str = "A page of connections, newest first.";
+    const COUNT: &'static str = "Connections in all pages.";
+}
+
+impl PageItem for ConversationView {
+    const PAGE: &'static str = "ConversationPage";
+    const DESCRIPTION: &'static str = "A page of conversations, most recently active first.";
+    const COUNT: &'static str = "Conversations in all pages.";
+}
+
+impl PageItem for MessageView {
+    const PAGE: &'static str = "MessagePage";
+    const DESCRIPTION: &'static str =
+        "A page of messages, newest first; page 1 holds the latest messages.";
+    const COUNT: &'static str = "Messages in all pages.";
+    const NEXT: &'static str = "Absolute URL of the next (older) page, or null.";
+    const PREVIOUS: &'static str = "Absolute URL of the previous (newer) page, or null.";
+}
+
+// Written out rather than derived: a derived generic schema would be named
+// `Paginated_Connection` and word every page the same.
+impl<T: PageItem> PartialSchema for Paginated<T> {
+    fn schema() -> RefOr<Schema> {
+        let link = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .format(Some(SchemaFormat::Custom("uri".into())))
+                .description(Some(description))
+        };
+        let count = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .description(Some(T::COUNT));
+        let results = ArrayBuilder::new()
+            .items(Ref::from_schema_name(T::name()))
+            .description(Some("This page."));
+        ObjectBuilder::new()
+            .description(Some(T::DESCRIPTION))
+            .property("count", count)
+            .required("count")
+            .property("next", link(T::NEXT))
+            .required("next")
+            .property("previous", link(T::PREVIOUS))
+            .required("previous")
+            .property("results", results)
+            .required("results")
+            .into()
+    }
+}
+
+impl<T: PageItem> ToSchema for Paginated<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed(T::PAGE)
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
     }
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Status of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionStatus {
     /// Requested, waiting for the addressee.

@@ -1,4 +1,17 @@
 //! The WebSocket events of the wire protocol, tagged by `type`.
+//!
+//! A [`ClientEvent`] holds validated values: the server builds one from a
+//! frame with [`ClientEvent::parse`]; a client serializes one to get the
+//! frame's text. A [`ServerEvent`] serializes to the frame the server sends
+//! and deserializes back.
+//!
+//! ```
+//! use chat_domain::{ClientEvent, MessageContent};
+//! let e = ClientEvent::ChatMessage { content: MessageContent::parse("hi").unwrap(), client_id: None };
+//! let text = serde_json::to_string(&e).unwrap();
+//! assert_eq!(text, r#"{"type":"chat_message","content":"hi"}"#);
+//! assert_eq!(ClientEvent::parse(&text).unwrap(), e);
+//! ```
 
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::message::{ClientId, Message, MessageContent};
@@ -10,24 +23,35 @@ use serde_json::Value;
 /// Most ids one `message_read` frame may list.
 pub const MAX_READ_IDS: usize = 1000;
 
-/// A frame a client sends, already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A frame a client sends on `/ws/chat/{conversation_id}/` (JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEvent {
-    /// Send a message.
+    /// Send a message: stored, then broadcast as a `chat_message` event to
+    /// every socket of the conversation, the sender's own included.
     ChatMessage {
-        /// Trimmed, length-checked content.
+        /// Trimmed; 1 to 5000 characters after that.
+        #[cfg_attr(feature = "openapi",
+            schema(value_type = String, min_length = 1, max_length = 5000))]
         content: MessageContent,
-        /// Optional idempotency key.
+        /// Optional idempotency key (1 to 64 characters): a retry with the
+        /// same key stores and broadcasts nothing; the sending socket gets
+        /// the original `chat_message` event again.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi",
+            schema(value_type = Option<String>, min_length = 1, max_length = 64))]
         client_id: Option<ClientId>,
     },
-    /// Start or stop typing.
+    /// Start or stop typing; sent to the other participant's sockets only.
     TypingIndicator {
         /// Whether the user is typing.
         is_typing: bool,
     },
-    /// Mark messages as read.
+    /// Mark messages of the other user as read.
     MessageRead {
-        /// Ids to mark; unknown or foreign ids are ignored.
+        /// Ids to mark (at most 1000); others are ignored.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<i64>, max_items = 1000))]
         message_ids: Vec<MessageId>,
     },
 }
@@ -172,6 +196,7 @@ impl ClientEvent {
 
 /// Where a user stream stands when it opens (user stream only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamStart {
     /// The number of the user's latest durable event (0 when none).
     pub seq: i64,
@@ -188,6 +213,7 @@ pub struct StreamStart {
 /// A durable event's number in its user's stream and that user's counters
 /// after it (user stream only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamCounters {
     /// The event's number in the user's stream.
     pub seq: i64,
@@ -205,73 +231,94 @@ pub struct StreamCounters {
 /// add `seq` and counters (the `stream` fields), which conversation sockets
 /// never carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerEvent {
-    /// First frame on a socket, once it is subscribed everywhere.
+    /// The first frame, sent once the socket is subscribed on every node:
+    /// any event caused after it was received reaches this socket.
     ConnectionEstablished {
-        /// Always "Connected to chat".
+        /// Always `Connected to chat`.
+        #[cfg_attr(feature = "openapi", schema(example = "Connected to chat"))]
         message: String,
         /// The conversation of a conversation socket; absent on a user stream.
         #[serde(skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
         conversation_id: Option<ConversationId>,
         /// The authenticated user.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         user_id: UserId,
         /// A user stream's position and counters.
         #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(ignore))]
         stream: Option<StreamStart>,
     },
-    /// A stored message.
+    /// A stored message (from WebSocket or HTTP), to every socket of the
+    /// conversation.
     ChatMessage {
-        /// Message id.
+        /// The message id; ids increase in the order messages are stored.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         message_id: MessageId,
-        /// Conversation id.
+        /// The conversation.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         conversation_id: ConversationId,
-        /// Sender id.
+        /// The sender.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         sender_id: UserId,
-        /// Sender's display name.
+        /// The sender's display name.
         sender_name: String,
-        /// Sender's avatar URL or null.
+        /// The sender's avatar URL, or null.
+        #[cfg_attr(feature = "openapi", schema(required = true))]
         sender_avatar: Option<String>,
-        /// Content.
+        /// The trimmed content.
         content: String,
-        /// Storage time.
+        /// When it was stored.
         created_at: DateTime<Utc>,
-        /// The sender's idempotency key or null.
+        /// The sender's idempotency key, or null.
+        #[cfg_attr(feature = "openapi", schema(required = true))]
         client_id: Option<String>,
         /// On a user stream: seq and the stream user's counters.
         #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(ignore))]
         stream: Option<StreamCounters>,
     },
     /// The other participant started or stopped typing.
     TypingIndicator {
         /// Where; on user streams only (a conversation socket knows).
         #[serde(skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
         conversation_id: Option<ConversationId>,
         /// The typist.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         user_id: UserId,
         /// The typist's display name.
         user_name: String,
         /// Whether they are typing.
         is_typing: bool,
     },
-    /// Messages were marked read.
+    /// Messages were marked read (over WebSocket or HTTP); not sent when
+    /// nothing was marked.
     MessagesRead {
         /// Where; on user streams only (a conversation socket knows).
         #[serde(skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
         conversation_id: Option<ConversationId>,
         /// The reader.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
         user_id: UserId,
-        /// Ids actually marked.
+        /// The ids actually marked.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<i64>))]
         message_ids: Vec<MessageId>,
         /// When.
         read_at: DateTime<Utc>,
         /// On a user stream: seq and the stream user's counters.
         #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        #[cfg_attr(feature = "openapi", schema(ignore))]
         stream: Option<StreamCounters>,
     },
     /// A connection request was made to the stream's user (user stream).
     ConnectionRequest {
         /// The connection object.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         connection: Value,
         /// The event's number in the stream.
         seq: i64,
@@ -279,6 +326,7 @@ pub enum ServerEvent {
     /// A connection was accepted, rejected or removed (user stream).
     ConnectionUpdated {
         /// The connection object.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         connection: Value,
         /// The event's number in the stream.
         seq: i64,
@@ -286,6 +334,7 @@ pub enum ServerEvent {
     /// An accepted connection created the pair's conversation (user stream).
     ConversationCreated {
         /// The conversation object as the stream's user sees it.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         conversation: Value,
         /// The event's number in the stream.
         seq: i64,
@@ -293,15 +342,16 @@ pub enum ServerEvent {
     /// A conversation's `can_send` changed (user stream).
     ConversationUpdated {
         /// The conversation object as the stream's user sees it.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         conversation: Value,
         /// The event's number in the stream.
         seq: i64,
     },
-    /// A refused frame.
+    /// A refused frame; the socket stays open and nothing was stored.
     Error {
         /// What was wrong.
         message: String,
-        /// The refused frame's `client_id`, when it had one.
+        /// The refused frame's `client_id`, when it carried one.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         client_id: Option<String>,
     },
@@ -402,6 +452,28 @@ mod tests {
                 message_ids: vec![MessageId(1), MessageId(2)]
             }
         );
+    }
+
+    #[test]
+    fn serialized_events_parse_back() {
+        let events = [
+            ClientEvent::ChatMessage {
+                content: MessageContent::parse("hi").unwrap(),
+                client_id: Some(ClientId::parse("k").unwrap()),
+            },
+            ClientEvent::ChatMessage {
+                content: MessageContent::parse("hi").unwrap(),
+                client_id: None,
+            },
+            ClientEvent::TypingIndicator { is_typing: false },
+            ClientEvent::MessageRead {
+                message_ids: vec![MessageId(3), MessageId(4)],
+            },
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            assert_eq!(ClientEvent::parse(&text).unwrap(), e, "{text}");
+        }
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! (usernames, passwords, message content, client ids) can only be built
 //! through `parse` constructors, so an invalid one cannot exist.
 //!
+//! The optional `openapi` feature (off by default) derives
+//! `utoipa::ToSchema` on the wire types (`UserView` as `User`,
+//! `ConnectionStatus`, `ClientEvent`, `ServerEvent`), so a service's OpenAPI
+//! document takes their schemas from the types themselves.
+//!
 //! ```
 //! use chat_domain::{MessageContent, Username};
 //!

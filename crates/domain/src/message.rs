@@ -2,6 +2,7 @@
 
 use crate::ids::{ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// Why message content was refused; the message is shown to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +23,8 @@ pub enum MessageContentError {
 }
 
 /// Message content: trimmed of surrounding whitespace, 1 to 5000
-/// characters (characters, not bytes), without NUL characters.
+/// characters (characters, not bytes), without NUL characters. Serializes
+/// as the string.
 ///
 /// ```
 /// use chat_domain::{MessageContent, MessageContentError};
@@ -32,7 +34,8 @@ pub enum MessageContentError {
 /// assert_eq!(MessageContent::parse(&"a".repeat(5001)), Err(MessageContentError::TooLong));
 /// assert_eq!(MessageContent::parse("a\0b"), Err(MessageContentError::NullCharacter));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct MessageContent(String);
 
 impl MessageContent {
@@ -65,7 +68,8 @@ impl MessageContent {
     }
 }
 
-/// A client-chosen idempotency key: 1 to 64 characters (no NUL), kept as given.
+/// A client-chosen idempotency key: 1 to 64 characters (no NUL), kept as
+/// given. Serializes as the string.
 ///
 /// ```
 /// use chat_domain::ClientId;
@@ -74,7 +78,8 @@ impl MessageContent {
 /// assert!(ClientId::parse(&"x".repeat(65)).is_err());
 /// assert!(ClientId::parse("a\0").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
 pub struct ClientId(String);
 
 impl ClientId {

@@ -235,20 +235,27 @@ impl User {
     }
 }
 
-/// The user object of the wire protocol.
+/// A user. `name` is first and last name joined by a space, or the username
+/// when both are empty. Passwords never appear in any response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = User,
+    example = json!({"id": 7, "username": "jdoe", "first_name": "John", "last_name": "Doe",
+        "name": "John Doe", "avatar": "https://example.com/a.png"})))]
 pub struct UserView {
     /// The user's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub id: UserId,
-    /// The username.
+    /// The username, in the case it was registered with.
     pub username: String,
-    /// First name.
+    /// First name (may be empty).
     pub first_name: String,
-    /// Last name.
+    /// Last name (may be empty).
     pub last_name: String,
-    /// See [`User::display_name`].
+    /// Display name.
     pub name: String,
-    /// Avatar URL or null.
+    /// Avatar URL, or null.
+    #[cfg_attr(feature = "openapi", schema(required = true, format = "uri"))]
     pub avatar: Option<String>,
 }
 

@@ -333,6 +333,10 @@ async fn document_describes_the_websocket_api() {
             "\"connection_established\"",
             "\"chat_message\"",
             "\"typing_indicator\"",
+            "\"connection_request\"",
+            "\"connection_updated\"",
+            "\"conversation_created\"",
+            "\"conversation_updated\"",
             "\"messages_read\"",
             "\"error\"",
         ]

@@ -1,7 +1,7 @@
 //! HS256 tokens with the claims of djangorestframework-simplejwt, so tokens
 //! minted by a Django service sharing the key work here and the reverse.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::settings::AuthSettings;
 use chat_domain::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -95,12 +95,13 @@ impl JwtKeys {
 
     /// Checks signature, expiry and type; returns the user id.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<UserId, ApiError> {
-        let invalid = || ApiError::unauthorized("token_not_valid", "Token is invalid or expired.");
+        let invalid =
+            || ApiError::unauthorized(ErrorCode::TokenNotValid, "Token is invalid or expired.");
         let data =
             decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| invalid())?;
         if data.claims.token_type != expected {
             return Err(ApiError::unauthorized(
-                "token_not_valid",
+                ErrorCode::TokenNotValid,
                 "Token has wrong type.",
             ));
         }

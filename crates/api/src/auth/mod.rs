@@ -4,7 +4,7 @@
 pub mod jwt;
 pub mod password;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -53,7 +53,7 @@ where
             Err(e) => Err(e),
         })
         .await?;
-    found.ok_or_else(|| ApiError::unauthorized("user_not_found", "User not found."))
+    found.ok_or_else(|| ApiError::unauthorized(ErrorCode::UserNotFound, "User not found."))
 }
 
 /// [`authenticate_with`] and nothing else.
@@ -73,10 +73,11 @@ impl FromRequest for AuthUser {
             .map(|d| d.get_ref().clone());
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
-            let state = state.ok_or_else(ApiError::internal)?;
+            let state =
+                state.ok_or_else(|| ApiError::internal_because("no AppState in the app data"))?;
             let token = token.ok_or_else(|| {
                 ApiError::unauthorized(
-                    "not_authenticated",
+                    ErrorCode::NotAuthenticated,
                     "Authentication credentials were not provided.",
                 )
             })?;

@@ -74,10 +74,12 @@ impl PasswordHashing {
             .permits
             .acquire()
             .await
-            .map_err(|_| ApiError::internal())?;
-        tokio::task::spawn_blocking(work)
+            .map_err(ApiError::internal_because)?;
+        // The work logs in the request's span, though on another thread.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(work))
             .await
-            .map_err(|_| ApiError::internal())
+            .map_err(ApiError::internal_because)
     }
 
     /// Hashes a password into a PHC string.

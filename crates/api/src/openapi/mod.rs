@@ -1,13 +1,14 @@
 //! The OpenAPI 3 document of the API, generated with utoipa from the
-//! `#[utoipa::path]` annotations on the handlers, the wire types of
-//! [`crate::dto`] and the schemas of [`schemas`]. Served at `/api/schema/`
-//! and browsable at `/api/docs/` (see `routes::docs`).
+//! `#[utoipa::path]` annotations on the handlers and from the wire types
+//! themselves: those of [`crate::dto`], [`crate::pagination`] and
+//! [`crate::error`], the response and request types next to their handlers,
+//! and the `chat-domain` types (its `openapi` feature). Served at
+//! `/api/schema/` and browsable at `/api/docs/` (see `routes::docs`).
 //!
 //! `info.description` ([`description.md`](./description.md)) documents the
 //! conventions and the WebSocket API.
 
 pub mod responses;
-pub mod schemas;
 
 use crate::routes;
 use std::sync::OnceLock;
@@ -53,7 +54,7 @@ pub const BEARER: &str = "jwt";
         routes::docs::asset,
     ),
     components(
-        schemas(schemas::ClientEvent, schemas::ServerEvent),
+        schemas(chat_domain::ClientEvent, chat_domain::ServerEvent),
         responses(
             responses::BadRequest,
             responses::Unauthorized,
@@ -153,7 +154,7 @@ pub fn json() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    //! The hand-written schemas against the real wire types.
+    //! The document against the real wire types and the one list of error codes.
 
     use super::*;
     use chat_domain::{ConnectionStatus, ConversationId, MessageId, UserId, UserView};
@@ -166,6 +167,19 @@ mod tests {
 
     fn keys(v: &Value) -> BTreeSet<String> {
         v.as_object().expect("object").keys().cloned().collect()
+    }
+
+    /// The strings of a JSON array, such as an `enum` or `required` list.
+    fn strings(v: &Value) -> BTreeSet<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn required(schema: &Value) -> BTreeSet<String> {
+        strings(&schema["required"])
     }
 
     #[test]
@@ -182,33 +196,30 @@ mod tests {
         let schema = &doc["components"]["schemas"]["User"];
         let wire = serde_json::to_value(&view).expect("json");
         assert_eq!(keys(&schema["properties"]), keys(&wire));
-        let required: BTreeSet<String> = schema["required"]
-            .as_array()
-            .expect("required")
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        assert_eq!(required, keys(&wire), "every field is always present");
+        assert_eq!(
+            required(schema),
+            keys(&wire),
+            "every field is always present"
+        );
     }
 
     #[test]
     fn connection_status_values_match() {
         let doc = doc();
-        let listed: BTreeSet<String> = doc["components"]["schemas"]["ConnectionStatus"]["enum"]
-            .as_array()
-            .expect("enum")
+        let listed = strings(&doc["components"]["schemas"]["ConnectionStatus"]["enum"]);
+        let real: BTreeSet<String> = ConnectionStatus::ALL
             .iter()
-            .map(Value::to_string)
+            .map(|s| s.as_str().to_owned())
             .collect();
-        let real: BTreeSet<String> = [
-            ConnectionStatus::Pending,
-            ConnectionStatus::Accepted,
-            ConnectionStatus::Rejected,
-            ConnectionStatus::Removed,
-        ]
-        .iter()
-        .map(|s| serde_json::to_string(s).expect("json"))
-        .collect();
+        let wire: Vec<Value> = ConnectionStatus::ALL
+            .iter()
+            .map(|s| serde_json::to_value(s).expect("json"))
+            .collect();
+        assert_eq!(
+            strings(&Value::Array(wire)),
+            real,
+            "as_str is the wire name"
+        );
         assert_eq!(listed, real);
     }
 
@@ -229,17 +240,33 @@ mod tests {
                 stream: None,
             },
             chat_domain::ServerEvent::TypingIndicator {
-                conversation_id: None,
+                conversation_id: Some(ConversationId(1)),
                 user_id: UserId(2),
                 user_name: "n".into(),
                 is_typing: true,
             },
             chat_domain::ServerEvent::MessagesRead {
-                conversation_id: None,
+                conversation_id: Some(ConversationId(1)),
                 user_id: UserId(2),
                 message_ids: vec![MessageId(1)],
                 read_at: t,
                 stream: None,
+            },
+            chat_domain::ServerEvent::ConnectionRequest {
+                connection: json!({}),
+                seq: 1,
+            },
+            chat_domain::ServerEvent::ConnectionUpdated {
+                connection: json!({}),
+                seq: 2,
+            },
+            chat_domain::ServerEvent::ConversationCreated {
+                conversation: json!({}),
+                seq: 3,
+            },
+            chat_domain::ServerEvent::ConversationUpdated {
+                conversation: json!({}),
+                seq: 4,
             },
             chat_domain::ServerEvent::Error {
                 message: "m".into(),
@@ -259,6 +286,40 @@ mod tests {
                 .find(|v| v["properties"]["type"]["enum"] == json!([wire["type"]]))
                 .unwrap_or_else(|| panic!("no schema for {wire}"));
             assert_eq!(keys(&variant["properties"]), keys(&wire), "{wire}");
+        }
+    }
+
+    #[test]
+    fn error_code_schema_is_the_error_code_enum() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Error"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
+        let listed = strings(&schemas["ErrorCode"]["enum"]);
+        let real: BTreeSet<String> = crate::error::ErrorCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        assert_eq!(listed, real);
+    }
+
+    #[test]
+    fn page_schemas_match_the_page_body() {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let page = crate::pagination::PageRequest::from_request(&req).expect("page");
+        let body = crate::pagination::Paginated::<i64>::new(&req, page, 0, Vec::new());
+        let wire = serde_json::to_value(&body).expect("json");
+        let doc = doc();
+        for name in ["ConnectionPage", "ConversationPage", "MessagePage"] {
+            let schema = &doc["components"]["schemas"][name];
+            assert_eq!(keys(&schema["properties"]), keys(&wire), "{name}");
+            assert_eq!(
+                required(schema),
+                keys(&wire),
+                "{name}: every field is always present"
+            );
         }
     }
 }

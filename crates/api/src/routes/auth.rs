@@ -2,15 +2,16 @@
 
 use super::{Router, Validator};
 use crate::auth::jwt::TokenType;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{json_body, required_text, text_field};
-use crate::openapi::{responses as resp, schemas as s};
+use crate::openapi::responses as resp;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, Password, UserView, Username};
 use chat_persistence::PersistenceError;
 use chat_persistence::users::{self, NewUser};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 const REGISTER: &str = "/api/auth/register/";
 const TOKEN: &str = "/api/auth/token/";
@@ -24,13 +25,47 @@ pub fn configure(r: &mut Router<'_>) {
         .resource(REFRESH, |e| e.post(refresh));
 }
 
+/// `POST /api/auth/register/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct RegisterRequest {
+    /// 3 to 150 letters, digits and `@.+-_`; unique case-insensitively.
+    #[schema(
+        min_length = 3,
+        max_length = 150,
+        pattern = r"^[\w.@+-]+$",
+        example = "jdoe"
+    )]
+    username: String,
+    /// 8 to 1024 characters.
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        write_only,
+        example = "correct horse"
+    )]
+    password: String,
+    /// Trimmed; at most 150 characters.
+    #[schema(max_length = 150)]
+    first_name: Option<String>,
+    /// Trimmed; at most 150 characters.
+    #[schema(max_length = 150)]
+    last_name: Option<String>,
+    /// An `http(s)` URL of at most 2048 characters; empty or null for none.
+    #[schema(max_length = 2048, format = "uri")]
+    avatar: Option<String>,
+}
+
 /// Register
 ///
 /// Creates an account. Usernames are unique case-insensitively.
 #[utoipa::path(post, path = REGISTER, tag = "auth", operation_id = "register",
-    request_body = s::RegisterRequest,
+    request_body = RegisterRequest,
     responses(
-        (status = 201, description = "The new user.", body = s::User),
+        (status = 201, description = "The new user.", body = UserView),
         (status = 400, response = resp::BadRequest),
         (status = 409, description = "`username_taken`: a user with that username exists.",
             body = ApiError),
@@ -64,7 +99,7 @@ async fn register(
     let (Some(username), Some(password), Some(first_name), Some(last_name), Some(avatar)) =
         (username, password, first_name, last_name, avatar)
     else {
-        return Err(ApiError::internal());
+        return Err(Validator::lost_value());
     };
     let password_hash = state.passwords.hash(password.expose().to_owned()).await?;
     let new = NewUser {
@@ -77,20 +112,43 @@ async fn register(
     match state.db.run(move |c| users::create(c, &new)).await {
         Ok(user) => Ok(HttpResponse::Created().json(UserView::from(&user))),
         Err(PersistenceError::Conflict(_)) => Err(ApiError::conflict(
-            "username_taken",
+            ErrorCode::UsernameTaken,
             "A user with that username already exists.",
         )),
         Err(e) => Err(e.into()),
     }
 }
 
+/// `POST /api/auth/token/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct TokenRequest {
+    /// Matched case-insensitively.
+    username: String,
+    /// The password.
+    #[schema(write_only)]
+    password: String,
+}
+
+/// A new access and refresh token pair (HS256 JWTs with SimpleJWT claims).
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenPair {
+    /// Access token (15 minutes by default).
+    access: String,
+    /// Refresh token (7 days by default).
+    refresh: String,
+}
+
 /// Log in
 ///
 /// A new access and refresh token pair for a username and password.
 #[utoipa::path(post, path = TOKEN, tag = "auth", operation_id = "token_obtain",
-    request_body = s::TokenRequest,
+    request_body = TokenRequest,
     responses(
-        (status = 200, description = "The tokens.", body = s::TokenPair),
+        (status = 200, description = "The tokens.", body = TokenPair),
         (status = 400, response = resp::BadRequest),
         (status = 401, description = "`invalid_credentials`: wrong username or password.",
             body = ApiError),
@@ -111,7 +169,7 @@ async fn token(
     let password = required_text(&mut v, &body, "password");
     v.finish()?;
     let (Some(username), Some(password)) = (username, password) else {
-        return Err(ApiError::internal());
+        return Err(Validator::lost_value());
     };
     // No user can have a name that breaks the rules (a NUL, say), so such
     // a login is a wrong credential without a query.
@@ -131,23 +189,41 @@ async fn token(
     let matched = state.passwords.verify(password, hash).await?;
     let user = user.filter(|_| matched).ok_or_else(|| {
         ApiError::unauthorized(
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "No active account found with the given credentials.",
         )
     })?;
-    Ok(HttpResponse::Ok().json(json!({
-        "access": state.jwt.mint(user.id, TokenType::Access)?,
-        "refresh": state.jwt.mint(user.id, TokenType::Refresh)?,
-    })))
+    Ok(HttpResponse::Ok().json(TokenPair {
+        access: state.jwt.mint(user.id, TokenType::Access)?,
+        refresh: state.jwt.mint(user.id, TokenType::Refresh)?,
+    }))
+}
+
+/// `POST /api/auth/token/refresh/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct RefreshRequest {
+    /// A refresh token (an access token is refused).
+    refresh: String,
+}
+
+/// A new access token (no rotation: the refresh token stays valid).
+#[derive(Debug, Serialize, ToSchema)]
+struct AccessToken {
+    /// Access token.
+    access: String,
 }
 
 /// Refresh
 ///
 /// A new access token for a refresh token (no rotation).
 #[utoipa::path(post, path = REFRESH, tag = "auth", operation_id = "token_refresh",
-    request_body = s::RefreshRequest,
+    request_body = RefreshRequest,
     responses(
-        (status = 200, description = "The new access token.", body = s::AccessToken),
+        (status = 200, description = "The new access token.", body = AccessToken),
         (status = 400, response = resp::BadRequest),
         (status = 401, description = "`token_not_valid` (invalid, expired, or not a refresh \
             token) or `user_not_found` (the user no longer exists).", body = ApiError),
@@ -166,16 +242,16 @@ async fn refresh(
     let mut v = Validator::default();
     let token = required_text(&mut v, &body, "refresh");
     v.finish()?;
-    let token = token.ok_or_else(ApiError::internal)?;
+    let token = token.ok_or_else(Validator::lost_value)?;
     let user_id = state.jwt.verify(&token, TokenType::Refresh)?;
     match state.db.run(move |c| users::find(c, user_id)).await {
-        Ok(user) => {
-            Ok(HttpResponse::Ok()
-                .json(json!({"access": state.jwt.mint(user.id, TokenType::Access)?})))
-        }
-        Err(PersistenceError::NotFound) => {
-            Err(ApiError::unauthorized("user_not_found", "User not found."))
-        }
+        Ok(user) => Ok(HttpResponse::Ok().json(AccessToken {
+            access: state.jwt.mint(user.id, TokenType::Access)?,
+        })),
+        Err(PersistenceError::NotFound) => Err(ApiError::unauthorized(
+            ErrorCode::UserNotFound,
+            "User not found.",
+        )),
         Err(e) => Err(e.into()),
     }
 }

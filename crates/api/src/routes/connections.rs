@@ -5,8 +5,8 @@ use crate::auth::AuthUser;
 use crate::dto::{ConnectionView, user_map};
 use crate::error::ApiError;
 use crate::extract::{json_body, path_id};
-use crate::openapi::{responses as resp, schemas as s};
-use crate::pagination::{PageRequest, Paginated, query_pairs};
+use crate::openapi::responses as resp;
+use crate::pagination::{ConnectionPage, PageRequest, Paginated, query_pairs};
 use crate::service::connections::{self as service, Change};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,6 +14,7 @@ use chat_domain::{Connection, ConnectionId, ConnectionStatus, UserId};
 use chat_persistence::connections;
 use chat_persistence::{DbConnection, QueryResult, users};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 const CONNECTIONS: &str = "/api/connections/";
 const CONNECTION: &str = "/api/connections/{id}/";
@@ -28,12 +29,24 @@ pub fn configure(r: &mut Router<'_>) {
         .resource(REJECT, |e| e.post(reject));
 }
 
+/// `POST /api/connections/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct ConnectionRequest {
+    /// The user to connect with.
+    #[schema(example = 9)]
+    user_id: i64,
+}
+
 /// Request a connection
 ///
 /// Asks `user_id` to connect. After a rejection or removal, either side may
 /// request again.
 #[utoipa::path(post, path = CONNECTIONS, tag = "connections", operation_id = "connections_create",
-    security(("jwt" = [])), request_body = s::ConnectionRequest,
+    security(("jwt" = [])), request_body = ConnectionRequest,
     responses(
         (status = 201, description = "The connection, status `pending`.", body = ConnectionView),
         (status = 400, description = "`invalid` (bad `user_id`) or `self_request` (yourself).",
@@ -75,12 +88,12 @@ async fn create(
 #[utoipa::path(get, path = CONNECTIONS, tag = "connections", operation_id = "connections_list",
     security(("jwt" = [])),
     params(
-        ("status" = Option<s::ConnectionStatus>, Query, description = "Only this status."),
+        ("status" = Option<ConnectionStatus>, Query, description = "Only this status."),
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
         ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
     ),
     responses(
-        (status = 200, description = "A page of connections.", body = s::ConnectionPage),
+        (status = 200, description = "A page of connections.", body = ConnectionPage),
         (status = 400, description = "`invalid`: unknown `status`.", body = ApiError),
         (status = 401, response = resp::Unauthorized),
         (status = 404, description = "`not_found`: invalid page, or a page past the end.",

@@ -3,17 +3,20 @@
 use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConversationView, MessageView, user_map};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::{optional_json, path_id};
-use crate::openapi::{responses as resp, schemas as s};
-use crate::pagination::{PageRequest, Paginated, query_pairs};
-use crate::service::chat::{self, ReadSelection};
+use crate::openapi::responses as resp;
+use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
+use crate::service::chat::{self, Read, ReadSelection};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
 use chat_persistence::messages::{self, Cursor};
 use chat_persistence::{DbConnection, QueryResult, conversations, users};
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Default and largest `limit` of cursor reads.
 const DEFAULT_LIMIT: i64 = 50;
@@ -81,7 +84,7 @@ fn views(
         ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
     ),
     responses(
-        (status = 200, description = "A page of conversations.", body = s::ConversationPage),
+        (status = 200, description = "A page of conversations.", body = ConversationPage),
         (status = 401, response = resp::Unauthorized),
         (status = 404, description = "`not_found`: invalid page, or a page past the end.",
             body = ApiError),
@@ -170,7 +173,7 @@ fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {
     }
     if before.is_some() && after.is_some() {
         return Err(ApiError::bad_request(
-            "invalid",
+            ErrorCode::Invalid,
             "Use either 'before' or 'after', not both.",
         ));
     }
@@ -184,6 +187,28 @@ fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {
         _ => None,
     };
     Ok(HistoryQuery::Cursor(cursor, limit))
+}
+
+/// A cursor read: with `before`, older messages newest first; with `after`,
+/// newer messages oldest first; with `limit` alone, the newest messages,
+/// newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct MessageCursorPage {
+    /// At most `limit` messages.
+    results: Vec<MessageView>,
+    /// Whether more messages lie beyond these in the direction read.
+    has_more: bool,
+}
+
+/// The history: a numbered page (`page`, `page_size`) or, when any of
+/// `before`, `after`, `limit` is given, a cursor read.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+enum MessageHistory {
+    /// Numbered pages.
+    Page(MessagePage),
+    /// Cursor reads.
+    Cursor(MessageCursorPage),
 }
 
 /// Message history
@@ -206,7 +231,7 @@ fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {
     ),
     responses(
         (status = 200, description = "A page (`page`, `page_size`) or, with `before`, `after` \
-            or `limit`, a cursor read.", body = s::MessageHistory),
+            or `limit`, a cursor read.", body = MessageHistory),
         (status = 400, description = "`invalid`: `limit`, `before` or `after` not a positive \
             integer, or `before` and `after` together.", body = ApiError),
         (status = 401, response = resp::Unauthorized),
@@ -246,7 +271,8 @@ async fn history(
                 .run(move |c| messages::page(c, conv.id, page.offset(), page.size))
                 .await?;
             page.check_exists(count)?;
-            Ok(HttpResponse::Ok().json(Paginated::new(&req, page, count, to_views(items))))
+            let page = Paginated::new(&req, page, count, to_views(items));
+            Ok(HttpResponse::Ok().json(MessageHistory::Page(page)))
         }
         HistoryQuery::Cursor(cursor, limit) => {
             let cursor = cursor.unwrap_or(Cursor::Before(MessageId(i64::MAX)));
@@ -254,7 +280,49 @@ async fn history(
                 .db
                 .run(move |c| messages::from_cursor(c, conv.id, cursor, limit))
                 .await?;
-            Ok(HttpResponse::Ok().json(json!({"results": to_views(items), "has_more": has_more})))
+            let read = MessageCursorPage {
+                results: to_views(items),
+                has_more,
+            };
+            Ok(HttpResponse::Ok().json(MessageHistory::Cursor(read)))
+        }
+    }
+}
+
+/// `POST /api/chat/conversations/{id}/mark_read/`; the body may also be
+/// empty (no content type needed then), which marks everything.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct MarkReadRequest {
+    /// Ids to mark; absent or null marks every unread message of the other
+    /// user; an empty list marks nothing. Ids that are not unread messages
+    /// of the other user in this conversation are ignored.
+    #[schema(max_items = 1000)]
+    message_ids: Option<Vec<i64>>,
+}
+
+/// What `mark_read` marked.
+#[derive(Debug, Serialize, ToSchema)]
+struct MarkReadResult {
+    /// How many messages were marked.
+    #[schema(value_type = i64)]
+    marked: usize,
+    /// The ids actually marked, ascending.
+    #[schema(value_type = Vec<i64>)]
+    message_ids: Vec<MessageId>,
+    /// The time they were marked read.
+    read_at: DateTime<Utc>,
+}
+
+impl From<Read> for MarkReadResult {
+    fn from(read: Read) -> Self {
+        Self {
+            marked: read.marked.len(),
+            message_ids: read.marked,
+            read_at: read.read_at,
         }
     }
 }
@@ -267,10 +335,10 @@ async fn history(
 #[utoipa::path(post, path = MARK_READ, tag = "conversations",
     operation_id = "conversations_mark_read", security(("jwt" = [])),
     params(("id" = i64, Path, description = "Conversation id.")),
-    request_body(content = Option<s::MarkReadRequest>,
+    request_body(content = Option<MarkReadRequest>,
         description = "Optional: an empty body marks every unread message of the other user."),
     responses(
-        (status = 200, description = "What was marked.", body = s::MarkReadResult),
+        (status = 200, description = "What was marked.", body = MarkReadResult),
         (status = 400, response = resp::BadRequest),
         (status = 401, response = resp::Unauthorized),
         (status = 404, description = "`not_found`: no such conversation, or you are not part \
@@ -300,11 +368,7 @@ async fn mark_read(
         }
     };
     let read = chat::mark_read(&state, me, id, selection).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "marked": read.marked.len(),
-        "message_ids": read.marked,
-        "read_at": read.read_at,
-    })))
+    Ok(HttpResponse::Ok().json(MarkReadResult::from(read)))
 }
 
 /// `message_ids`: absent or null means all; otherwise a list of integers.
@@ -312,7 +376,12 @@ fn parse_ids(body: Option<&Value>, max: usize) -> Result<Option<Vec<MessageId>>,
     let raw = match body {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(map)) => map.get("message_ids"),
-        Some(_) => return Err(ApiError::bad_request("invalid", "Expected a JSON object.")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::Invalid,
+                "Expected a JSON object.",
+            ));
+        }
     };
     match raw {
         None | Some(Value::Null) => Ok(None),

@@ -1,11 +1,11 @@
 //! Liveness and readiness.
 
 use super::Router;
-use crate::openapi::schemas::{Health, Readiness};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 const HEALTHZ: &str = "/healthz/";
 const READYZ: &str = "/readyz/";
@@ -18,13 +18,40 @@ pub fn configure(r: &mut Router<'_>) {
         .resource(METRICS, |e| e.get(metrics));
 }
 
+/// `GET /healthz/`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// `GET /readyz/`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// Each backing service.
+    checks: ReadinessChecks,
+}
+
+/// State of each backing service.
+#[derive(Debug, Serialize, ToSchema)]
+struct ReadinessChecks {
+    /// `ok` or `unavailable`.
+    database: &'static str,
+    /// `ok`, `unavailable` or `not_configured` (no Redis: single node).
+    redis: &'static str,
+}
+
 /// Liveness
 ///
 /// 200 while the process serves requests.
 #[utoipa::path(get, path = HEALTHZ, tag = "health", operation_id = "healthz",
     responses((status = 200, description = "Alive.", body = Health)))]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Readiness
@@ -39,28 +66,28 @@ async fn healthz() -> HttpResponse {
     ))]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.check(Duration::from_secs(2)).await {
-        Ok(()) => "ok".to_owned(),
+        Ok(()) => "ok",
         Err(e) => {
             tracing::warn!(error = %e.report(), "readiness: database down");
-            "unavailable".to_owned()
+            "unavailable"
         }
     };
     let redis = if state.realtime.is_distributed() {
         match state.realtime.check().await {
-            Ok(()) => "ok".to_owned(),
+            Ok(()) => "ok",
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: redis down");
-                "unavailable".to_owned()
+                "unavailable"
             }
         }
     } else {
-        "not_configured".to_owned()
+        "not_configured"
     };
     let ready = database == "ok" && redis != "unavailable";
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {"database": database, "redis": redis},
-    });
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        checks: ReadinessChecks { database, redis },
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {

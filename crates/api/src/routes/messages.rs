@@ -3,8 +3,9 @@
 use super::Validator;
 use crate::auth::AuthUser;
 use crate::dto::MessageView;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::path_id;
+use crate::openapi::responses as resp;
 use crate::service::chat::{self, NewMessage, Sent};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,6 +13,7 @@ use chat_domain::{ClientId, ConversationId, MessageContent, MessageId};
 use chat_persistence::messages;
 use chat_persistence::users;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 const MESSAGES: &str = "/api/chat/messages/";
 const MESSAGE: &str = "/api/chat/messages/{id}/";
@@ -22,27 +24,47 @@ pub fn configure(r: &mut super::Router<'_>) {
         .resource(MESSAGE, |e| e.get(detail));
 }
 
+/// `POST /api/chat/messages/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct SendMessageRequest {
+    /// A conversation you are part of.
+    #[schema(example = 1)]
+    conversation_id: i64,
+    /// Trimmed of surrounding whitespace; 1 to 5000 characters after that.
+    #[schema(min_length = 1, max_length = 5000, example = "Hi")]
+    content: String,
+    /// Optional idempotency key, 1 to 64 characters: a second send with
+    /// the same key by the same sender in the same conversation stores
+    /// nothing and answers 200 with the original message.
+    #[schema(min_length = 1, max_length = 64)]
+    client_id: Option<String>,
+}
+
 /// Send a message
 ///
 /// Stored, then delivered to the conversation's WebSocket clients exactly
 /// as one sent over WebSocket. With a `client_id` already used by you in
 /// this conversation, nothing is stored and the original is answered (200).
 #[utoipa::path(post, path = MESSAGES, tag = "messages", operation_id = "messages_create",
-    security(("jwt" = [])), request_body = crate::openapi::schemas::SendMessageRequest,
+    security(("jwt" = [])), request_body = SendMessageRequest,
     responses(
         (status = 201, description = "The stored message.", body = MessageView),
         (status = 200, description = "A retry (same `client_id`): the original message.",
             body = MessageView),
-        (status = 400, response = crate::openapi::responses::BadRequest),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
         (status = 403, description = "`not_connected`: the connection is no longer accepted.",
             body = ApiError),
         (status = 404, description = "`not_found`: no such conversation, or you are not part \
             of it.", body = ApiError),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 415, response = crate::openapi::responses::UnsupportedMediaType),
-        (status = 429, response = crate::openapi::responses::TooManyRequests),
-        (status = 503, response = crate::openapi::responses::ServiceUnavailable),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 429, response = resp::TooManyRequests),
+        (status = 503, response = resp::ServiceUnavailable),
     ))]
 async fn send(
     state: web::Data<AppState>,
@@ -50,7 +72,10 @@ async fn send(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let Value::Object(body) = body.into_inner() else {
-        return Err(ApiError::bad_request("invalid", "Expected a JSON object."));
+        return Err(ApiError::bad_request(
+            ErrorCode::Invalid,
+            "Expected a JSON object.",
+        ));
     };
     let mut v = Validator::default();
     let conversation_id = match body.get("conversation_id") {
@@ -74,7 +99,7 @@ async fn send(
     let (Some(conversation_id), Some(content), Some(client_id)) =
         (conversation_id, content, client_id)
     else {
-        return Err(ApiError::internal());
+        return Err(Validator::lost_value());
     };
     let new = NewMessage {
         conversation: ConversationId(conversation_id),
@@ -94,10 +119,10 @@ async fn send(
     security(("jwt" = [])), params(("id" = i64, Path, description = "Message id.")),
     responses(
         (status = 200, description = "The message.", body = MessageView),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 401, response = resp::Unauthorized),
         (status = 404, description = "`not_found`: no such message, or not in a conversation \
             of yours.", body = ApiError),
-        (status = 503, response = crate::openapi::responses::ServiceUnavailable),
+        (status = 503, response = resp::ServiceUnavailable),
     ))]
 async fn detail(
     state: web::Data<AppState>,

@@ -164,6 +164,12 @@ impl Validator {
         r.map_err(|e| self.add(field, e.to_string())).ok()
     }
 
+    /// The 500 for a value [`Validator::finish`] passed but that is not
+    /// there: a bug, logged as such.
+    pub fn lost_value() -> ApiError {
+        ApiError::internal_because("a validated field is missing")
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())

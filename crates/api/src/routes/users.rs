@@ -4,11 +4,12 @@ use super::{Router, Validator};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{json_body, path_id, text_field};
-use crate::openapi::{responses as resp, schemas as s};
+use crate::openapi::responses as resp;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, UserId, UserView};
 use chat_persistence::users::{self, ProfileChanges};
+use utoipa::ToSchema;
 
 const ME: &str = "/api/users/me/";
 const USER: &str = "/api/users/{id}/";
@@ -23,12 +24,31 @@ pub fn configure(r: &mut Router<'_>) {
 #[utoipa::path(get, path = ME, tag = "users", operation_id = "users_me",
     security(("jwt" = [])),
     responses(
-        (status = 200, description = "The caller.", body = s::User),
+        (status = 200, description = "The caller.", body = UserView),
         (status = 401, response = resp::Unauthorized),
         (status = 503, response = resp::ServiceUnavailable),
     ))]
 async fn me(user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&user.0))
+}
+
+/// `PATCH /api/users/me/`: only the fields given change; anything else
+/// (such as `username` or `password`) is read-only here and ignored.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct ProfileUpdate {
+    /// Trimmed, at most 150 characters; null empties it.
+    #[schema(max_length = 150)]
+    first_name: Option<String>,
+    /// Trimmed, at most 150 characters; null empties it.
+    #[schema(max_length = 150)]
+    last_name: Option<String>,
+    /// An `http(s)` URL of at most 2048 characters; null or `""` clears it.
+    #[schema(max_length = 2048, format = "uri")]
+    avatar: Option<String>,
 }
 
 /// Update your profile
@@ -37,9 +57,9 @@ async fn me(user: AuthUser) -> HttpResponse {
 /// a name) and `avatar` (`null` or `""` clears it). Anything else (such as
 /// `username` or `password`) is read-only here and ignored.
 #[utoipa::path(patch, path = ME, tag = "users", operation_id = "users_me_update",
-    security(("jwt" = [])), request_body = s::ProfileUpdate,
+    security(("jwt" = [])), request_body = ProfileUpdate,
     responses(
-        (status = 200, description = "The updated caller.", body = s::User),
+        (status = 200, description = "The updated caller.", body = UserView),
         (status = 400, response = resp::BadRequest),
         (status = 401, response = resp::Unauthorized),
         (status = 413, response = resp::PayloadTooLarge),
@@ -92,7 +112,7 @@ async fn update_me(
     security(("jwt" = [])),
     params(("id" = i64, Path, description = "User id.")),
     responses(
-        (status = 200, description = "The user.", body = s::User),
+        (status = 200, description = "The user.", body = UserView),
         (status = 401, response = resp::Unauthorized),
         (status = 404, response = resp::NotFound),
         (status = 503, response = resp::ServiceUnavailable),

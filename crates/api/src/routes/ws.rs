@@ -18,6 +18,7 @@ use chat_domain::{
 use chat_persistence::{PersistenceError, conversations};
 use chat_realtime::Registration;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Close codes after the upgrade (API.md).
 const CLOSE_UNAUTHENTICATED: u16 = 4001;
@@ -70,13 +71,15 @@ async fn upgrade(
         .max_frame_size(limit)
         .aggregate_continuations()
         .max_continuation_size(limit);
-    actix_web::rt::spawn(run(
+    // The socket's task logs in the upgrade request's span (its request id).
+    let task = run(
         state.get_ref().clone(),
         token,
         conversation.map(ConversationId),
         session,
         stream,
-    ));
+    );
+    actix_web::rt::spawn(task.instrument(tracing::Span::current()));
     Ok(response)
 }
 
