@@ -281,6 +281,22 @@ async fn metrics_are_exported() {
     );
     assert!(metric(&text, "chat_db_pool_connections", &[]).is_some_and(|v| v >= 1.0));
     assert!(metric(&text, "chat_redis_publish_failures_total", &[]).is_some());
+    for counter in [
+        "chat_websocket_frames_delivered_total",
+        "chat_websocket_slow_sockets_dropped_total",
+        "chat_redis_publish_failures_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "{counter} is a counter: {text}"
+        );
+    }
+    for gauge in ["chat_websocket_open_sockets", "chat_db_pool_connections"] {
+        assert!(
+            text.contains(&format!("# TYPE {gauge} gauge")),
+            "{gauge} is a gauge: {text}"
+        );
+    }
 }
 
 #[tokio::test]
