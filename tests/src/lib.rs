@@ -129,11 +129,6 @@ impl TestDb {
             }
         }
     }
-
-    /// Whether this is PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.cleanup, Cleanup::Postgres { .. })
-    }
 }
 
 impl Drop for TestDb {
@@ -313,6 +308,24 @@ impl TestServer {
     pub async fn start() -> TestServer {
         let db = Arc::new(TestDb::new().await);
         Self::start_on(db, ServerOptions::default()).await
+    }
+
+    /// A server on its own fresh database with extra `CHAT__SECTION__KEY`
+    /// settings (the environment's backends otherwise).
+    pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let db = Arc::new(TestDb::new().await);
+        Self::start_on(
+            db,
+            ServerOptions {
+                env,
+                ..ServerOptions::default()
+            },
+        )
+        .await
     }
 
     /// A server on `db` (share it between servers for multi-node tests).

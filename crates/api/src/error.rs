@@ -499,7 +499,7 @@ mod tests {
                         Err::<HttpResponse, _>(ApiError::from(cause))
                     }),
                 )
-                .wrap(middleware::from_fn(crate::metrics::observe)),
+                .wrap(middleware::from_fn(crate::middleware::observe)),
         )
         .await;
         let req = test::TestRequest::get()

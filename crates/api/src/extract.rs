@@ -1,7 +1,7 @@
-//! Request parsing with the API's error body: JSON bodies, path ids.
+//! Request parsing with the API's error body: JSON bodies, path ids,
+//! query pairs, and the collector of per-field validation messages.
 
-use crate::error::{ApiError, ErrorCode};
-use crate::routes::Validator;
+use crate::error::{ApiError, ErrorCode, FieldErrors};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
@@ -168,4 +168,51 @@ pub(crate) fn required_text(
     name: &str,
 ) -> Option<String> {
     text_field(v, body, name).and_then(|t| v.required(name, t))
+}
+
+/// The query string as decoded pairs (malformed pairs are dropped).
+pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
+    actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
+}
+
+/// Collects per-field validation messages.
+#[derive(Debug, Default)]
+pub(crate) struct Validator(FieldErrors);
+
+impl Validator {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// A required value, or a "required" message.
+    pub fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(field, "This field is required.");
+        }
+        value
+    }
+
+    /// Keeps the parsed value or records the parse error.
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        r.map_err(|e| self.add(field, e.to_string())).ok()
+    }
+
+    /// The 500 for a value [`Validator::finish`] passed but that is not
+    /// there: a bug, logged as such.
+    pub fn lost_value() -> ApiError {
+        ApiError::internal_because("a validated field is missing")
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod middleware;
 pub mod notify;
 pub mod openapi;
 pub mod pagination;
@@ -19,8 +20,8 @@ pub mod settings;
 pub mod state;
 
 pub use routes::route_table;
-pub use settings::ApiSettings;
-pub use state::AppState;
+pub use settings::{ApiSettings, InvalidSetting, Secret};
+pub use state::{AppState, StateError};
 
 use actix_web::web;
 

@@ -99,17 +99,9 @@ impl Drop for SocketSlot<'_> {
 }
 
 impl RateLimits {
-    /// Limiters from settings; a bad proxy address is an error.
-    pub fn new(settings: &RateLimitSettings) -> Result<Self, String> {
-        let trusted_proxies = settings
-            .trusted_proxies
-            .iter()
-            .map(|p| {
-                p.parse::<IpAddr>()
-                    .map_err(|e| format!("rate_limits.trusted_proxies: '{p}': {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+    /// Limiters from settings.
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        Self {
             auth: Limit::new(per_minute(settings.auth_per_minute)),
             messages: Limit::new(per_second_with_burst(
                 settings.messages_per_second,
@@ -117,8 +109,8 @@ impl RateLimits {
             )),
             max_sockets_per_user: settings.max_sockets_per_user,
             sockets: Mutex::new(HashMap::new()),
-            trusted_proxies,
-        })
+            trusted_proxies: settings.trusted_proxies.clone(),
+        }
     }
 
     /// The client's address: the peer's, or the nearest untrusted hop of
@@ -174,35 +166,6 @@ impl RateLimits {
         self.auth.shrink();
         self.messages.shrink();
     }
-}
-
-/// Refuses requests whose header lines (names and values) add up to more
-/// than `limits.max_header_bytes` with 431 and the error body. (actix-http
-/// itself stops at 128 KiB or 96 headers.)
-pub async fn limit_headers(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let limit = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .map_or(usize::MAX, |s| s.settings.limits.max_header_bytes);
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
-        + req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if size > limit {
-        let err = ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::HeadersTooLarge,
-            "Request headers are too large.",
-        );
-        return Ok(req.error_response(err));
-    }
-    next.call(req)
-        .await
-        .map(actix_web::dev::ServiceResponse::map_into_boxed_body)
 }
 
 /// Seconds to announce in `Retry-After` (at least 1).

@@ -1,22 +1,16 @@
 //! Prometheus metrics, kept in a registry of the application state (no
-//! global registry), and the request middleware that records them and logs
-//! each request with a request id.
+//! global registry). The request middleware that feeds them is in
+//! [`crate::middleware`].
 
 use crate::state::AppState;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
+use actix_web::{HttpResponse, web};
+use chat_realtime::Realtime;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use std::time::Instant;
-use tracing::Instrument;
-
-/// Header carrying the request id, in and out.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every metric the service exports.
 #[derive(Debug)]
@@ -28,17 +22,14 @@ pub struct Metrics {
     pub messages_stored: IntCounter,
     /// Requests and frames refused by a rate limit, by limit.
     pub rate_limited: IntCounterVec,
-    open_sockets: IntGauge,
-    frames_delivered: IntGauge,
-    slow_sockets_dropped: IntGauge,
-    relay_failures: IntGauge,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
 }
 
 impl Metrics {
-    /// Registers every metric in a fresh registry.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Registers every metric in a fresh registry; the WebSocket and relay
+    /// figures are read from `realtime` at each scrape.
+    pub fn new(realtime: &Realtime) -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("chat".into()), None)?;
         let http_requests = IntCounterVec::new(
             Opts::new(
@@ -65,22 +56,6 @@ impl Metrics {
             Opts::new("rate_limited_total", "Refusals by rate limit"),
             &["limit"],
         )?;
-        let open_sockets = IntGauge::new(
-            "websocket_open_sockets",
-            "WebSocket connections open on this node",
-        )?;
-        let frames_delivered = IntGauge::new(
-            "websocket_frames_delivered_total",
-            "Event frames handed to sockets on this node",
-        )?;
-        let slow_sockets_dropped = IntGauge::new(
-            "websocket_slow_sockets_dropped_total",
-            "Sockets dropped because they could not keep up",
-        )?;
-        let relay_failures = IntGauge::new(
-            "redis_publish_failures_total",
-            "Events not relayed to other nodes through Redis",
-        )?;
         let pool_connections = IntGauge::new(
             "db_pool_connections",
             "Database connections held by the pool",
@@ -93,26 +68,15 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(messages_stored.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
-        for g in [
-            &open_sockets,
-            &frames_delivered,
-            &slow_sockets_dropped,
-            &relay_failures,
-            &pool_connections,
-            &pool_idle,
-        ] {
-            registry.register(Box::new(g.clone()))?;
-        }
+        registry.register(Box::new(pool_connections.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        registry.register(Box::new(RealtimeCollector::new(realtime.clone())?))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
             messages_stored,
             rate_limited,
-            open_sockets,
-            frames_delivered,
-            slow_sockets_dropped,
-            relay_failures,
             pool_connections,
             pool_idle,
         })
@@ -123,7 +87,8 @@ impl Metrics {
         self.rate_limited.with_label_values(&[limit]).inc();
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// Counts one answered request and its latency.
+    pub(crate) fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.http_requests
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
@@ -133,16 +98,93 @@ impl Metrics {
     }
 }
 
+/// The realtime layer's figures, read from its atomics at scrape time: the
+/// running totals as counters (so `rate()` works on them), the open
+/// sockets as a gauge. One snapshot per scrape keeps them consistent.
+#[derive(Debug)]
+struct RealtimeCollector {
+    realtime: Realtime,
+    open_sockets: Desc,
+    frames_delivered: Desc,
+    slow_sockets_dropped: Desc,
+    relay_failures: Desc,
+}
+
+impl RealtimeCollector {
+    fn new(realtime: Realtime) -> Result<Self, prometheus::Error> {
+        let desc = |name: &str, help: &str| {
+            Desc::new(name.into(), help.into(), Vec::new(), Default::default())
+        };
+        Ok(Self {
+            realtime,
+            open_sockets: desc(
+                "websocket_open_sockets",
+                "WebSocket connections open on this node",
+            )?,
+            frames_delivered: desc(
+                "websocket_frames_delivered_total",
+                "Event frames handed to sockets on this node",
+            )?,
+            slow_sockets_dropped: desc(
+                "websocket_slow_sockets_dropped_total",
+                "Sockets dropped because they could not keep up",
+            )?,
+            relay_failures: desc(
+                "redis_publish_failures_total",
+                "Events not relayed to other nodes through Redis",
+            )?,
+        })
+    }
+}
+
+/// One family of one unlabelled sample.
+fn family(desc: &Desc, kind: MetricType, metric: Metric) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(kind);
+    family.set_metric(vec![metric]);
+    family
+}
+
+fn counter(desc: &Desc, value: u64) -> MetricFamily {
+    let mut counter = Counter::default();
+    counter.set_value(value as f64);
+    let mut metric = Metric::default();
+    metric.set_counter(counter);
+    family(desc, MetricType::COUNTER, metric)
+}
+
+fn gauge(desc: &Desc, value: u64) -> MetricFamily {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value as f64);
+    family(desc, MetricType::GAUGE, Metric::from_gauge(gauge))
+}
+
+impl Collector for RealtimeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![
+            &self.open_sockets,
+            &self.frames_delivered,
+            &self.slow_sockets_dropped,
+            &self.relay_failures,
+        ]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.realtime.stats();
+        vec![
+            gauge(&self.open_sockets, stats.open_sockets),
+            counter(&self.frames_delivered, stats.frames_delivered),
+            counter(&self.slow_sockets_dropped, stats.slow_sockets_dropped),
+            counter(&self.relay_failures, stats.relay_failures),
+        ]
+    }
+}
+
 /// `GET /metrics` in the Prometheus text format (mounted by `routes::health`).
 pub(crate) async fn export(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
-    let rt = state.realtime.stats();
-    let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    m.open_sockets.set(as_gauge(rt.open_sockets));
-    m.frames_delivered.set(as_gauge(rt.frames_delivered));
-    m.slow_sockets_dropped
-        .set(as_gauge(rt.slow_sockets_dropped));
-    m.relay_failures.set(as_gauge(rt.relay_failures));
     let (connections, idle) = state.db.pool_state();
     m.pool_connections.set(i64::from(connections));
     m.pool_idle.set(i64::from(idle));
@@ -154,65 +196,4 @@ pub(crate) async fn export(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)
-}
-
-/// A client-supplied id is kept when it is short and printable; otherwise a new one is made.
-fn request_id(req: &ServiceRequest) -> String {
-    req.headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-}
-
-/// Logs each request (method, path without query string, status, latency,
-/// request id — never tokens or bodies), records metrics by route pattern,
-/// and returns the request id in `X-Request-Id`. The rest of the chain runs
-/// in a `request` span with the `request_id`.
-pub async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let started = Instant::now();
-    let id = request_id(&req);
-    let method = req.method().to_string();
-    let path = req.path().to_owned();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    // Everything the request runs (extractors, handler, error conversion)
-    // logs inside this span, so every line carries the request id. Error
-    // level: the span is on whenever the errors logged in it are.
-    let span = tracing::error_span!("request", request_id = %id);
-    let mut res = next.call(req).instrument(span).await?;
-    let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let elapsed = started.elapsed();
-    if let Some(state) = state {
-        state
-            .metrics
-            .observe(&route, &method, status, elapsed.as_secs_f64());
-    }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, value);
-    }
-    let peer = res
-        .request()
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    tracing::info!(
-        target: "chat::http",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        route = %route,
-        status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        peer = %peer,
-        "request"
-    );
-    Ok(res)
 }

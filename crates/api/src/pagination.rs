@@ -11,6 +11,9 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+/// Moved to [`crate::extract`]; kept here for the handlers that import it from this module.
+pub(crate) use crate::extract::query_pairs;
+
 /// Default page size.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 /// Larger page sizes are clamped to this.
@@ -175,13 +178,6 @@ impl<T: PageItem> ToSchema for Paginated<T> {
         schemas.push((T::name().into_owned(), T::schema()));
         T::schemas(schemas);
     }
-}
-
-/// The query string as decoded pairs (malformed pairs are dropped).
-pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
-    actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default()
 }
 
 /// The request's absolute URL with `page` replaced (DRF drops it for page 1).

@@ -4,7 +4,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHashing;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
-use crate::settings::ApiSettings;
+use crate::settings::{ApiSettings, InvalidSetting};
 use chat_persistence::{Database, MessageWriter};
 use chat_realtime::Realtime;
 use std::sync::Arc;
@@ -30,6 +30,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// Why the application state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A setting cannot work (settings not passed through `validate`).
+    #[error(transparent)]
+    Setting(#[from] InvalidSetting),
+    /// Argon2 accepted its parameters but could not hash with them.
+    #[error("argon2 self-test failed: {0}")]
+    PasswordSelfTest(argon2::password_hash::Error),
+    /// Two metrics clash in the registry (a programming error).
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
 impl AppState {
     /// Builds the state; fails only on settings that cannot work (bad Argon2 parameters).
     pub fn new(
@@ -37,11 +51,11 @@ impl AppState {
         writer: MessageWriter,
         realtime: Realtime,
         settings: ApiSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StateError> {
         let jwt = JwtKeys::new(&settings.auth);
         let passwords = PasswordHashing::new(&settings.auth)?;
-        let limits = RateLimits::new(&settings.rate_limits)?;
-        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+        let limits = RateLimits::new(&settings.rate_limits);
+        let metrics = Metrics::new(&realtime)?;
         Ok(Self {
             db,
             writer,

@@ -4,34 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod private_redis;
 
-use chat_domain::ConversationId;
 use chat_realtime::{Audience, Realtime, RealtimeConfig, Registration};
 use common::*;
+use private_redis::{RedisServer, wait_for_cross_node};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Publishes probes on `from` until one reaches `to` (bounded), then waits
-/// until `to` is quiet so later assertions see only new frames.
-async fn wait_for_cross_node(from: &Realtime, c: ConversationId, to: &mut Registration) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut k = 0;
-    loop {
-        k += 1;
-        from.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
-            .await;
-        if recv_within(to, Duration::from_millis(300)).await.is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cross-node delivery did not resume"
-        );
-    }
-    while recv_within(to, Duration::from_millis(300)).await.is_some() {}
-}
 
 async fn drain(reg: &mut Registration) {
     while recv_within(reg, Duration::from_millis(100)).await.is_some() {}
@@ -39,18 +20,16 @@ async fn drain(reg: &mut Registration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_redis_restart() {
-    if !on_path("redis-server") {
-        println!("SKIP survives_redis_restart: redis-server not on PATH");
+    if !RedisServer::installed("survives_redis_restart") {
         return;
     }
     let logs = Logs::capture();
     let port = RedisServer::free_port();
     let mut server = RedisServer::start(port);
     let cfg = RealtimeConfig {
-        redis_url: Some(RedisServer::url(port)),
-        channel_prefix: unique_prefix("fault"),
         socket_queue: 4096,
         command_timeout: COMMAND_TIMEOUT,
+        ..config(Some(RedisServer::url(port)), "fault")
     };
     let a = Realtime::start(cfg.clone()).await.unwrap();
     let b = Realtime::start(cfg.clone()).await.unwrap();
@@ -151,4 +130,41 @@ async fn survives_redis_restart() {
     assert!((1..=2).contains(&up_logs), "{}", logs.text());
     println!("--- captured logs ---\n{}", logs.text());
     server.stop();
+}
+
+/// Captured log output of the whole test process.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Installs a global subscriber writing into the returned buffer (once per process).
+    fn capture() -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("one log capture per test process");
+        logs
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
 }

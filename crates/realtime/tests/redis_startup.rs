@@ -3,24 +3,24 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod private_redis;
 
 use chat_realtime::{Audience, Realtime, RealtimeConfig};
 use common::*;
+use private_redis::{RedisServer, wait_for_cross_node};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_while_redis_is_down_and_connects_later() {
-    if !on_path("redis-server") {
-        println!("SKIP starts_while_redis_is_down_and_connects_later: redis-server not on PATH");
+    if !RedisServer::installed("starts_while_redis_is_down_and_connects_later") {
         return;
     }
     let port = RedisServer::free_port();
     let cfg = RealtimeConfig {
-        redis_url: Some(RedisServer::url(port)),
-        channel_prefix: unique_prefix("startup"),
         socket_queue: 1024,
         command_timeout: Duration::from_millis(500),
+        ..config(Some(RedisServer::url(port)), "startup")
     };
     let started = Instant::now();
     let a = timeout(Duration::from_secs(5), Realtime::start(cfg.clone()))
@@ -49,23 +49,7 @@ async fn starts_while_redis_is_down_and_connects_later() {
     expect(&mut on_a, "local").await;
 
     let _server = RedisServer::start(port);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut k = 0;
-    loop {
-        k += 1;
-        a.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
-            .await;
-        if recv_within(&mut on_b, Duration::from_millis(300))
-            .await
-            .is_some()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cross-node delivery never started"
-        );
-    }
+    wait_for_cross_node(&a, c, &mut on_b).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while a.check().await.is_err() {
         assert!(Instant::now() < deadline, "check() stayed Err");

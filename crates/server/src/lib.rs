@@ -4,29 +4,42 @@ pub mod settings;
 
 pub use settings::{Settings, SettingsError};
 
-use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::middleware::{NormalizePath, TrailingSlash, from_fn};
 use actix_web::{App, HttpServer, web};
-use chat_api::AppState;
+use chat_api::{AppState, middleware};
 use chat_persistence::{Database, PoolOptions};
 use chat_realtime::{Realtime, RealtimeConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Why the server could not start.
+/// Why the server could not start (or stopped with an error): the one
+/// error type of start-up, from settings to the listening socket.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Settings were unusable.
-    #[error("{0}")]
-    Settings(String),
+    /// Settings could not be read or cannot work.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     /// Storage could not be opened or migrated.
     #[error("database: {}", .0.report())]
     Database(#[from] chat_persistence::PersistenceError),
     /// The realtime layer could not start.
     #[error("realtime: {0}")]
-    Realtime(String),
+    Realtime(#[from] chat_realtime::RealtimeError),
+    /// The API state could not be built.
+    #[error("api: {0}")]
+    State(#[from] chat_api::StateError),
     /// The address could not be bound.
     #[error("cannot bind: {0}")]
     Bind(#[from] std::io::Error),
+    /// Bound, yet the server reports no address (should not happen).
+    #[error("no address bound")]
+    NoAddress,
+    /// The running server failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+    /// The command line names no known command.
+    #[error("unknown command '{0}' (expected serve or migrate)")]
+    UnknownCommand(String),
 }
 
 /// A started server.
@@ -64,9 +77,9 @@ fn spawn_limiter_upkeep(limits: std::sync::Arc<chat_api::limits::RateLimits>) {
 pub fn open_database(settings: &Settings) -> Result<Database, StartError> {
     let options = PoolOptions {
         max_size: settings.database.pool_size,
-        checkout_timeout: Duration::from_secs(settings.database.checkout_timeout_seconds.max(1)),
+        checkout_timeout: Duration::from_secs(settings.database.checkout_timeout_seconds),
     };
-    Ok(Database::new(&settings.database_url(), &options)?)
+    Ok(Database::new(settings.database_url().expose(), &options)?)
 }
 
 /// Migrates (when configured), binds and starts serving. Must run inside
@@ -78,20 +91,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tracing::info!(applied, "migrations up to date");
     }
     let realtime = Realtime::start(RealtimeConfig {
-        redis_url: settings.redis_url(),
+        redis_url: settings.redis_url().map(|url| url.expose().to_owned()),
         channel_prefix: settings.redis.channel_prefix.clone(),
-        socket_queue: settings.redis.socket_queue.max(1),
-        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms.max(1)),
+        socket_queue: settings.redis.socket_queue,
+        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
     })
-    .await
-    .map_err(|e| StartError::Realtime(e.to_string()))?;
+    .await?;
     let writer = chat_persistence::MessageWriter::start(
         database.clone(),
         settings.database.writers,
         settings.database.max_batch,
     );
-    let state = AppState::new(database.clone(), writer, realtime, settings.api.clone())
-        .map_err(StartError::Settings)?;
+    let state = AppState::new(database.clone(), writer, realtime, settings.api.clone())?;
     let body_limit = settings.api.limits.max_body_bytes;
     spawn_limiter_upkeep(state.limits.clone());
     let data = web::Data::new(state);
@@ -108,12 +119,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     "Not found.",
                 ))
             }))
-            .wrap(actix_web::middleware::from_fn(
-                chat_api::limits::limit_headers,
-            ))
+            .wrap(from_fn(middleware::limit_headers))
             .wrap(chat_api::error::json_error_handlers())
             .wrap(NormalizePath::new(TrailingSlash::Always))
-            .wrap(actix_web::middleware::from_fn(chat_api::metrics::observe))
+            .wrap(from_fn(middleware::observe))
     })
     // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's
     // algorithm holds a frame back while an earlier one is unacknowledged.
@@ -127,7 +136,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .addrs()
         .first()
         .copied()
-        .ok_or_else(|| StartError::Settings("no address bound".into()))?;
+        .ok_or(StartError::NoAddress)?;
     let server = server.run();
     Ok(Running {
         addr,

@@ -1,6 +1,7 @@
 //! `chat-server [serve|migrate]`: serve (default) or apply migrations.
 
-use chat_server::{Settings, open_database, start};
+use chat_server::settings::LogFormat;
+use chat_server::{Settings, StartError, open_database, start};
 use std::process::ExitCode;
 
 #[actix_web::main]
@@ -12,7 +13,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&settings.server.log_format);
+    init_tracing(settings.server.log_format);
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let result = match command.as_str() {
         "serve" => serve(settings).await,
@@ -23,9 +24,7 @@ async fn main() -> ExitCode {
             );
             Ok(())
         }
-        other => Err(format!(
-            "unknown command '{other}' (expected serve or migrate)"
-        )),
+        other => Err(StartError::UnknownCommand(other.to_owned())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,35 +35,35 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(settings: Settings) -> Result<(), StartError> {
     if settings.uses_dev_secret() {
         tracing::warn!(
             "JWT_SECRET is not set: using an insecure development key. Tokens can be forged; never expose this server."
         );
     }
-    let database_url = chat_persistence::db::redact(&settings.database_url());
+    // Logged with the password masked, so operators see which servers are used.
+    let database_url = chat_persistence::db::redact(settings.database_url().expose());
     let redis = settings
         .redis_url()
-        .map(|u| chat_persistence::db::redact(&u));
-    let running = start(settings).await.map_err(|e| e.to_string())?;
+        .map(|u| chat_persistence::db::redact(u.expose()));
+    let running = start(settings).await?;
     tracing::info!(addr = %running.addr, database = %database_url, redis = ?redis, "chat server listening");
-    running.server.await.map_err(|e| e.to_string())
+    running.server.await.map_err(StartError::Serve)
 }
 
-async fn migrate(settings: Settings) -> Result<(), String> {
-    let db = open_database(&settings).map_err(|e| e.to_string())?;
-    let applied = db.migrate().await.map_err(|e| e.report().to_string())?;
+async fn migrate(settings: Settings) -> Result<(), StartError> {
+    let db = open_database(&settings)?;
+    let applied = db.migrate().await?;
     tracing::info!(applied, "migrations applied");
     Ok(())
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format.eq_ignore_ascii_case("json") {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
     }
 }

@@ -1,7 +1,14 @@
 //! Layered configuration: compiled-in defaults, config files, environment.
+//!
+//! Everything is checked once, in [`Settings::load_from`]: a value that
+//! cannot work stops the start with its key named, instead of surfacing
+//! later as a panic or a silent clamp.
 
-use chat_api::ApiSettings;
-use serde::Deserialize;
+use chat_api::settings::{
+    AuthSettings, LimitSettings, RateLimitSettings, WebSocketSettings, at_least_one,
+};
+use chat_api::{ApiSettings, InvalidSetting, Secret};
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 
 /// `config/default.toml`, compiled in so a deployed binary runs anywhere.
@@ -12,6 +19,7 @@ const DEV_SECRET: &str = "insecure-development-secret-change-me";
 
 /// All settings.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "Sections")]
 pub struct Settings {
     /// HTTP server.
     pub server: ServerSettings,
@@ -20,23 +28,105 @@ pub struct Settings {
     /// Multi-node relay.
     pub redis: RedisSettings,
     /// What the API reads.
-    #[serde(flatten)]
     pub api: ApiSettings,
+}
+
+/// The sections as the files lay them out, the API's next to the server's.
+/// Read without `#[serde(flatten)]`, which would drop the key from errors.
+#[derive(Deserialize)]
+struct Sections {
+    server: ServerSettings,
+    database: DatabaseSettings,
+    redis: RedisSettings,
+    auth: AuthSettings,
+    websocket: WebSocketSettings,
+    limits: LimitSettings,
+    rate_limits: RateLimitSettings,
+}
+
+impl From<Sections> for Settings {
+    fn from(s: Sections) -> Self {
+        Self {
+            server: s.server,
+            database: s.database,
+            redis: s.redis,
+            api: ApiSettings {
+                auth: s.auth,
+                websocket: s.websocket,
+                limits: s.limits,
+                rate_limits: s.rate_limits,
+            },
+        }
+    }
+}
+
+/// What kind of deployment this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// A laptop or test run: a missing JWT secret falls back to a placeholder.
+    Development,
+    /// A real deployment: a JWT secret is required.
+    Production,
+}
+
+impl<'de> Deserialize<'de> for Environment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("development", Self::Development),
+                ("production", Self::Production),
+            ],
+        )
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable text for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(d, &[("human", Self::Human), ("json", Self::Json)])
+    }
+}
+
+/// A string naming one of `choices` (any case, as before these were
+/// enums). The error lists the choices: config-rs's own enum error names
+/// none of them.
+fn one_of<'de, D: Deserializer<'de>, T: Copy>(d: D, choices: &[(&str, T)]) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&text))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            serde::de::Error::custom(format!(
+                "unknown value \"{text}\", expected {}",
+                names.join(" or ")
+            ))
+        })
 }
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
-    /// "development" or "production".
-    pub environment: String,
+    /// Development or production.
+    pub environment: Environment,
     /// Bind address.
     pub host: String,
     /// Bind port (0 picks a free one).
     pub port: u16,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
-    /// "human" or "json".
-    pub log_format: String,
+    /// Human or JSON lines.
+    pub log_format: LogFormat,
     /// Migrate at start-up.
     pub run_migrations: bool,
     /// Grace period on shutdown.
@@ -46,8 +136,8 @@ pub struct ServerSettings {
 /// Storage settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
-    /// Empty means SQLite in `data_dir`.
-    pub url: String,
+    /// Empty means SQLite in `data_dir`. A PostgreSQL URL may hold a password.
+    pub url: Secret,
     /// Where the embedded SQLite file lives.
     pub data_dir: String,
     /// Pool size.
@@ -63,8 +153,8 @@ pub struct DatabaseSettings {
 /// Redis settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
-    /// Empty means the in-process bus.
-    pub url: String,
+    /// Empty means the in-process bus. The URL may hold a password.
+    pub url: Secret,
     /// Channel name prefix.
     pub channel_prefix: String,
     /// Command timeout.
@@ -82,6 +172,9 @@ pub enum SettingsError {
     /// Production without a secret.
     #[error("JWT_SECRET must be set in production (server.environment = \"production\")")]
     MissingSecret,
+    /// A value was read but cannot work.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
 }
 
 impl Settings {
@@ -135,33 +228,52 @@ impl Settings {
             if settings.is_production() {
                 return Err(SettingsError::MissingSecret);
             }
-            settings.api.auth.jwt_secret = DEV_SECRET.into();
+            settings.api.auth.jwt_secret = Secret::new(DEV_SECRET);
         }
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuses values that cannot work. Zero stays allowed where it means
+    /// something: port (pick a free one), workers (one per core), rate
+    /// limits (off), shutdown timeout (stop at once).
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let db = &self.database;
+        at_least_one("database.pool_size", db.pool_size)?;
+        at_least_one(
+            "database.checkout_timeout_seconds",
+            db.checkout_timeout_seconds,
+        )?;
+        at_least_one("database.writers", db.writers)?;
+        at_least_one("database.max_batch", db.max_batch)?;
+        // fred reads a zero timeout as "wait forever", which hangs during outages.
+        at_least_one("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
+        at_least_one("redis.socket_queue", self.redis.socket_queue)?;
+        self.api.validate()
     }
 
     /// Whether this is a production deployment.
     pub fn is_production(&self) -> bool {
-        self.server.environment.eq_ignore_ascii_case("production")
+        self.server.environment == Environment::Production
     }
 
     /// Whether the development placeholder key is in use.
     pub fn uses_dev_secret(&self) -> bool {
-        self.api.auth.jwt_secret == DEV_SECRET
+        self.api.auth.jwt_secret.expose() == DEV_SECRET
     }
 
     /// The database URL, defaulting to an SQLite file in the data directory.
-    pub fn database_url(&self) -> String {
+    pub fn database_url(&self) -> Secret {
         if self.database.url.is_empty() {
             let path = Path::new(&self.database.data_dir).join("chat.sqlite3");
-            format!("sqlite://{}", path.display())
+            Secret::new(format!("sqlite://{}", path.display()))
         } else {
             self.database.url.clone()
         }
     }
 
     /// The Redis URL, if one is configured.
-    pub fn redis_url(&self) -> Option<String> {
+    pub fn redis_url(&self) -> Option<Secret> {
         Some(self.redis.url.clone()).filter(|u| !u.is_empty())
     }
 }
@@ -188,7 +300,7 @@ mod tests {
         let s = Settings::load_from(&vars(&[("CHAT_CONFIG_DIR", "/nonexistent")]))
             .expect("defaults load");
         assert_eq!((s.server.host.as_str(), s.server.port), ("127.0.0.1", 8000));
-        assert!(s.database_url().starts_with("sqlite://"));
+        assert!(s.database_url().expose().starts_with("sqlite://"));
         assert!(s.redis_url().is_none());
         assert!(s.uses_dev_secret());
     }
@@ -207,8 +319,11 @@ mod tests {
         .expect("loads");
         assert_eq!(s.server.port, 9001);
         assert_eq!(s.server.host, "0.0.0.0");
-        assert_eq!(s.database_url(), "postgres://u@h/db");
-        assert_eq!(s.redis_url().as_deref(), Some("redis://h:6379"));
+        assert_eq!(s.database_url().expose(), "postgres://u@h/db");
+        assert_eq!(
+            s.redis_url().as_ref().map(Secret::expose),
+            Some("redis://h:6379")
+        );
         assert_eq!(s.api.auth.access_token_minutes, 5);
         assert!(!s.uses_dev_secret());
     }
@@ -226,5 +341,138 @@ mod tests {
             ("JWT_SECRET", "x"),
         ]));
         assert!(ok.is_ok());
+    }
+
+    fn load(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut pairs = vec![("CHAT_CONFIG_DIR", "/nonexistent")];
+        pairs.extend_from_slice(extra);
+        Settings::load_from(&vars(&pairs))
+    }
+
+    fn refusal(extra: &[(&str, &str)]) -> String {
+        match load(extra) {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn zero_where_zero_cannot_work_is_refused_by_key() {
+        for (var, key) in [
+            ("CHAT__DATABASE__POOL_SIZE", "database.pool_size"),
+            (
+                "CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS",
+                "database.checkout_timeout_seconds",
+            ),
+            ("CHAT__DATABASE__WRITERS", "database.writers"),
+            ("CHAT__DATABASE__MAX_BATCH", "database.max_batch"),
+            (
+                "CHAT__REDIS__COMMAND_TIMEOUT_MS",
+                "redis.command_timeout_ms",
+            ),
+            ("CHAT__REDIS__SOCKET_QUEUE", "redis.socket_queue"),
+            (
+                "CHAT__AUTH__ACCESS_TOKEN_MINUTES",
+                "auth.access_token_minutes",
+            ),
+            ("CHAT__AUTH__REFRESH_TOKEN_DAYS", "auth.refresh_token_days"),
+            ("CHAT__AUTH__ARGON2_ITERATIONS", "auth.argon2_iterations"),
+            ("CHAT__AUTH__ARGON2_PARALLELISM", "auth.argon2_parallelism"),
+            ("CHAT__AUTH__ARGON2_MEMORY_KIB", "auth.argon2_memory_kib"),
+            (
+                "CHAT__WEBSOCKET__MAX_FRAME_BYTES",
+                "websocket.max_frame_bytes",
+            ),
+            (
+                "CHAT__WEBSOCKET__HEARTBEAT_INTERVAL_SECONDS",
+                "websocket.heartbeat_interval_seconds",
+            ),
+            ("CHAT__LIMITS__MAX_BODY_BYTES", "limits.max_body_bytes"),
+            ("CHAT__LIMITS__MAX_READ_IDS", "limits.max_read_ids"),
+            ("CHAT__LIMITS__MAX_HEADER_BYTES", "limits.max_header_bytes"),
+        ] {
+            let message = refusal(&[(var, "0")]);
+            assert!(message.contains(key), "{var}=0: {message}");
+        }
+        let pool = load(&[("CHAT__DATABASE__POOL_SIZE", "0")]);
+        assert!(
+            matches!(
+                &pool,
+                Err(SettingsError::Invalid(InvalidSetting {
+                    key: "database.pool_size",
+                    ..
+                }))
+            ),
+            "{pool:?}"
+        );
+    }
+
+    #[test]
+    fn zero_where_it_means_something_is_accepted() {
+        let s = load(&[
+            ("PORT", "0"),
+            ("CHAT__SERVER__WORKERS", "0"),
+            ("CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS", "0"),
+            ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "0"),
+            ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND", "0"),
+            ("CHAT__RATE_LIMITS__MESSAGES_BURST", "0"),
+            ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER", "0"),
+        ]);
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn a_client_timeout_within_one_ping_is_refused() {
+        let message = refusal(&[
+            ("CHAT__WEBSOCKET__HEARTBEAT_INTERVAL_SECONDS", "20"),
+            ("CHAT__WEBSOCKET__CLIENT_TIMEOUT_SECONDS", "20"),
+        ]);
+        assert!(
+            message.contains("websocket.client_timeout_seconds"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn environment_and_log_format_are_enums() {
+        let s = load(&[("CHAT_ENV", "production"), ("JWT_SECRET", "x")]).expect("loads");
+        assert_eq!(s.server.environment, Environment::Production);
+        let s = load(&[("CHAT__SERVER__LOG_FORMAT", "json")]).expect("loads");
+        assert_eq!(s.server.log_format, LogFormat::Json);
+
+        let message = refusal(&[("CHAT_ENV", "staging")]);
+        assert!(
+            message.contains("staging") && message.contains("production"),
+            "{message}"
+        );
+        let message = refusal(&[("CHAT__SERVER__LOG_FORMAT", "xml")]);
+        assert!(
+            message.contains("xml") && message.contains("json"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_refused_at_load() {
+        let message = refusal(&[("CHAT__RATE_LIMITS__TRUSTED_PROXIES", "10.0.0.1,not-an-ip")]);
+        assert!(message.contains("trusted_proxies"), "{message}");
+        let s = load(&[("CHAT__RATE_LIMITS__TRUSTED_PROXIES", "10.0.0.1,::1")]).expect("loads");
+        assert_eq!(s.api.rate_limits.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = load(&[
+            ("JWT_SECRET", "jwt-key-do-not-print"),
+            ("DATABASE_URL", "postgres://u:db-password@h/db"),
+            ("REDIS_URL", "redis://:redis-password@h:6379"),
+        ])
+        .expect("loads");
+        let printed = format!("{s:?} {} {:?}", s.database_url(), s.redis_url());
+        for secret in ["jwt-key-do-not-print", "db-password", "redis-password"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("***"));
+        assert_eq!(s.api.auth.jwt_secret.expose(), "jwt-key-do-not-print");
     }
 }

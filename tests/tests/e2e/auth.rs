@@ -1,7 +1,6 @@
 //! API.md "Users and tokens": registration, login, refresh, token checks
 //! (SimpleJWT compatibility, forgeries), and the user routes.
 
-use crate::conventions::{assert_error, assert_error_code, assert_field_error, assert_id};
 use crate::support::*;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
@@ -110,49 +109,14 @@ async fn login(api: &Api, username: &str, password: &str) -> (u16, Value) {
 
 /// Registers and logs in; returns (user, access, refresh).
 async fn account(api: &Api, username: &str) -> (Value, String, String) {
-    let (status, user) = register(
-        api,
-        json!({"username": username, "password": "password123"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{user}");
-    let (status, tokens) = login(api, username, "password123").await;
-    assert_eq!(status, 200, "{tokens}");
+    let (user, tokens) = api
+        .register_and_login(json!({"username": username, "password": "password123"}))
+        .await;
     (
         user,
         tokens["access"].as_str().expect("access").to_owned(),
         tokens["refresh"].as_str().expect("refresh").to_owned(),
     )
-}
-
-/// Asserts exactly the user object's keys and types.
-pub(crate) fn assert_user_object(user: &Value) {
-    let obj = user.as_object().unwrap_or_else(|| panic!("user: {user}"));
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "avatar",
-            "first_name",
-            "id",
-            "last_name",
-            "name",
-            "username"
-        ],
-        "{user}"
-    );
-    assert_id(&user["id"]);
-    for k in ["username", "first_name", "last_name", "name"] {
-        assert!(user[k].is_string(), "{k}: {user}");
-    }
-    assert!(
-        user["avatar"].is_null()
-            || user["avatar"]
-                .as_str()
-                .is_some_and(|a| a.starts_with("http://") || a.starts_with("https://")),
-        "{user}"
-    );
 }
 
 /// Asserts that no password (key or value) appears in `body`.
@@ -484,17 +448,10 @@ async fn token_returns_access_and_refresh() {
 
 #[tokio::test]
 async fn token_lifetimes_are_configurable() {
-    let db = std::sync::Arc::new(TestDb::new().await);
-    let server = TestServer::start_on(
-        db,
-        ServerOptions {
-            env: vec![
-                ("CHAT__AUTH__ACCESS_TOKEN_MINUTES".into(), "2".into()),
-                ("CHAT__AUTH__REFRESH_TOKEN_DAYS".into(), "1".into()),
-            ],
-            ..ServerOptions::default()
-        },
-    )
+    let server = TestServer::start_with(&[
+        ("CHAT__AUTH__ACCESS_TOKEN_MINUTES", "2"),
+        ("CHAT__AUTH__REFRESH_TOKEN_DAYS", "1"),
+    ])
     .await;
     let api = Api::new(&server);
     let (_, access, refresh) = account(&api, "alice").await;

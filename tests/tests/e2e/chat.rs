@@ -3,11 +3,9 @@
 //! idempotent sends with `client_id`.
 
 use crate::support::*;
-use futures_util::{SinkExt, StreamExt};
+use crate::ws_support as ws;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const USER_KEYS: [&str; 6] = [
     "id",
@@ -102,31 +100,6 @@ fn id_list(v: &Value) -> Vec<i64> {
         .collect()
 }
 
-/// The error body of the conventions: `detail` and `code` strings.
-fn assert_error(status: u16, body: &Value, expected: u16) {
-    assert_eq!(status, expected, "{body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "error without detail: {body}"
-    );
-    assert!(
-        body["code"].as_str().is_some_and(|c| !c.is_empty()),
-        "error without code: {body}"
-    );
-}
-
-/// A 400 whose `fields` names `field` with at least one message.
-fn assert_field_error(status: u16, body: &Value, field: &str) {
-    assert_error(status, body, 400);
-    let messages = body["fields"][field]
-        .as_array()
-        .unwrap_or_else(|| panic!("no fields.{field} in {body}"));
-    assert!(
-        !messages.is_empty() && messages.iter().all(Value::is_string),
-        "fields.{field} must list messages: {body}"
-    );
-}
-
 /// Registers a user with names and avatar; returns (user object, access token).
 async fn named_user(
     api: &Api,
@@ -135,70 +108,16 @@ async fn named_user(
     last: &str,
     avatar: Option<&str>,
 ) -> (Value, String) {
-    let (status, user) = api
-        .call(
-            "POST",
-            "/api/auth/register/",
-            None,
-            Some(json!({"username": username, "password": "password123",
-                        "first_name": first, "last_name": last, "avatar": avatar})),
-        )
-        .await;
-    assert_eq!(status, 201, "register {username}: {user}");
-    let (status, tokens) = api
-        .call(
-            "POST",
-            "/api/auth/token/",
-            None,
-            Some(json!({"username": username, "password": "password123"})),
-        )
-        .await;
-    assert_eq!(status, 200, "login {username}: {tokens}");
-    (user, tokens["access"].as_str().expect("access").to_owned())
-}
-
-/// `requester` asks `addressee` (token `addressee_token`), who accepts;
-/// returns (conversation id, connection id).
-async fn connect(
-    api: &Api,
-    requester_token: &str,
-    addressee_token: &str,
-    addressee_id: i64,
-) -> (i64, i64) {
-    let (status, conn) = api
-        .call(
-            "POST",
-            "/api/connections/",
-            Some(requester_token),
-            Some(json!({"user_id": addressee_id})),
-        )
-        .await;
-    assert_eq!(status, 201, "{conn}");
-    let connection = id(&conn);
-    let path = format!("/api/connections/{connection}/accept/");
-    let (status, conn) = api.call("POST", &path, Some(addressee_token), None).await;
-    assert_eq!(status, 200, "{conn}");
-    let conversation = conn["conversation_id"]
-        .as_i64()
-        .expect("accepted connection has a conversation");
-    (conversation, connection)
+    api.user_with(
+        username,
+        json!({"first_name": first, "last_name": last, "avatar": avatar}),
+    )
+    .await
 }
 
 async fn post_message(api: &Api, token: &str, body: Value) -> (u16, Value) {
     api.call("POST", "/api/chat/messages/", Some(token), Some(body))
         .await
-}
-
-/// Sends over HTTP; asserts 201 and returns the message object.
-async fn send(api: &Api, token: &str, conversation: i64, content: &str) -> Value {
-    let (status, msg) = post_message(
-        api,
-        token,
-        json!({"conversation_id": conversation, "content": content}),
-    )
-    .await;
-    assert_eq!(status, 201, "{msg}");
-    msg
 }
 
 async fn conversation(api: &Api, token: &str, conversation: i64) -> Value {
@@ -259,44 +178,6 @@ async fn cursor(api: &Api, token: &str, conversation: i64, query: &str) -> (Vec<
     )
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a chat socket and waits for `connection_established`.
-async fn open_ws(server: &TestServer, token: &str, conversation: i64) -> Ws {
-    let url = server.ws_url(&format!("/ws/chat/{conversation}/?token={token}"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket upgrade");
-    let first = next_event(&mut ws).await;
-    assert_eq!(first["type"], "connection_established", "{first}");
-    ws
-}
-
-/// The next JSON frame (pings and pongs skipped); fails after 5 seconds.
-async fn next_event(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("an event within 5 seconds")
-            .expect("socket open")
-            .expect("frame");
-        match frame {
-            WsMessage::Text(text) => {
-                return serde_json::from_str(text.as_str()).expect("JSON frame");
-            }
-            WsMessage::Ping(_) | WsMessage::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-async fn ws_send(ws: &mut Ws, event: Value) {
-    ws.send(WsMessage::text(event.to_string()))
-        .await
-        .expect("send frame");
-}
-
 // ------------------------------------------------------- the conversation
 
 #[tokio::test]
@@ -312,7 +193,7 @@ async fn conversation_object_has_every_field_for_each_participant() {
     )
     .await;
     let (bob, tb) = named_user(&api, "bob", "", "", None).await;
-    let (conv, connection) = connect(&api, &ta, &tb, id(&bob)).await;
+    let (conv, connection) = api.connect(&ta, &tb, id(&bob)).await;
 
     let for_alice = conversation(&api, &ta, conv).await;
     assert_keys(&for_alice, &CONVERSATION_KEYS);
@@ -347,8 +228,8 @@ async fn conversation_object_has_every_field_for_each_participant() {
 
     // Bob writes twice: Alice has two unread, Bob none; the last message is
     // the message object of the second.
-    let first = send(&api, &tb, conv, "first").await;
-    let second = send(&api, &tb, conv, "second").await;
+    let first = api.send_message(&tb, conv, "first").await;
+    let second = api.send_message(&tb, conv, "second").await;
     let for_alice = conversation(&api, &ta, conv).await;
     assert_keys(&for_alice, &CONVERSATION_KEYS);
     assert_eq!(for_alice["last_message"], second);
@@ -361,7 +242,7 @@ async fn conversation_object_has_every_field_for_each_participant() {
     assert_eq!(for_bob["last_message"], second);
 
     // Alice answers: each side now has the other's messages unread.
-    let reply = send(&api, &ta, conv, "reply").await;
+    let reply = api.send_message(&ta, conv, "reply").await;
     let for_bob = conversation(&api, &tb, conv).await;
     assert_eq!(for_bob["unread_count"], 1);
     assert_eq!(for_bob["last_message"], reply);
@@ -388,9 +269,9 @@ async fn message_object_has_every_field() {
     )
     .await;
     let (bob, tb) = named_user(&api, "bob", "", "", None).await;
-    let (conv, _) = connect(&api, &ta, &tb, id(&bob)).await;
+    let (conv, _) = api.connect(&ta, &tb, id(&bob)).await;
 
-    let from_alice = send(&api, &ta, conv, "Hello!").await;
+    let from_alice = api.send_message(&ta, conv, "Hello!").await;
     assert_keys(&from_alice, &MESSAGE_KEYS);
     assert!(id(&from_alice) > 0);
     assert_eq!(from_alice["conversation_id"], conv);
@@ -403,7 +284,7 @@ async fn message_object_has_every_field() {
     assert_eq!(from_alice["client_id"], Value::Null);
     timestamp(&from_alice["created_at"]);
 
-    let from_bob = send(&api, &tb, conv, "Hi").await;
+    let from_bob = api.send_message(&tb, conv, "Hi").await;
     assert_keys(&from_bob, &MESSAGE_KEYS);
     assert_eq!(from_bob["sender_id"], bob["id"]);
     assert_eq!(from_bob["sender_name"], "bob", "username when no names");
@@ -430,7 +311,7 @@ async fn list_puts_the_most_recently_active_conversation_first() {
     let mut tokens = Vec::new();
     for name in ["bob", "carol", "dave"] {
         let (u, t) = api.user(name).await;
-        let (conv, _) = connect(&api, &t, &ta, id(&alice)).await;
+        let (conv, _) = api.connect(&t, &ta, id(&alice)).await;
         assert_eq!(
             conversation(&api, &ta, conv).await["other_user"]["id"],
             u["id"]
@@ -447,13 +328,13 @@ async fn list_puts_the_most_recently_active_conversation_first() {
         vec![dave, carol, bob]
     );
     // A send in the oldest conversation moves it to the top, for both sides.
-    send(&api, &ta, bob, "back to you").await;
+    api.send_message(&ta, bob, "back to you").await;
     assert_eq!(
         order(&conversation_list(&api, &ta, "").await),
         vec![bob, dave, carol]
     );
     // Whoever sends: Carol's message moves hers up.
-    send(&api, &tokens[1], carol, "me too").await;
+    api.send_message(&tokens[1], carol, "me too").await;
     let list = conversation_list(&api, &ta, "").await;
     assert_eq!(order(&list), vec![carol, bob, dave]);
     let updated: Vec<_> = list["results"]
@@ -501,7 +382,7 @@ async fn conversation_list_is_paginated_drf_style() {
     let mut convs = Vec::new();
     for name in ["bob", "carol", "dave"] {
         let (_, t) = api.user(name).await;
-        convs.push(connect(&api, &t, &ta, id(&alice)).await.0);
+        convs.push(api.connect(&t, &ta, id(&alice)).await.0);
     }
     convs.reverse(); // newest first
 
@@ -572,8 +453,8 @@ async fn listing_conversations_costs_the_same_statements_whatever_the_page_size(
     let mut partners = Vec::new();
     for i in 0..30 {
         let (u, t) = api.user(&format!("partner{i:02}")).await;
-        let (conv, _) = connect(&api, &t, &ta, id(&alice)).await;
-        send(&api, &t, conv, &format!("hello from {i}")).await;
+        let (conv, _) = api.connect(&t, &ta, id(&alice)).await;
+        api.send_message(&t, conv, &format!("hello from {i}")).await;
         partners.push((id(&u), conv));
     }
     partners.reverse(); // most recently active first
@@ -602,12 +483,10 @@ async fn listing_conversations_costs_the_same_statements_whatever_the_page_size(
 
 #[tokio::test]
 async fn strangers_and_unknown_ids_get_404_on_every_route() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     // Eve has a conversation of her own, so she is an ordinary user.
     let (te, _, eves, _, _) = api.pair("eve", "mallory").await;
-    let msg = send(&api, &tb, conv, "private").await;
+    let msg = api.send_message(&tb, conv, "private").await;
     let mid = id(&msg);
 
     let routes = |c: i64, m: i64| {
@@ -708,15 +587,13 @@ async fn strangers_and_unknown_ids_get_404_on_every_route() {
 
 #[tokio::test]
 async fn history_is_newest_first_and_page_one_holds_the_latest() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let (tc, _, other, _, _) = api.pair("carol", "dave").await;
     assert!(history(&api, &ta, conv).await.is_empty());
     let mut sent = Vec::new();
     for i in 1..=5 {
         let token = if i % 2 == 0 { &tb } else { &ta };
-        sent.push(send(&api, token, conv, &format!("m{i}")).await);
+        sent.push(api.send_message(token, conv, &format!("m{i}")).await);
     }
     let newest_first: Vec<i64> = ids(&sent).into_iter().rev().collect();
 
@@ -763,18 +640,16 @@ async fn history_is_newest_first_and_page_one_holds_the_latest() {
     assert_error(status, &body, 404);
 
     // A message elsewhere does not appear here.
-    send(&api, &tc, other, "elsewhere").await;
+    api.send_message(&tc, other, "elsewhere").await;
     assert_eq!(history(&api, &ta, conv).await.len(), 5);
 }
 
 #[tokio::test]
 async fn history_and_cursor_limits_default_and_clamp() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, _, conv, _, _) = pair_server().await;
     let mut sent = Vec::new();
     for i in 0..120 {
-        sent.push(id(&send(&api, &ta, conv, &format!("n{i}")).await));
+        sent.push(id(&api.send_message(&ta, conv, &format!("n{i}")).await));
     }
     let path = |q: &str| format!("/api/chat/conversations/{conv}/messages/{q}");
 
@@ -841,20 +716,18 @@ async fn history_and_cursor_limits_default_and_clamp() {
 
 #[tokio::test]
 async fn cursors_read_before_and_after_a_message() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let (tc, _, elsewhere, _, _) = api.pair("carol", "dave").await;
     let mut m = Vec::new();
     let mut objects = Vec::new();
     for i in 1..=7 {
         let token = if i % 2 == 0 { &tb } else { &ta };
-        let sent = send(&api, token, conv, &format!("m{i}")).await;
+        let sent = api.send_message(token, conv, &format!("m{i}")).await;
         m.push(id(&sent));
         objects.push(sent);
         if i == 3 {
             // Ids interleave with another conversation's messages.
-            send(&api, &tc, elsewhere, "not here").await;
+            api.send_message(&tc, elsewhere, "not here").await;
         }
     }
 
@@ -906,7 +779,7 @@ async fn cursors_read_before_and_after_a_message() {
     );
 
     // A reconnecting client catches up with the last id it holds.
-    let later = send(&api, &tb, conv, "while you were away").await;
+    let later = api.send_message(&tb, conv, "while you were away").await;
     assert_eq!(
         cursor(&api, &ta, conv, &(format!("after={}", m[6]))).await,
         (vec![id(&later)], false)
@@ -927,11 +800,9 @@ async fn cursors_read_before_and_after_a_message() {
 
 #[tokio::test]
 async fn bad_cursor_parameters_are_400() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
-    let a = id(&send(&api, &ta, conv, "one").await);
-    let b = id(&send(&api, &ta, conv, "two").await);
+    let (_server, api, ta, _, conv, _, _) = pair_server().await;
+    let a = id(&api.send_message(&ta, conv, "one").await);
+    let b = id(&api.send_message(&ta, conv, "two").await);
     for query in [
         format!("before={b}&limit=0"),
         format!("after={a}&limit=0"),
@@ -970,11 +841,11 @@ async fn bad_cursor_parameters_are_400() {
 
 #[tokio::test]
 async fn content_is_trimmed_and_limited_to_5000_characters() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
 
-    let msg = send(&api, &ta, conv, " \n\t hello  there \r\n ").await;
+    let msg = api
+        .send_message(&ta, conv, " \n\t hello  there \r\n ")
+        .await;
     assert_eq!(msg["content"], "hello  there");
     assert_eq!(
         message(&api, &tb, id(&msg)).await["content"],
@@ -983,14 +854,14 @@ async fn content_is_trimmed_and_limited_to_5000_characters() {
 
     // 5000 characters, multi-byte ones too, and padding that is trimmed off.
     let accents = "é".repeat(5000);
-    let m = send(&api, &ta, conv, &accents).await;
+    let m = api.send_message(&ta, conv, &accents).await;
     assert_eq!(m["content"].as_str().map(|s| s.chars().count()), Some(5000));
     assert_eq!(message(&api, &tb, id(&m)).await["content"], accents);
     let emoji = "😀".repeat(5000);
-    assert_eq!(send(&api, &tb, conv, &emoji).await["content"], emoji);
+    assert_eq!(api.send_message(&tb, conv, &emoji).await["content"], emoji);
     let padded = format!("   {}   ", "a".repeat(5000));
     assert_eq!(
-        send(&api, &ta, conv, &padded).await["content"],
+        api.send_message(&ta, conv, &padded).await["content"],
         "a".repeat(5000)
     );
     let stored = history(&api, &ta, conv).await.len();
@@ -1018,9 +889,7 @@ async fn content_is_trimmed_and_limited_to_5000_characters() {
 
 #[tokio::test]
 async fn missing_or_wrongly_typed_fields_are_400_with_fields() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, _, conv, _, _) = pair_server().await;
 
     let (status, body) = post_message(&api, &ta, json!({})).await;
     assert_field_error(status, &body, "conversation_id");
@@ -1052,10 +921,8 @@ async fn missing_or_wrongly_typed_fields_are_400_with_fields() {
 
 #[tokio::test]
 async fn messages_cannot_be_edited_or_deleted() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    let msg = send(&api, &ta, conv, "carved in stone").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
+    let msg = api.send_message(&ta, conv, "carved in stone").await;
     let path = format!("/api/chat/messages/{}/", id(&msg));
     for (method, token) in [
         ("PUT", &ta),
@@ -1081,9 +948,7 @@ async fn messages_cannot_be_edited_or_deleted() {
 
 #[tokio::test]
 async fn mark_read_without_ids_marks_every_unread_message_of_the_other_user() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let (tc, _, elsewhere, _, _) = api.pair("carol", "dave").await;
 
     // Each way of saying "all": no body, null, an object without the key,
@@ -1095,10 +960,10 @@ async fn mark_read_without_ids_marks_every_unread_message_of_the_other_user() {
         Some(json!({"message_ids": null})),
     ];
     for body in variants {
-        let mine = send(&api, &ta, conv, "from alice").await;
+        let mine = api.send_message(&ta, conv, "from alice").await;
         let theirs = vec![
-            id(&send(&api, &tb, conv, "one").await),
-            id(&send(&api, &tb, conv, "two").await),
+            id(&api.send_message(&tb, conv, "one").await),
+            id(&api.send_message(&tb, conv, "two").await),
         ];
         assert_eq!(conversation(&api, &ta, conv).await["unread_count"], 2);
         let before = chrono::Utc::now() - chrono::Duration::seconds(5);
@@ -1147,12 +1012,10 @@ async fn mark_read_without_ids_marks_every_unread_message_of_the_other_user() {
 
 #[tokio::test]
 async fn mark_read_with_an_empty_list_marks_nothing() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let sent = [
-        send(&api, &tb, conv, "one").await,
-        send(&api, &tb, conv, "two").await,
+        api.send_message(&tb, conv, "one").await,
+        api.send_message(&tb, conv, "two").await,
     ];
     let res = mark_read(&api, &ta, conv, Some(json!({"message_ids": []}))).await;
     assert_eq!(res["marked"], 0);
@@ -1170,14 +1033,14 @@ async fn mark_read_with_ids_marks_only_unread_messages_of_the_other_user_here() 
     let (alice, ta) = api.user("alice").await;
     let (bob, tb) = api.user("bob").await;
     let (_, tc) = api.user("carol").await;
-    let (conv, _) = connect(&api, &ta, &tb, id(&bob)).await;
-    let (elsewhere, _) = connect(&api, &tc, &ta, id(&alice)).await;
+    let (conv, _) = api.connect(&ta, &tb, id(&bob)).await;
+    let (elsewhere, _) = api.connect(&tc, &ta, id(&alice)).await;
 
-    let b1 = id(&send(&api, &tb, conv, "b1").await);
-    let b2 = id(&send(&api, &tb, conv, "b2").await);
-    let b3 = id(&send(&api, &tb, conv, "b3").await);
-    let a1 = id(&send(&api, &ta, conv, "a1").await);
-    let c1 = id(&send(&api, &tc, elsewhere, "c1").await);
+    let b1 = id(&api.send_message(&tb, conv, "b1").await);
+    let b2 = id(&api.send_message(&tb, conv, "b2").await);
+    let b3 = id(&api.send_message(&tb, conv, "b3").await);
+    let a1 = id(&api.send_message(&ta, conv, "a1").await);
+    let c1 = id(&api.send_message(&tc, elsewhere, "c1").await);
 
     let first = mark_read(&api, &ta, conv, Some(json!({"message_ids": [b1]}))).await;
     assert_eq!(first["marked"], 1);
@@ -1238,10 +1101,8 @@ async fn mark_read_with_ids_marks_only_unread_messages_of_the_other_user_here() 
 
 #[tokio::test]
 async fn mark_read_refuses_malformed_ids() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    send(&api, &tb, conv, "unread").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
+    api.send_message(&tb, conv, "unread").await;
     let path = format!("/api/chat/conversations/{conv}/mark_read/");
     for body in [
         json!({"message_ids": "all"}),
@@ -1263,9 +1124,9 @@ async fn after_removal_history_stays_readable_but_nobody_can_send_until_reconnec
     let api = Api::new(&server);
     let (alice, ta) = api.user("alice").await;
     let (bob, tb) = api.user("bob").await;
-    let (conv, connection) = connect(&api, &ta, &tb, id(&bob)).await;
-    let hello = send(&api, &ta, conv, "hello").await;
-    let reply = send(&api, &tb, conv, "hi").await;
+    let (conv, connection) = api.connect(&ta, &tb, id(&bob)).await;
+    let hello = api.send_message(&ta, conv, "hello").await;
+    let reply = api.send_message(&tb, conv, "hi").await;
     let before = history(&api, &ta, conv).await;
     let created_at = conversation(&api, &ta, conv).await["created_at"].clone();
 
@@ -1339,7 +1200,7 @@ async fn after_removal_history_stays_readable_but_nobody_can_send_until_reconnec
         assert_eq!(c["updated_at"], reply["created_at"]);
         assert_eq!(history(&api, token, conv).await, before);
     }
-    let again = send(&api, &tb, conv, "welcome back").await;
+    let again = api.send_message(&tb, conv, "welcome back").await;
     assert_eq!(again["conversation_id"], conv);
     let list = conversation_list(&api, &ta, "").await;
     assert_eq!(list["count"], 1, "still one conversation for the pair");
@@ -1355,18 +1216,18 @@ async fn http_sends_and_reads_reach_websocket_clients_like_websocket_ones() {
     let api = Api::new(&server);
     let (alice, ta) = named_user(&api, "alice", "Alice", "L", Some("https://x.test/a.png")).await;
     let (bob, tb) = api.user("bob").await;
-    let (conv, _) = connect(&api, &ta, &tb, id(&bob)).await;
-    let mut wa = open_ws(&server, &ta, conv).await;
-    let mut wb = open_ws(&server, &tb, conv).await;
+    let (conv, _) = api.connect(&ta, &tb, id(&bob)).await;
+    let mut wa = ws::join(&server.ws_url(""), conv, &ta).await;
+    let mut wb = ws::join(&server.ws_url(""), conv, &tb).await;
 
     // Over WebSocket, for comparison.
-    ws_send(
+    ws::send(
         &mut wa,
         json!({"type": "chat_message", "content": " via ws "}),
     )
     .await;
-    let by_ws = next_event(&mut wa).await;
-    assert_eq!(next_event(&mut wb).await, by_ws);
+    let by_ws = ws::next(&mut wa).await;
+    assert_eq!(ws::next(&mut wb).await, by_ws);
     assert_keys(&by_ws, &CHAT_EVENT_KEYS);
 
     // Over HTTP: the same event, to every socket, the sender's own included.
@@ -1378,7 +1239,7 @@ async fn http_sends_and_reads_reach_websocket_clients_like_websocket_ones() {
     .await;
     assert_eq!(status, 201, "{msg}");
     for ws in [&mut wa, &mut wb] {
-        let event = next_event(ws).await;
+        let event = ws::next(ws).await;
         assert_keys(&event, &CHAT_EVENT_KEYS);
         assert_eq!(
             event,
@@ -1398,19 +1259,19 @@ async fn http_sends_and_reads_reach_websocket_clients_like_websocket_ones() {
         vec![by_ws["message_id"].as_i64().expect("id"), id(&msg)]
     );
     for ws in [&mut wa, &mut wb] {
-        assert_eq!(next_event(ws).await, expected);
+        assert_eq!(ws::next(ws).await, expected);
     }
-    let third = send(&api, &ta, conv, "third").await;
+    let third = api.send_message(&ta, conv, "third").await;
     for ws in [&mut wa, &mut wb] {
-        assert_eq!(next_event(ws).await["message_id"], third["id"]);
+        assert_eq!(ws::next(ws).await["message_id"], third["id"]);
     }
-    ws_send(
+    ws::send(
         &mut wb,
         json!({"type": "message_read", "message_ids": [third["id"]]}),
     )
     .await;
-    let by_ws = next_event(&mut wa).await;
-    assert_eq!(next_event(&mut wb).await, by_ws);
+    let by_ws = ws::next(&mut wa).await;
+    assert_eq!(ws::next(&mut wb).await, by_ws);
     assert_keys(&by_ws, &READ_EVENT_KEYS);
     assert_eq!(by_ws["message_ids"], json!([third["id"]]));
 
@@ -1420,9 +1281,9 @@ async fn http_sends_and_reads_reach_websocket_clients_like_websocket_ones() {
     assert_eq!(res["marked"], 0);
     let res = mark_read(&api, &ta, conv, Some(json!({"message_ids": [third["id"]]}))).await;
     assert_eq!(res["marked"], 0);
-    let marker = send(&api, &tb, conv, "marker").await;
+    let marker = api.send_message(&tb, conv, "marker").await;
     for ws in [&mut wa, &mut wb] {
-        let event = next_event(ws).await;
+        let event = ws::next(ws).await;
         assert_eq!(event["type"], "chat_message", "{event}");
         assert_eq!(event["message_id"], marker["id"]);
     }
@@ -1437,8 +1298,8 @@ async fn a_retry_with_the_same_client_id_returns_the_original() {
     let (alice, ta) = api.user("alice").await;
     let (bob, tb) = api.user("bob").await;
     let (_, tc) = api.user("carol").await;
-    let (conv, _) = connect(&api, &ta, &tb, id(&bob)).await;
-    let (elsewhere, _) = connect(&api, &tc, &ta, id(&alice)).await;
+    let (conv, _) = api.connect(&ta, &tb, id(&bob)).await;
+    let (elsewhere, _) = api.connect(&tc, &ta, id(&alice)).await;
 
     let body = json!({"conversation_id": conv, "content": "pay rent", "client_id": "tx-1"});
     let (status, original) = post_message(&api, &ta, body.clone()).await;
@@ -1500,12 +1361,10 @@ async fn a_retry_with_the_same_client_id_returns_the_original() {
 
 #[tokio::test]
 async fn client_id_is_echoed_and_validated() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
 
     // Without client_id (absent or null): null, and every send is stored.
-    let a = send(&api, &ta, conv, "same").await;
+    let a = api.send_message(&ta, conv, "same").await;
     let (status, b) = post_message(
         &api,
         &ta,
@@ -1565,7 +1424,7 @@ async fn a_retry_after_the_connection_was_removed_is_still_answered() {
     let api = Api::new(&server);
     let (_, ta) = api.user("alice").await;
     let (bob, tb) = api.user("bob").await;
-    let (conv, connection) = connect(&api, &ta, &tb, id(&bob)).await;
+    let (conv, connection) = api.connect(&ta, &tb, id(&bob)).await;
     let body = json!({"conversation_id": conv, "content": "last words", "client_id": "bye"});
     let (status, original) = post_message(&api, &ta, body.clone()).await;
     assert_eq!(status, 201);
@@ -1596,29 +1455,27 @@ async fn a_retry_after_the_connection_was_removed_is_still_answered() {
 
 #[tokio::test]
 async fn a_retry_over_http_broadcasts_nothing() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    let mut wa = open_ws(&server, &ta, conv).await;
-    let mut wb = open_ws(&server, &tb, conv).await;
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
+    let mut wa = ws::join(&server.ws_url(""), conv, &ta).await;
+    let mut wb = ws::join(&server.ws_url(""), conv, &tb).await;
     let body = json!({"conversation_id": conv, "content": "once", "client_id": "once"});
     let (status, original) = post_message(&api, &ta, body.clone()).await;
     assert_eq!(status, 201);
     for ws in [&mut wa, &mut wb] {
-        let event = next_event(ws).await;
+        let event = ws::next(ws).await;
         assert_eq!(event["message_id"], original["id"]);
         assert_eq!(event["client_id"], "once");
     }
     let (status, _) = post_message(&api, &ta, body).await;
     assert_eq!(status, 200);
     // A send first made over WebSocket, retried over HTTP: the original.
-    ws_send(
+    ws::send(
         &mut wa,
         json!({"type": "chat_message", "content": "by socket", "client_id": "sock-1"}),
     )
     .await;
-    let by_socket = next_event(&mut wa).await;
-    assert_eq!(next_event(&mut wb).await, by_socket);
+    let by_socket = ws::next(&mut wa).await;
+    assert_eq!(ws::next(&mut wb).await, by_socket);
     let (status, again) = post_message(
         &api,
         &ta,
@@ -1629,9 +1486,9 @@ async fn a_retry_over_http_broadcasts_nothing() {
     assert_eq!(again["id"], by_socket["message_id"]);
     assert_eq!(again["created_at"], by_socket["created_at"]);
     assert_eq!(again["client_id"], "sock-1");
-    let marker = send(&api, &tb, conv, "marker").await;
+    let marker = api.send_message(&tb, conv, "marker").await;
     for ws in [&mut wa, &mut wb] {
-        let event = next_event(ws).await;
+        let event = ws::next(ws).await;
         assert_eq!(
             event["message_id"], marker["id"],
             "no event for the retry: {event}"
@@ -1641,9 +1498,7 @@ async fn a_retry_over_http_broadcasts_nothing() {
 
 #[tokio::test]
 async fn concurrent_retries_store_one_message() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let body = json!({"conversation_id": conv, "content": "tap tap tap", "client_id": "burst"});
     let answers =
         futures_util::future::join_all((0..8).map(|_| post_message(&api, &ta, body.clone()))).await;
@@ -1662,9 +1517,7 @@ async fn concurrent_retries_store_one_message() {
 
 #[tokio::test]
 async fn null_characters_are_refused_on_every_backend() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, _, conv, _, _) = pair_server().await;
     let (status, body) = post_message(
         &api,
         &ta,
@@ -1684,13 +1537,11 @@ async fn null_characters_are_refused_on_every_backend() {
 
 #[tokio::test]
 async fn concurrent_sends_from_both_sides_keep_counts_and_order() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, a, b) = pair_server().await;
     let sends = (0..20).map(|i| {
         let token = if i % 2 == 0 { ta.clone() } else { tb.clone() };
         let api = api.clone();
-        async move { send(&api, &token, conv, &format!("c{i}")).await }
+        async move { api.send_message(&token, conv, &format!("c{i}")).await }
     });
     let sent = futures_util::future::join_all(sends).await;
     let mut all = ids(&sent);
@@ -1731,10 +1582,8 @@ async fn concurrent_sends_from_both_sides_keep_counts_and_order() {
 
 #[tokio::test]
 async fn names_and_avatars_shown_are_the_current_ones() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
-    let msg = send(&api, &ta, conv, "hi").await;
+    let (_server, api, ta, tb, conv, a, _) = pair_server().await;
+    let msg = api.send_message(&ta, conv, "hi").await;
     assert_eq!(msg["sender_name"], "alice");
     let (status, me) = api
         .call(
@@ -1760,10 +1609,8 @@ async fn names_and_avatars_shown_are_the_current_ones() {
 
 #[tokio::test]
 async fn chat_routes_need_a_token_and_work_without_the_trailing_slash() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    let msg = send(&api, &tb, conv, "hi").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
+    let msg = api.send_message(&tb, conv, "hi").await;
     let mid = id(&msg);
     let routes = [
         ("GET", "/api/chat/conversations".to_owned(), None),

@@ -1,15 +1,9 @@
 //! API.md "Connections": requests, the status machine, who may do what,
 //! the pair's one conversation, and races.
 
-use crate::auth::assert_user_object;
-use crate::conventions::{
-    assert_error, assert_error_code, assert_field_error, assert_id, assert_timestamp,
-};
 use crate::support::*;
-use futures_util::{SinkExt, StreamExt};
+use crate::ws_support as ws;
 use serde_json::{Value, json};
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message as Frame;
 
 /// A registered, logged-in user.
 #[derive(Debug, Clone)]
@@ -633,40 +627,6 @@ async fn removing_keeps_the_history_readable_but_closed_until_reconnected() {
     assert_eq!(conv3, conv);
 }
 
-/// Opens a WebSocket on `conv` and waits for `connection_established`.
-async fn open_socket(
-    server: &TestServer,
-    conv: i64,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = server.ws_url(&format!("/ws/chat/{conv}/?token={token}"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket upgrade");
-    let first = next_event(&mut ws).await;
-    assert_eq!(first["type"], "connection_established", "{first}");
-    ws
-}
-
-async fn next_event(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        match frame {
-            Frame::Text(text) => return serde_json::from_str(&text).expect("JSON event"),
-            Frame::Close(c) => panic!("socket closed: {c:?}"),
-            _ => {}
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_removed_connection_refuses_sends_over_websocket() {
     let server = TestServer::start().await;
@@ -677,13 +637,13 @@ async fn a_removed_connection_refuses_sends_over_websocket() {
     assert_eq!(status, 201);
     assert_eq!(remove(&api, &a, id).await.0, 204);
 
-    let mut ws = open_socket(&server, conv, &b.token).await;
-    ws.send(Frame::text(
-        json!({"type": "chat_message", "content": "still there?"}).to_string(),
-    ))
-    .await
-    .expect("send");
-    let event = next_event(&mut ws).await;
+    let mut ws = ws::join(&server.ws_url(""), conv, &b.token).await;
+    ws::send(
+        &mut ws,
+        json!({"type": "chat_message", "content": "still there?"}),
+    )
+    .await;
+    let event = ws::next(&mut ws).await;
     assert_eq!(event["type"], "error", "{event}");
     assert!(
         event["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -701,12 +661,12 @@ async fn a_removed_connection_refuses_sends_over_websocket() {
     assert_eq!(history["count"], 1, "{history}");
     let again = requested(&api, &b, &a).await;
     assert_eq!(act(&api, &a, again, "accept").await.0, 200);
-    ws.send(Frame::text(
-        json!({"type": "chat_message", "content": "reconnected"}).to_string(),
-    ))
-    .await
-    .expect("send");
-    let event = next_event(&mut ws).await;
+    ws::send(
+        &mut ws,
+        json!({"type": "chat_message", "content": "reconnected"}),
+    )
+    .await;
+    let event = ws::next(&mut ws).await;
     assert_eq!(
         (event["type"].as_str(), event["content"].as_str()),
         (Some("chat_message"), Some("reconnected")),

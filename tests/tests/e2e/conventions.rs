@@ -5,103 +5,8 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 
-/// Asserts an error response: the expected status and exactly the body
-/// `{"detail", "code"}` (plus `fields` for validation errors).
-pub(crate) fn assert_error(status: u16, body: &Value, expected: u16) {
-    assert_eq!(status, expected, "status; body: {body}");
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is not a JSON object: {body}"));
-    let detail = obj["detail"].as_str().unwrap_or("");
-    assert!(
-        !detail.is_empty(),
-        "detail must be a non-empty string: {body}"
-    );
-    let code = obj["code"].as_str().unwrap_or("");
-    assert!(
-        !code.is_empty()
-            && code
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-        "code must be a machine code: {body}"
-    );
-    for key in obj.keys() {
-        assert!(
-            ["detail", "code", "fields"].contains(&key.as_str()),
-            "unexpected key {key} in error body {body}"
-        );
-    }
-    if let Some(fields) = obj.get("fields") {
-        let fields = fields
-            .as_object()
-            .unwrap_or_else(|| panic!("fields must be an object: {body}"));
-        assert!(
-            !fields.is_empty(),
-            "fields, when present, names fields: {body}"
-        );
-        for (name, messages) in fields {
-            let messages = messages
-                .as_array()
-                .unwrap_or_else(|| panic!("fields.{name} must be a list: {body}"));
-            assert!(!messages.is_empty(), "fields.{name} is empty: {body}");
-            assert!(
-                messages
-                    .iter()
-                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())),
-                "fields.{name} must hold messages: {body}"
-            );
-        }
-    }
-}
-
-/// Asserts an error response with a given code.
-pub(crate) fn assert_error_code(status: u16, body: &Value, expected: u16, code: &str) {
-    assert_error(status, body, expected);
-    assert_eq!(body["code"], code, "{body}");
-}
-
-/// Asserts a 400 validation error naming `field`.
-pub(crate) fn assert_field_error(status: u16, body: &Value, field: &str) {
-    assert_error(status, body, 400);
-    assert!(
-        body["fields"][field]
-            .as_array()
-            .is_some_and(|m| !m.is_empty()),
-        "expected a message for field {field}: {body}"
-    );
-}
-
-/// Asserts an RFC 3339 UTC timestamp with a `Z` suffix, within a minute of now.
-pub(crate) fn assert_timestamp(value: &Value) {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp must be a string: {value}"));
-    assert!(text.ends_with('Z'), "timestamp must end in Z: {text}");
-    assert!(
-        text.len() >= 20 && text.as_bytes()[10] == b'T',
-        "timestamp must be RFC 3339: {text}"
-    );
-    let parsed = chrono::DateTime::parse_from_rfc3339(text)
-        .unwrap_or_else(|e| panic!("timestamp {text} is not RFC 3339: {e}"));
-    assert_eq!(parsed.offset().local_minus_utc(), 0, "{text}");
-    let age = chrono::Utc::now().signed_duration_since(parsed);
-    assert!(
-        age.num_seconds().abs() < 60,
-        "timestamp {text} is not close to now (the server's clock is UTC)"
-    );
-}
-
-/// Asserts a positive integer id and returns it.
-pub(crate) fn assert_id(value: &Value) -> i64 {
-    let id = value
-        .as_u64()
-        .unwrap_or_else(|| panic!("id must be a positive integer: {value}"));
-    assert!(id > 0, "id must be positive: {value}");
-    i64::try_from(id).expect("id fits i64")
-}
-
 /// Follows an absolute URL from a pagination link (asserting it points at this server).
-pub(crate) async fn follow(api: &Api, url: &Value, token: &str) -> (u16, Value) {
+async fn follow(api: &Api, url: &Value, token: &str) -> (u16, Value) {
     let url = url
         .as_str()
         .unwrap_or_else(|| panic!("link must be a string: {url}"));
@@ -445,9 +350,7 @@ async fn every_route_works_without_its_trailing_slash() {
 
 #[tokio::test]
 async fn ids_are_positive_integers_and_timestamps_are_utc_with_z() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, a, b) = pair_server().await;
     assert!(a > 0 && b > 0 && conv > 0);
     let (_, list) = api.call("GET", "/api/connections/", Some(&ta), None).await;
     let conn = &list["results"][0];
@@ -457,15 +360,7 @@ async fn ids_are_positive_integers_and_timestamps_are_utc_with_z() {
     assert_id(&conn["conversation_id"]);
     assert_timestamp(&conn["created_at"]);
     assert_timestamp(&conn["updated_at"]);
-    let (status, msg) = api
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&ta),
-            Some(json!({"conversation_id": conv, "content": "hi"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{msg}");
+    let msg = api.send_message(&ta, conv, "hi").await;
     assert_id(&msg["id"]);
     assert_timestamp(&msg["created_at"]);
     let (_, conversation) = api
@@ -993,17 +888,7 @@ async fn a_database_that_goes_away_is_503() {
         // An open SQLite file cannot go away; see the test above.
         return;
     };
-    let server = TestServer::start_on(
-        std::sync::Arc::new(TestDb::new().await),
-        ServerOptions {
-            env: vec![(
-                "CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS".into(),
-                "1".into(),
-            )],
-            ..ServerOptions::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with(&[("CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS", "1")]).await;
     let api = Api::new(&server);
     let (_, token) = api.user("alice").await;
     let name = server
@@ -1228,9 +1113,7 @@ async fn walk_pages(api: &Api, path: &str, token: &str, per_page: usize) -> Vec<
 
 #[tokio::test]
 async fn message_history_and_conversations_paginate_the_same_way() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
     let total = 105;
     for i in 0..total {
         let token = if i % 2 == 0 { &ta } else { &tb };
@@ -1264,24 +1147,7 @@ async fn message_history_and_conversations_paginate_the_same_way() {
     // Conversations: alice has three.
     for name in ["carol", "dave"] {
         let (user, token) = api.user(name).await;
-        let (status, conn) = api
-            .call(
-                "POST",
-                "/api/connections/",
-                Some(&ta),
-                Some(json!({"user_id": user["id"]})),
-            )
-            .await;
-        assert_eq!(status, 201, "{conn}");
-        let (status, _) = api
-            .call(
-                "POST",
-                &format!("/api/connections/{}/accept/", conn["id"]),
-                Some(&token),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200);
+        api.connect(&ta, &token, assert_id(&user["id"])).await;
     }
     let all = walk_pages(&api, "/api/chat/conversations/?page_size=2", &ta, 2).await;
     assert_eq!(all.len(), 3);

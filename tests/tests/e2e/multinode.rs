@@ -33,9 +33,8 @@ async fn events_cross_nodes() {
     let Some((node1, node2)) = two_nodes(None).await else {
         return;
     };
-    let api1 = Api::new(&node1);
+    let (node1, api1, ta, tb, conv, a, b) = pair_on(node1).await;
     let api2 = Api::new(&node2);
-    let (ta, tb, conv, a, b) = api1.pair("alice", "bob").await;
     let mut wa = join(&node1.ws_url(""), conv, &ta).await;
     let mut wb = join(&node2.ws_url(""), conv, &tb).await;
 
@@ -73,15 +72,7 @@ async fn events_cross_nodes() {
     assert_eq!(next(&mut wb).await["type"], "messages_read");
 
     // An HTTP send on node 2 reaches a socket on node 1.
-    let (status, msg) = api2
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&tb),
-            Some(json!({"conversation_id": conv, "content": "http"})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let msg = api2.send_message(&tb, conv, "http").await;
     let ev = next(&mut wa).await;
     assert_eq!(
         (ev["message_id"].clone(), ev["sender_id"].as_i64()),
@@ -110,8 +101,7 @@ async fn per_sender_order_holds_across_nodes() {
     let Some((node1, node2)) = two_nodes(None).await else {
         return;
     };
-    let api = Api::new(&node1);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (node1, _, ta, tb, conv, _, _) = pair_on(node1).await;
     let mut wa = join(&node1.ws_url(""), conv, &ta).await;
     let mut wb = join(&node2.ws_url(""), conv, &tb).await;
     let mut wb_local = join(&node1.ws_url(""), conv, &tb).await;
@@ -184,8 +174,7 @@ async fn redis_outage_loses_nothing_and_recovers() {
     let (node1, node2) = two_nodes(Some(format!("redis://127.0.0.1:{port}")))
         .await
         .expect("a Redis URL was given");
-    let api1 = Api::new(&node1);
-    let (ta, tb, conv, _, _) = api1.pair("alice", "bob").await;
+    let (node1, api1, ta, tb, conv, _, _) = pair_on(node1).await;
     let mut wa = join(&node1.ws_url(""), conv, &ta).await;
     let mut wb_local = join(&node1.ws_url(""), conv, &tb).await;
     let mut wb_remote = join(&node2.ws_url(""), conv, &tb).await;

@@ -3,22 +3,6 @@
 use crate::support::*;
 use crate::ws_support::*;
 use serde_json::json;
-use std::sync::Arc;
-
-async fn server_with(env: &[(&str, &str)]) -> TestServer {
-    let env = env
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    TestServer::start_on(
-        Arc::new(TestDb::new().await),
-        ServerOptions {
-            env,
-            ..Default::default()
-        },
-    )
-    .await
-}
 
 async fn login(api: &Api, forwarded_for: Option<&str>) -> reqwest::Response {
     let mut req = api
@@ -46,7 +30,7 @@ async fn assert_429(res: reqwest::Response) {
 
 #[tokio::test]
 async fn login_and_register_are_limited_per_address() {
-    let server = server_with(&[("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "3")]).await;
+    let server = TestServer::start_with(&[("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "3")]).await;
     let api = Api::new(&server);
     for _ in 0..3 {
         assert_eq!(login(&api, None).await.status().as_u16(), 401);
@@ -75,7 +59,7 @@ async fn login_and_register_are_limited_per_address() {
 
 #[tokio::test]
 async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
-    let trusted = server_with(&[
+    let trusted = TestServer::start_with(&[
         ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "2"),
         ("CHAT__RATE_LIMITS__TRUSTED_PROXIES", "127.0.0.1"),
     ])
@@ -94,7 +78,7 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         "another client behind the proxy"
     );
 
-    let untrusted = server_with(&[("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "2")]).await;
+    let untrusted = TestServer::start_with(&[("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "2")]).await;
     let api = Api::new(&untrusted);
     for _ in 0..2 {
         assert_eq!(
@@ -107,13 +91,14 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
 
 #[tokio::test]
 async fn messages_are_limited_per_user_over_http_and_websocket() {
-    let server = server_with(&[
-        ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND", "1"),
-        ("CHAT__RATE_LIMITS__MESSAGES_BURST", "2"),
-    ])
+    let (server, api, ta, tb, conv, _, _) = pair_on(
+        TestServer::start_with(&[
+            ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND", "1"),
+            ("CHAT__RATE_LIMITS__MESSAGES_BURST", "2"),
+        ])
+        .await,
+    )
     .await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
     let mut wb = join(&server.ws_url(""), conv, &tb).await;
     let mut wa = join(&server.ws_url(""), conv, &ta).await;
     for i in 0..2 {
@@ -163,22 +148,14 @@ async fn messages_are_limited_per_user_over_http_and_websocket() {
         .await;
     assert_eq!(history["count"], 2, "nothing over the limit was stored");
     // The other user has a budget of their own.
-    let (status, _) = api
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&tb),
-            Some(json!({"conversation_id": conv, "content": "mine"})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    api.send_message(&tb, conv, "mine").await;
 }
 
 #[tokio::test]
 async fn open_sockets_are_limited_per_user() {
-    let server = server_with(&[("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER", "2")]).await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, tb, conv, _, _) =
+        pair_on(TestServer::start_with(&[("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER", "2")]).await)
+            .await;
     let base = server.ws_url("");
     let first = join(&base, conv, &ta).await;
     let _second = join(&base, conv, &ta).await;
@@ -225,19 +202,9 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_are_exported() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, _, conv, _, _) = pair_server().await;
     let _ws = join(&server.ws_url(""), conv, &ta).await;
-    let (status, _) = api
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&ta),
-            Some(json!({"conversation_id": conv, "content": "hi"})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    api.send_message(&ta, conv, "hi").await;
     let _ = api
         .call("GET", "/api/connections/12345/", Some(&ta), None)
         .await;
@@ -281,6 +248,22 @@ async fn metrics_are_exported() {
     );
     assert!(metric(&text, "chat_db_pool_connections", &[]).is_some_and(|v| v >= 1.0));
     assert!(metric(&text, "chat_redis_publish_failures_total", &[]).is_some());
+    for counter in [
+        "chat_websocket_frames_delivered_total",
+        "chat_websocket_slow_sockets_dropped_total",
+        "chat_redis_publish_failures_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "{counter} is a counter: {text}"
+        );
+    }
+    for gauge in ["chat_websocket_open_sockets", "chat_db_pool_connections"] {
+        assert!(
+            text.contains(&format!("# TYPE {gauge} gauge")),
+            "{gauge} is a gauge: {text}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -326,7 +309,7 @@ async fn every_response_carries_a_request_id() {
 
 #[tokio::test]
 async fn oversized_headers_are_431_with_the_error_body() {
-    let server = server_with(&[("CHAT__LIMITS__MAX_HEADER_BYTES", "4096")]).await;
+    let server = TestServer::start_with(&[("CHAT__LIMITS__MAX_HEADER_BYTES", "4096")]).await;
     let api = Api::new(&server);
     let res = api
         .http
@@ -355,9 +338,8 @@ async fn oversized_headers_are_431_with_the_error_body() {
 
 #[tokio::test]
 async fn mark_read_lists_are_bounded() {
-    let server = server_with(&[("CHAT__LIMITS__MAX_READ_IDS", "5")]).await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (_server, api, ta, tb, conv, _, _) =
+        pair_on(TestServer::start_with(&[("CHAT__LIMITS__MAX_READ_IDS", "5")]).await).await;
     let (_, msg) = api
         .call(
             "POST",

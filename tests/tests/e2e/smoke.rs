@@ -15,18 +15,8 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn pair_can_chat_over_http() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
-    let (status, msg) = api
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&ta),
-            Some(serde_json::json!({"conversation_id": conv, "content": " hi "})),
-        )
-        .await;
-    assert_eq!(status, 201, "{msg}");
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
+    let msg = api.send_message(&ta, conv, " hi ").await;
     assert_eq!(msg["content"], "hi");
     let (status, list) = api
         .call("GET", "/api/chat/conversations/", Some(&tb), None)

@@ -20,9 +20,7 @@ async fn history_len(api: &Api, conv: i64, token: &str) -> usize {
 
 #[tokio::test]
 async fn seed_client_flow() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    let (server, api, ta, tb, conv, a, b) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = open(&base, conv, &ta).await;
     let hello = next(&mut wa).await;
@@ -101,9 +99,7 @@ async fn seed_client_flow() {
 
 #[tokio::test]
 async fn authorization_header_transport() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, a, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, _, conv, a, _) = pair_server().await;
     let mut ws = open_with_header(&server.ws_url(""), conv, &ta).await;
     let hello = next(&mut ws).await;
     assert_eq!(hello["type"], "connection_established");
@@ -112,9 +108,7 @@ async fn authorization_header_transport() {
 
 #[tokio::test]
 async fn close_codes_after_upgrade() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, _, conv, _, _) = pair_server().await;
     let (_, tc) = api.user("carol").await;
     let base = server.ws_url("");
     let (_, tokens) = api
@@ -165,9 +159,7 @@ async fn close_codes_after_upgrade() {
 
 #[tokio::test]
 async fn bad_input_gets_error_events_and_keeps_the_socket() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wb = join(&base, conv, &tb).await;
@@ -245,9 +237,7 @@ async fn bad_input_gets_error_events_and_keeps_the_socket() {
 
 #[tokio::test]
 async fn errors_echo_client_id() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, _, conv, _, _) = pair_server().await;
     let mut wa = join(&server.ws_url(""), conv, &ta).await;
     send(
         &mut wa,
@@ -270,9 +260,7 @@ async fn errors_echo_client_id() {
 
 #[tokio::test]
 async fn sending_after_removal_is_refused_but_reading_works() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wb = join(&base, conv, &tb).await;
@@ -318,21 +306,11 @@ async fn sending_after_removal_is_refused_but_reading_works() {
 
 #[tokio::test]
 async fn http_send_and_mark_read_reach_sockets() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
+    let (server, api, ta, tb, conv, a, b) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wb = join(&base, conv, &tb).await;
-    let (status, msg) = api
-        .call(
-            "POST",
-            "/api/chat/messages/",
-            Some(&ta),
-            Some(json!({"conversation_id": conv, "content": "via http"})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let msg = api.send_message(&ta, conv, "via http").await;
     for ws in [&mut wa, &mut wb] {
         let ev = next(ws).await;
         assert_eq!(ev["type"], "chat_message");
@@ -372,9 +350,7 @@ async fn http_send_and_mark_read_reach_sockets() {
 
 #[tokio::test]
 async fn read_receipts_list_only_what_was_marked() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wb = join(&base, conv, &tb).await;
@@ -413,9 +389,7 @@ async fn read_receipts_list_only_what_was_marked() {
 
 #[tokio::test]
 async fn every_socket_of_a_user_receives_and_typing_skips_the_typist() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut a1 = join(&base, conv, &ta).await;
     let mut a2 = join(&base, conv, &ta).await;
@@ -447,9 +421,7 @@ async fn every_socket_of_a_user_receives_and_typing_skips_the_typist() {
 
 #[tokio::test]
 async fn idempotent_client_id_over_websocket() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wa2 = join(&base, conv, &ta).await;
@@ -483,9 +455,7 @@ async fn idempotent_client_id_over_websocket() {
 
 #[tokio::test]
 async fn one_senders_messages_arrive_in_order() {
-    let server = TestServer::start().await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, _, ta, tb, conv, _, _) = pair_server().await;
     let base = server.ws_url("");
     let mut wa = join(&base, conv, &ta).await;
     let mut wb = join(&base, conv, &tb).await;
@@ -508,16 +478,9 @@ async fn one_senders_messages_arrive_in_order() {
 
 #[tokio::test]
 async fn oversized_frame_closes_with_1009() {
-    let server = TestServer::start_on(
-        std::sync::Arc::new(TestDb::new().await),
-        ServerOptions {
-            env: vec![("CHAT__WEBSOCKET__MAX_FRAME_BYTES".into(), "1024".into())],
-            ..Default::default()
-        },
-    )
-    .await;
-    let api = Api::new(&server);
-    let (ta, _tb, conv, _, _) = api.pair("alice", "bob").await;
+    let (server, api, ta, _, conv, _, _) =
+        pair_on(TestServer::start_with(&[("CHAT__WEBSOCKET__MAX_FRAME_BYTES", "1024")]).await)
+            .await;
     let mut wa = join(&server.ws_url(""), conv, &ta).await;
     send(
         &mut wa,
@@ -530,22 +493,14 @@ async fn oversized_frame_closes_with_1009() {
 
 #[tokio::test]
 async fn heartbeat_keeps_answering_sockets_and_drops_silent_ones() {
-    let server = TestServer::start_on(
-        std::sync::Arc::new(TestDb::new().await),
-        ServerOptions {
-            env: vec![
-                (
-                    "CHAT__WEBSOCKET__HEARTBEAT_INTERVAL_SECONDS".into(),
-                    "1".into(),
-                ),
-                ("CHAT__WEBSOCKET__CLIENT_TIMEOUT_SECONDS".into(), "2".into()),
-            ],
-            ..Default::default()
-        },
+    let (server, _, ta, tb, conv, _, _) = pair_on(
+        TestServer::start_with(&[
+            ("CHAT__WEBSOCKET__HEARTBEAT_INTERVAL_SECONDS", "1"),
+            ("CHAT__WEBSOCKET__CLIENT_TIMEOUT_SECONDS", "2"),
+        ])
+        .await,
     )
     .await;
-    let api = Api::new(&server);
-    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
     let base = server.ws_url("");
     let mut quiet_but_alive = join(&base, conv, &ta).await;
     let mut dead = join(&base, conv, &tb).await;

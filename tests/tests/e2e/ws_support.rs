@@ -1,7 +1,5 @@
 //! A real WebSocket client for the tests (tokio-tungstenite).
 
-#![allow(dead_code)]
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;

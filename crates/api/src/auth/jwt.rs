@@ -65,8 +65,8 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
         Self {
-            encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
-            decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
+            encoding: EncodingKey::from_secret(settings.jwt_secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(settings.jwt_secret.expose().as_bytes()),
             validation,
             access_seconds: settings.access_token_minutes * 60,
             refresh_seconds: settings.refresh_token_days * 86_400,

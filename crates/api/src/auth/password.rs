@@ -2,9 +2,10 @@
 
 use crate::error::ApiError;
 use crate::settings::AuthSettings;
+use crate::state::StateError;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Version};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -27,19 +28,13 @@ impl std::fmt::Debug for PasswordHashing {
 }
 
 impl PasswordHashing {
-    /// Fails on parameters Argon2 refuses.
-    pub fn new(settings: &AuthSettings) -> Result<Self, String> {
-        let params = Params::new(
-            settings.argon2_memory_kib,
-            settings.argon2_iterations,
-            settings.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    /// Fails on parameters Argon2 refuses, or when it cannot hash with them.
+    pub fn new(settings: &AuthSettings) -> Result<Self, StateError> {
+        let params = settings.argon2_params()?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = argon2
             .hash_password(b"timing-equalizer-password")
-            .map_err(|e| format!("argon2 self-test failed: {e}"))?
+            .map_err(StateError::PasswordSelfTest)?
             .to_string();
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(Self {

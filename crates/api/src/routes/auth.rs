@@ -1,9 +1,9 @@
 //! Registration and tokens.
 
-use super::{Router, Validator};
+use super::Router;
 use crate::auth::jwt::TokenType;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{json_body, required_text, text_field};
+use crate::extract::{Validator, json_body, required_text, text_field};
 use crate::openapi::responses as resp;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};

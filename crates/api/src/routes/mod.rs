@@ -13,8 +13,10 @@ pub(crate) mod messages;
 pub(crate) mod users;
 pub(crate) mod ws;
 
-use crate::error::{ApiError, FieldErrors};
 use actix_web::{FromRequest, Handler, Resource, Responder, Route, web};
+
+/// Moved to [`crate::extract`]; kept here for the handlers that import it from `super`.
+pub(crate) use crate::extract::Validator;
 
 /// Registers every route. Paths end in `/`; the server's path normalization
 /// makes the slash optional for clients.
@@ -136,45 +138,5 @@ impl Endpoint {
         self.methods.push(method);
         self.resource = self.resource.route(route);
         self
-    }
-}
-
-/// Collects per-field validation messages.
-#[derive(Debug, Default)]
-pub(crate) struct Validator(FieldErrors);
-
-impl Validator {
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
-    }
-
-    /// A required value, or a "required" message.
-    pub fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
-            self.add(field, "This field is required.");
-        }
-        value
-    }
-
-    /// Keeps the parsed value or records the parse error.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
-        r.map_err(|e| self.add(field, e.to_string())).ok()
-    }
-
-    /// The 500 for a value [`Validator::finish`] passed but that is not
-    /// there: a bug, logged as such.
-    pub fn lost_value() -> ApiError {
-        ApiError::internal_because("a validated field is missing")
-    }
-
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.0))
-        }
     }
 }

@@ -1,9 +1,9 @@
 //! The caller's profile and user look-ups.
 
-use super::{Router, Validator};
+use super::Router;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::{json_body, path_id, text_field};
+use crate::extract::{Validator, json_body, path_id, text_field};
 use crate::openapi::responses as resp;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};

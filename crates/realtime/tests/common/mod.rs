@@ -1,12 +1,12 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Helpers every integration test of the realtime crate uses. Helpers of
+//! only some live with them (`private_redis` for the tests that run their
+//! own redis-server).
+#![allow(clippy::unwrap_used)]
 
 use chat_domain::{ConversationId, ServerEvent, UserId};
-use chat_realtime::{Frame, Realtime, RealtimeConfig, Registration};
+use chat_realtime::{Frame, RealtimeConfig, Registration};
 use std::hash::{BuildHasher, Hasher};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::time::timeout;
 
 /// A recognizable event; `to_json()` of it is the expected frame.
@@ -36,13 +36,6 @@ pub async fn expect(reg: &mut Registration, tag: &str) {
     );
 }
 
-/// Asserts nothing arrives within `wait`.
-pub async fn expect_nothing(reg: &mut Registration, wait: Duration) {
-    if let Ok(Some(f)) = timeout(wait, reg.outbound.recv()).await {
-        panic!("unexpected frame {f}");
-    }
-}
-
 fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -55,7 +48,7 @@ fn random_u64() -> u64 {
 }
 
 /// A channel prefix no other test (or test run) uses.
-pub fn unique_prefix(test: &str) -> String {
+fn unique_prefix(test: &str) -> String {
     let run = std::env::var("TEST_RUN_PREFIX").unwrap_or_else(|_| "test".into());
     format!("{run}:{test}:{:x}:", random_u64())
 }
@@ -69,132 +62,12 @@ pub fn user(id: i64) -> UserId {
     UserId(id)
 }
 
-pub fn config(redis_url: Option<String>, prefix: &str) -> RealtimeConfig {
+/// Default settings on `redis_url`, with a channel prefix of its own for
+/// `test`; give every node of one test the same config.
+pub fn config(redis_url: Option<String>, test: &str) -> RealtimeConfig {
     RealtimeConfig {
         redis_url,
-        channel_prefix: prefix.to_owned(),
+        channel_prefix: unique_prefix(test),
         ..RealtimeConfig::default()
-    }
-}
-
-pub async fn local() -> Realtime {
-    Realtime::start(config(None, "local:")).await.unwrap()
-}
-
-/// `TEST_REDIS_URL`, or None after printing a skip line.
-pub fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            println!("SKIP {test}: TEST_REDIS_URL not set");
-            None
-        }
-    }
-}
-
-/// Whether a program is on PATH.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-/// A private redis-server child process, killed on drop.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    pub fn url(port: u16) -> String {
-        format!("redis://127.0.0.1:{port}")
-    }
-
-    /// Starts redis-server on `port` and waits until it accepts connections.
-    pub fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer {
-            port,
-            child: Some(child),
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Captured log output of the whole test process.
-#[derive(Clone, Default)]
-pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// Installs a global subscriber writing into the returned buffer (once per process).
-    pub fn capture() -> Logs {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("one log capture per test process");
-        logs
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    pub fn count(&self, needle: &str) -> usize {
-        self.text().matches(needle).count()
     }
 }
