@@ -5,10 +5,9 @@ use crate::limits::too_many;
 use crate::notify;
 use crate::state::AppState;
 use chat_domain::{
-    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, StreamCounters,
-    User, UserId,
+    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, User, UserId,
 };
-use chat_persistence::events::{Ledger, StreamState};
+use chat_persistence::events::Ledger;
 use chat_persistence::messages::{self, Marked, SendOutcome};
 use chat_persistence::{SendRequest, conversations};
 use chat_realtime::Audience;
@@ -120,7 +119,7 @@ pub async fn mark_read(
                 ledger.record(user, |seq, s| {
                     event
                         .clone()
-                        .on_stream(counters(seq, unread_of(user), s))
+                        .on_stream(s.counters(seq, unread_of(user)))
                         .to_json()
                 });
             }
@@ -155,16 +154,6 @@ fn read_event(
         message_ids: marked.ids.clone(),
         read_at: marked.read_at,
         stream: None,
-    }
-}
-
-/// The counters a stream event carries for its user.
-pub(crate) fn counters(seq: i64, unread_count: i64, s: StreamState) -> StreamCounters {
-    StreamCounters {
-        seq,
-        unread_count,
-        total_unread: s.total_unread,
-        unread_conversations: s.unread_conversations,
     }
 }
 
