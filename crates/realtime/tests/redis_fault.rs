@@ -5,37 +5,12 @@
 
 mod common;
 
-use chat_domain::ConversationId;
-use chat_realtime::{Audience, Realtime, RealtimeConfig, Registration};
+use chat_realtime::{Audience, Realtime, RealtimeConfig, Topic};
 use common::*;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Publishes probes on `from` until one reaches `to` (bounded), then waits
-/// until `to` is quiet so later assertions see only new frames.
-async fn wait_for_cross_node(from: &Realtime, c: ConversationId, to: &mut Registration) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut k = 0;
-    loop {
-        k += 1;
-        from.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
-            .await;
-        if recv_within(to, Duration::from_millis(300)).await.is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cross-node delivery did not resume"
-        );
-    }
-    while recv_within(to, Duration::from_millis(300)).await.is_some() {}
-}
-
-async fn drain(reg: &mut Registration) {
-    while recv_within(reg, Duration::from_millis(100)).await.is_some() {}
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_redis_restart() {
@@ -117,15 +92,20 @@ async fn survives_redis_restart() {
         logs.text()
     );
 
-    // --- Redis is back on the same port; same instances.
+    // --- Redis is back on the same port; same instances. Every socket
+    // hears that it may have missed events (both subscribers reconnected;
+    // b also failed to relay), the one joined during the outage included.
     server = RedisServer::start(port);
-    wait_for_cross_node(&a, c, &mut on_b).await;
-    drain(&mut on_a).await;
+    let t = Topic::Conversation(c);
+    let mut resynced_b = wait_for_cross_node(&a, t, &mut on_b).await;
+    let mut resynced_a = drain_seeing_resync(&mut on_a, Duration::from_millis(100)).await;
     // The socket joined during the outage is subscribed too.
-    wait_for_cross_node(&a, c2, &mut late_b).await;
+    let resynced_late = wait_for_cross_node(&a, Topic::Conversation(c2), &mut late_b).await;
     // And the other direction.
-    wait_for_cross_node(&b, c, &mut on_a).await;
-    drain(&mut on_b).await;
+    resynced_a |= wait_for_cross_node(&b, t, &mut on_a).await;
+    resynced_b |= drain_seeing_resync(&mut on_b, Duration::from_millis(100)).await;
+    assert!(resynced_a && resynced_b && resynced_late);
+    assert!(a.stats().resyncs_sent >= 1 && b.stats().resyncs_sent >= 2);
 
     // Order holds again across nodes.
     for i in 0..100 {

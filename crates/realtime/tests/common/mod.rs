@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use chat_domain::{ConversationId, ServerEvent, UserId};
-use chat_realtime::{Frame, Realtime, RealtimeConfig, Registration};
+use chat_realtime::{Audience, Outbound, Realtime, RealtimeConfig, Registration, Topic};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -21,25 +21,72 @@ pub fn frame_of(tag: &str) -> String {
     ev(tag).to_json()
 }
 
-/// The next frame, or None if none arrives within `wait` (or the socket was dropped).
-pub async fn recv_within(reg: &mut Registration, wait: Duration) -> Option<Frame> {
+/// The queue item carrying the event tagged `tag` at `position`.
+pub fn item(tag: &str, position: Option<u64>) -> Outbound {
+    Outbound::Frame {
+        json: frame_of(tag).into(),
+        position,
+    }
+}
+
+/// The next item, or None if none arrives within `wait` (or the socket was dropped).
+pub async fn recv_within(reg: &mut Registration, wait: Duration) -> Option<Outbound> {
     timeout(wait, reg.outbound.recv()).await.ok().flatten()
 }
 
-/// Asserts the next frame is the event tagged `tag`.
+/// Asserts the next item is the unpositioned event tagged `tag`.
 pub async fn expect(reg: &mut Registration, tag: &str) {
+    expect_at(reg, tag, None).await;
+}
+
+/// Asserts the next item is the event tagged `tag` at `position`.
+pub async fn expect_at(reg: &mut Registration, tag: &str, position: Option<u64>) {
     let got = recv_within(reg, Duration::from_secs(5)).await;
-    assert_eq!(
-        got.as_deref(),
-        Some(frame_of(tag).as_str()),
-        "expected event {tag}"
-    );
+    assert_eq!(got, Some(item(tag, position)), "expected event {tag}");
+}
+
+/// Asserts the next item is a resync.
+pub async fn expect_resync(reg: &mut Registration, wait: Duration) {
+    let got = recv_within(reg, wait).await;
+    assert_eq!(got, Some(Outbound::Resync), "expected a resync");
+}
+
+/// Reads until `wait` passes without an item; whether a resync was among them.
+pub async fn drain_seeing_resync(reg: &mut Registration, wait: Duration) -> bool {
+    let mut resync = false;
+    while let Some(got) = recv_within(reg, wait).await {
+        resync |= got == Outbound::Resync;
+    }
+    resync
+}
+
+/// Publishes probes on `from` until one reaches `to` (bounded), then waits
+/// until `to` is quiet so later assertions see only new items; whether `to`
+/// got a resync meanwhile.
+pub async fn wait_for_cross_node(from: &Realtime, topic: Topic, to: &mut Registration) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut resync = false;
+    for k in 1.. {
+        let probe = frame_of(&format!("probe-{k}"));
+        from.publish_frame(topic, probe, None, Audience::Everyone)
+            .await;
+        match recv_within(to, Duration::from_millis(300)).await {
+            Some(Outbound::Frame { .. }) => break,
+            Some(Outbound::Resync) => resync = true,
+            None => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
+    }
+    drain_seeing_resync(to, Duration::from_millis(300)).await || resync
 }
 
 /// Asserts nothing arrives within `wait`.
 pub async fn expect_nothing(reg: &mut Registration, wait: Duration) {
     if let Ok(Some(f)) = timeout(wait, reg.outbound.recv()).await {
-        panic!("unexpected frame {f}");
+        panic!("unexpected item {f:?}");
     }
 }
 
@@ -67,6 +114,17 @@ pub fn conv() -> ConversationId {
 
 pub fn user(id: i64) -> UserId {
     UserId(id)
+}
+
+/// A user id unlikely to collide between tests sharing one Redis.
+pub fn unique_user() -> UserId {
+    UserId((random_u64() >> 2) as i64)
+}
+
+/// Publishes the event tagged `tag` at `position` to everyone on `topic`.
+pub async fn publish_at(rt: &Realtime, topic: impl Into<Topic>, tag: &str, position: Option<u64>) {
+    rt.publish_frame(topic, frame_of(tag), position, Audience::Everyone)
+        .await;
 }
 
 pub fn config(redis_url: Option<String>, prefix: &str) -> RealtimeConfig {
@@ -97,6 +155,16 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
         .unwrap_or(false)
+}
+
+/// A private redis-server on a free port, or None after printing a skip
+/// line when `redis-server` is not on PATH.
+pub fn private_redis(test: &str) -> Option<RedisServer> {
+    if !on_path("redis-server") {
+        println!("SKIP {test}: redis-server not on PATH");
+        return None;
+    }
+    Some(RedisServer::start(RedisServer::free_port()))
 }
 
 /// A private redis-server child process, killed on drop.
