@@ -1,29 +1,59 @@
-//! The Redis wire format: `"{node_id}|{audience}|{event_json}"`.
+//! The Redis wire format.
 //!
-//! The event JSON is the last field and is forwarded as the WebSocket frame
-//! as it is, so a receiving node never parses or re-serializes an event.
+//! Topic channels carry `"{node_id}|{audience}[@{position}]|{event_json}"`,
+//! e.g. `a1|*|{..}`, `a1|-7|{..}`, `a1|*@42|{..}`. The event JSON is the last
+//! field and is forwarded as the WebSocket frame as it is, so a receiving
+//! node never parses or re-serializes an event. The position rides in the
+//! audience field so that a node of the previous version (which knew only
+//! `*` and `-{user}`) rejects a positioned event as malformed instead of
+//! forwarding a mangled frame, and still understands unpositioned ones
+//! during a rolling deploy.
+//!
+//! The control channel carries `"resync|{node_id}"`: that node failed to
+//! relay some events, so every other node's sockets must re-read the log.
 
-use crate::Audience;
+use crate::{Audience, Topic};
 use chat_domain::{ConversationId, UserId};
 
-/// The Redis channel of a conversation.
-pub(crate) fn channel(prefix: &str, conversation: ConversationId) -> String {
-    format!("{prefix}conv:{conversation}")
+/// A Redis channel this crate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Channel {
+    Topic(Topic),
+    /// Where nodes announce relay failures; every node subscribes to it.
+    Control,
 }
 
-/// The conversation of a Redis channel named by [`channel`].
-pub(crate) fn parse_channel(prefix: &str, channel: &str) -> Option<ConversationId> {
-    channel
-        .strip_prefix(prefix)?
-        .strip_prefix("conv:")?
-        .parse::<i64>()
-        .ok()
-        .map(ConversationId)
+/// The Redis channel name of `channel`.
+pub(crate) fn channel_name(prefix: &str, channel: Channel) -> String {
+    match channel {
+        Channel::Topic(Topic::Conversation(c)) => format!("{prefix}conv:{c}"),
+        Channel::Topic(Topic::User(u)) => format!("{prefix}user:{u}"),
+        Channel::Control => format!("{prefix}ctl"),
+    }
 }
 
-/// Builds the payload published on a conversation's channel.
-pub(crate) fn encode(node_id: &str, audience: Audience, json: &str) -> String {
-    let mut out = String::with_capacity(node_id.len() + json.len() + 24);
+/// The channel named by [`channel_name`]; `None` for anything else.
+pub(crate) fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
+    let rest = name.strip_prefix(prefix)?;
+    if rest == "ctl" {
+        return Some(Channel::Control);
+    }
+    let topic = if let Some(id) = rest.strip_prefix("conv:") {
+        Topic::Conversation(ConversationId(id.parse().ok()?))
+    } else {
+        Topic::User(UserId(rest.strip_prefix("user:")?.parse().ok()?))
+    };
+    Some(Channel::Topic(topic))
+}
+
+/// Builds the payload published on a topic's channel.
+pub(crate) fn encode(
+    node_id: &str,
+    audience: Audience,
+    position: Option<u64>,
+    json: &str,
+) -> String {
+    let mut out = String::with_capacity(node_id.len() + json.len() + 48);
     out.push_str(node_id);
     out.push('|');
     match audience {
@@ -32,6 +62,10 @@ pub(crate) fn encode(node_id: &str, audience: Audience, json: &str) -> String {
             out.push('-');
             out.push_str(&user.to_string());
         }
+    }
+    if let Some(position) = position {
+        out.push('@');
+        out.push_str(&position.to_string());
     }
     out.push('|');
     out.push_str(json);
@@ -43,13 +77,18 @@ pub(crate) fn encode(node_id: &str, audience: Audience, json: &str) -> String {
 pub(crate) struct Envelope<'a> {
     pub node_id: &'a str,
     pub audience: Audience,
+    pub position: Option<u64>,
     pub json: &'a str,
 }
 
 /// Splits a payload built by [`encode`]; `None` for anything else.
 pub(crate) fn decode(payload: &str) -> Option<Envelope<'_>> {
     let (node_id, rest) = payload.split_once('|')?;
-    let (audience, json) = rest.split_once('|')?;
+    let (header, json) = rest.split_once('|')?;
+    let (audience, position) = match header.split_once('@') {
+        Some((audience, position)) => (audience, Some(position.parse().ok()?)),
+        None => (header, None),
+    };
     let audience = if audience == "*" {
         Audience::Everyone
     } else {
@@ -58,8 +97,19 @@ pub(crate) fn decode(payload: &str) -> Option<Envelope<'_>> {
     Some(Envelope {
         node_id,
         audience,
+        position,
         json,
     })
+}
+
+/// The payload announcing that `node_id` failed to relay events.
+pub(crate) fn encode_resync(node_id: &str) -> String {
+    format!("resync|{node_id}")
+}
+
+/// The announcing node of a payload built by [`encode_resync`].
+pub(crate) fn decode_resync(payload: &str) -> Option<&str> {
+    payload.strip_prefix("resync|")
 }
 
 #[cfg(test)]
@@ -69,17 +119,36 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let json = r#"{"type":"error","message":"a|b"}"#;
-        let p = encode("n1", Audience::Everyone, json);
+        let json = r#"{"type":"error","message":"a|b@3"}"#;
+        let p = encode("n1", Audience::Everyone, None, json);
         assert_eq!(p, format!("n1|*|{json}"));
         let e = decode(&p).unwrap();
         assert_eq!(e.node_id, "n1");
         assert!(matches!(e.audience, Audience::Everyone));
+        assert_eq!(e.position, None);
         assert_eq!(e.json, json);
 
-        let p = encode("n2", Audience::ExceptUser(UserId(-7)), json);
+        let p = encode("n2", Audience::ExceptUser(UserId(-7)), None, json);
         let e = decode(&p).unwrap();
         assert!(matches!(e.audience, Audience::ExceptUser(UserId(-7))));
+        assert_eq!(e.json, json);
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        let json = r#"{"seq":1}"#;
+        let p = encode("n1", Audience::Everyone, Some(42), json);
+        assert_eq!(p, format!("n1|*@42|{json}"));
+        let e = decode(&p).unwrap();
+        assert_eq!(e.position, Some(42));
+        assert!(matches!(e.audience, Audience::Everyone));
+        assert_eq!(e.json, json);
+
+        let p = encode("n1", Audience::ExceptUser(UserId(3)), Some(u64::MAX), json);
+        assert_eq!(p, format!("n1|-3@{}|{json}", u64::MAX));
+        let e = decode(&p).unwrap();
+        assert_eq!(e.position, Some(u64::MAX));
+        assert!(matches!(e.audience, Audience::ExceptUser(UserId(3))));
         assert_eq!(e.json, json);
     }
 
@@ -88,16 +157,68 @@ mod tests {
         assert!(decode("no separators").is_none());
         assert!(decode("n|x|{}").is_none());
         assert!(decode("n|-abc|{}").is_none());
+        assert!(decode("n|*@|{}").is_none());
+        assert!(decode("n|*@-1|{}").is_none());
+        assert!(decode("n|*@x|{}").is_none());
+    }
+
+    /// What a node of the previous version did with a payload: its decoder
+    /// knew only `*` and `-{user}` in the second field.
+    fn previous_version_accepts(payload: &str) -> bool {
+        let Some((_, rest)) = payload.split_once('|') else {
+            return false;
+        };
+        let Some((audience, _)) = rest.split_once('|') else {
+            return false;
+        };
+        audience == "*"
+            || audience
+                .strip_prefix('-')
+                .is_some_and(|u| u.parse::<i64>().is_ok())
+    }
+
+    #[test]
+    fn previous_version_rejects_only_positioned_payloads() {
+        assert!(previous_version_accepts(&encode(
+            "n",
+            Audience::Everyone,
+            None,
+            "{}"
+        )));
+        assert!(!previous_version_accepts(&encode(
+            "n",
+            Audience::Everyone,
+            Some(1),
+            "{}"
+        )));
+        assert!(!previous_version_accepts(&encode(
+            "n",
+            Audience::ExceptUser(UserId(2)),
+            Some(1),
+            "{}"
+        )));
     }
 
     #[test]
     fn channels() {
-        assert_eq!(channel("chat:", ConversationId(12)), "chat:conv:12");
-        assert_eq!(
-            parse_channel("chat:", "chat:conv:12"),
-            Some(ConversationId(12))
-        );
+        let conv = Channel::Topic(Topic::Conversation(ConversationId(12)));
+        let user = Channel::Topic(Topic::User(UserId(12)));
+        assert_eq!(channel_name("chat:", conv), "chat:conv:12");
+        assert_eq!(channel_name("chat:", user), "chat:user:12");
+        assert_eq!(channel_name("chat:", Channel::Control), "chat:ctl");
+        for c in [conv, user, Channel::Control] {
+            assert_eq!(parse_channel("chat:", &channel_name("chat:", c)), Some(c));
+        }
         assert_eq!(parse_channel("chat:", "other:conv:12"), None);
         assert_eq!(parse_channel("chat:", "chat:conv:x"), None);
+        assert_eq!(parse_channel("chat:", "chat:user:"), None);
+        assert_eq!(parse_channel("chat:", "chat:ctl2"), None);
+    }
+
+    #[test]
+    fn resync_announcements() {
+        let p = encode_resync("n1");
+        assert_eq!(decode_resync(&p), Some("n1"));
+        assert_eq!(decode_resync("n1|*|{}"), None);
     }
 }

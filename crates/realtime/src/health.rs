@@ -25,6 +25,9 @@ pub(crate) struct Health {
     dropped: AtomicU64,
     /// Events never relayed, since start (for metrics).
     dropped_total: AtomicU64,
+    /// Events were dropped and other nodes have not been told yet (they
+    /// resync their sockets when told).
+    announce: AtomicBool,
 }
 
 impl Health {
@@ -34,6 +37,7 @@ impl Health {
             overflowing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
+            announce: AtomicBool::new(false),
         }
     }
 
@@ -73,6 +77,18 @@ impl Health {
     pub(crate) fn add_dropped(&self, n: usize) {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         self.dropped_total.fetch_add(n as u64, Ordering::Relaxed);
+        self.announce.store(true, Ordering::Release);
+    }
+
+    /// Whether drops are waiting to be announced; clears the flag, so the
+    /// caller must [`request_announce`](Self::request_announce) again if
+    /// announcing fails.
+    pub(crate) fn take_announce(&self) -> bool {
+        self.announce.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn request_announce(&self) {
+        self.announce.store(true, Ordering::Release);
     }
 
     /// The outbound Redis queue stayed full for a whole command timeout
@@ -107,5 +123,18 @@ mod tests {
         assert!(h.is_up());
         h.mark_up(Link::Subscriber);
         assert!(h.is_up());
+    }
+
+    #[test]
+    fn drops_are_announced_once() {
+        let h = Health::new();
+        assert!(!h.take_announce());
+        h.add_dropped(3);
+        h.note_overflow();
+        assert!(h.take_announce());
+        assert!(!h.take_announce());
+        h.request_announce();
+        assert!(h.take_announce());
+        assert_eq!(h.dropped_total(), 4);
     }
 }

@@ -4,11 +4,11 @@
 //! registry needs no lock and commands are applied in the order they were
 //! sent (which is what keeps one sender's events in order).
 
-use crate::{Audience, Frame, SocketId, Stats};
-use chat_domain::{ConversationId, UserId};
+use crate::{Audience, Frame, Outbound, SocketId, Stats, Topic};
+use chat_domain::UserId;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -21,25 +21,36 @@ pub(crate) const HUB_QUEUE: usize = 4096;
 #[derive(Debug)]
 pub(crate) enum Command {
     Join {
-        conversation: ConversationId,
+        topic: Topic,
         user: UserId,
         socket: SocketId,
-        sender: mpsc::Sender<Frame>,
-        /// Answered once the conversation's channel is subscribed on the bus.
+        sender: mpsc::Sender<Outbound>,
+        /// Answered once the topic's channel is subscribed on the bus (or
+        /// the bus gave up for now).
         ready: oneshot::Sender<()>,
     },
     Leave {
-        conversation: ConversationId,
+        topic: Topic,
         socket: SocketId,
     },
     Deliver {
-        conversation: ConversationId,
-        frame: Frame,
+        topic: Topic,
+        json: Frame,
+        position: Option<u64>,
         audience: Audience,
     },
+    /// Queue [`Outbound::Resync`] on the sockets in scope.
+    Resync(Resync),
 }
 
-/// What the hub tells the bus when a conversation gains or loses a socket.
+/// Which sockets a [`Command::Resync`] reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resync {
+    All,
+    Topic(Topic),
+}
+
+/// What the hub tells the bus when a topic gains or loses a socket.
 #[derive(Debug)]
 pub(crate) enum Subscriptions {
     /// Single node: nothing to subscribe to.
@@ -51,18 +62,18 @@ pub(crate) enum Subscriptions {
 
 #[derive(Debug)]
 pub(crate) enum SubCommand {
-    Acquire(ConversationId, oneshot::Sender<()>),
-    Release(ConversationId),
+    Acquire(Topic, oneshot::Sender<()>),
+    Release(Topic),
 }
 
 impl Subscriptions {
-    fn acquire(&self, conversation: ConversationId, ready: oneshot::Sender<()>) {
+    fn acquire(&self, topic: Topic, ready: oneshot::Sender<()>) {
         match self {
             Self::InProcess => {
                 let _ = ready.send(());
             }
             Self::Redis(tx) => {
-                if let Err(e) = tx.send(SubCommand::Acquire(conversation, ready)) {
+                if let Err(e) = tx.send(SubCommand::Acquire(topic, ready)) {
                     // Manager gone (shutting down): do not keep the joiner waiting.
                     if let SubCommand::Acquire(_, ready) = e.0 {
                         let _ = ready.send(());
@@ -72,22 +83,22 @@ impl Subscriptions {
         }
     }
 
-    fn release(&self, conversation: ConversationId) {
+    fn release(&self, topic: Topic) {
         if let Self::Redis(tx) = self {
-            let _ = tx.send(SubCommand::Release(conversation));
+            let _ = tx.send(SubCommand::Release(topic));
         }
     }
 }
 
-type Sockets = HashMap<SocketId, (UserId, mpsc::Sender<Frame>)>;
+type Sockets = HashMap<SocketId, (UserId, mpsc::Sender<Outbound>)>;
 
 /// How often sockets whose receiver is gone without a `leave` (a cancelled
-/// join, a panicked socket task) are removed, so their conversation does not
-/// stay subscribed until its next event.
+/// join, a panicked socket task) are removed, so their topic does not stay
+/// subscribed until its next event.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 struct Hub {
-    registry: HashMap<ConversationId, Sockets>,
+    registry: HashMap<Topic, Sockets>,
     subscriptions: Subscriptions,
     stats: Arc<Stats>,
 }
@@ -121,7 +132,7 @@ impl Hub {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Join {
-                conversation,
+                topic,
                 user,
                 socket,
                 sender,
@@ -129,99 +140,125 @@ impl Hub {
             } => {
                 let added = self
                     .registry
-                    .entry(conversation)
+                    .entry(topic)
                     .or_default()
                     .insert(socket, (user, sender))
                     .is_none();
                 if added {
                     self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
                 }
-                self.subscriptions.acquire(conversation, ready);
+                self.subscriptions.acquire(topic, ready);
             }
-            Command::Leave {
-                conversation,
-                socket,
-            } => self.remove(conversation, &[socket]),
+            Command::Leave { topic, socket } => self.remove(&[(topic, socket)]),
             Command::Deliver {
-                conversation,
-                frame,
+                topic,
+                json,
+                position,
                 audience,
-            } => self.deliver(conversation, &frame, audience),
+            } => self.deliver(topic, Outbound::Frame { json, position }, audience),
+            Command::Resync(scope) => self.resync(scope),
         }
     }
 
-    fn deliver(&mut self, conversation: ConversationId, frame: &Frame, audience: Audience) {
-        let Some(sockets) = self.registry.get(&conversation) else {
+    fn deliver(&mut self, topic: Topic, frame: Outbound, audience: Audience) {
+        let Some(sockets) = self.registry.get(&topic) else {
             return;
         };
-        let mut gone: Vec<SocketId> = Vec::new();
-        let mut delivered = 0u64;
-        for (id, (user, sender)) in sockets {
-            if let Audience::ExceptUser(excluded) = audience
-                && *user == excluded
-            {
-                continue;
-            }
-            match sender.try_send(Frame::clone(frame)) {
-                Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => {
-                    self.stats
-                        .slow_sockets_dropped
-                        .fetch_add(1, Ordering::Relaxed);
-                    warn!(
-                        conversation = %conversation,
-                        user = %user,
-                        socket = id.0,
-                        "socket outbound queue full; dropping the slow socket"
-                    );
-                    gone.push(*id);
-                }
-                Err(TrySendError::Closed(_)) => {
-                    debug!(socket = id.0, "socket receiver gone; removing it");
-                    gone.push(*id);
-                }
-            }
-        }
-        self.stats
-            .frames_delivered
-            .fetch_add(delivered, Ordering::Relaxed);
-        if !gone.is_empty() {
-            self.remove(conversation, &gone);
-        }
+        let recipients = sockets.iter().filter(|(_, (user, _))| match audience {
+            Audience::Everyone => true,
+            Audience::ExceptUser(excluded) => *user != excluded,
+        });
+        let gone = offer_all(
+            &self.stats,
+            recipients.map(|s| (topic, s)),
+            &frame,
+            &self.stats.frames_delivered,
+        );
+        self.remove(&gone);
+    }
+
+    fn resync(&mut self, scope: Resync) {
+        let recipients = self
+            .registry
+            .iter()
+            .filter(|(topic, _)| scope == Resync::All || scope == Resync::Topic(**topic))
+            .flat_map(|(topic, sockets)| sockets.iter().map(|s| (*topic, s)));
+        let gone = offer_all(
+            &self.stats,
+            recipients,
+            &Outbound::Resync,
+            &self.stats.resyncs_sent,
+        );
+        self.remove(&gone);
     }
 
     /// Removes sockets (unknown ones are ignored, which makes `leave`
     /// idempotent). Dropping a socket's sender makes its task's `recv()`
     /// return None.
-    fn remove(&mut self, conversation: ConversationId, ids: &[SocketId]) {
-        let Some(sockets) = self.registry.get_mut(&conversation) else {
-            return;
-        };
-        for id in ids {
-            if sockets.remove(id).is_some() {
+    fn remove(&mut self, sockets: &[(Topic, SocketId)]) {
+        for (topic, id) in sockets {
+            let Some(registered) = self.registry.get_mut(topic) else {
+                continue;
+            };
+            if registered.remove(id).is_some() {
                 self.stats.open_sockets.fetch_sub(1, Ordering::Relaxed);
-                self.subscriptions.release(conversation);
+                self.subscriptions.release(*topic);
             }
-        }
-        if sockets.is_empty() {
-            self.registry.remove(&conversation);
+            if registered.is_empty() {
+                self.registry.remove(topic);
+            }
         }
     }
 
     fn sweep(&mut self) {
-        let closed: Vec<(ConversationId, SocketId)> = self
+        let closed: Vec<(Topic, SocketId)> = self
             .registry
             .iter()
-            .flat_map(|(c, sockets)| {
+            .flat_map(|(topic, sockets)| {
                 sockets
                     .iter()
                     .filter(|(_, (_, sender))| sender.is_closed())
-                    .map(|(id, _)| (*c, *id))
+                    .map(|(id, _)| (*topic, *id))
             })
             .collect();
-        for (conversation, socket) in closed {
+        for (_, socket) in &closed {
             debug!(socket = socket.0, "removing a socket that never left");
-            self.remove(conversation, &[socket]);
+        }
+        self.remove(&closed);
+    }
+}
+
+/// Queues `item` on every recipient without waiting, counting successes in
+/// `counter`; returns the sockets to remove: a full queue means a client too
+/// slow to keep up (dropped rather than blocking the hub or growing memory),
+/// a closed one a socket task that ended without `leave`.
+fn offer_all<'a>(
+    stats: &Stats,
+    recipients: impl Iterator<Item = (Topic, (&'a SocketId, &'a (UserId, mpsc::Sender<Outbound>)))>,
+    item: &Outbound,
+    counter: &AtomicU64,
+) -> Vec<(Topic, SocketId)> {
+    let mut gone = Vec::new();
+    let mut sent = 0u64;
+    for (topic, (id, (user, sender))) in recipients {
+        match sender.try_send(item.clone()) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full(_)) => {
+                stats.slow_sockets_dropped.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    topic = %topic,
+                    user = %user,
+                    socket = id.0,
+                    "socket outbound queue full; dropping the slow socket"
+                );
+                gone.push((topic, *id));
+            }
+            Err(TrySendError::Closed(_)) => {
+                debug!(socket = id.0, "socket receiver gone; removing it");
+                gone.push((topic, *id));
+            }
         }
     }
+    counter.fetch_add(sent, Ordering::Relaxed);
+    gone
 }

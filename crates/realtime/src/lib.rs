@@ -3,13 +3,16 @@
 //! A [`Realtime`] owns a *hub* (one task holding the registry of this node's
 //! sockets) and a *bus* that relays events between nodes: in-process when no
 //! Redis is configured (a single node), Redis pub/sub otherwise. Socket tasks
-//! [`join`](Realtime::join) a conversation, read pre-serialized frames from
-//! their bounded queue, and [`leave`](Realtime::leave) when they end;
-//! handlers [`publish`](Realtime::publish) events.
+//! [`join`](Realtime::join) a [`Topic`] (a conversation, or one user's
+//! stream), read [`Outbound`] items from their bounded queue, and
+//! [`leave`](Realtime::leave) when they end; handlers
+//! [`publish`](Realtime::publish) events.
 //!
 //! Redis is best effort by design: while it is down, events still reach the
-//! sockets of the node that published them, other nodes miss them (clients
-//! catch up from the history API), and nothing blocks or fails.
+//! sockets of the node that published them, other nodes miss them, and
+//! nothing blocks or fails. Whenever this node may have missed events, its
+//! sockets get [`Outbound::Resync`] so the API can re-read them from the
+//! database log; no event is missed silently.
 
 mod envelope;
 mod health;
@@ -33,6 +36,7 @@ pub(crate) struct Stats {
     pub(crate) open_sockets: AtomicU64,
     pub(crate) frames_delivered: AtomicU64,
     pub(crate) slow_sockets_dropped: AtomicU64,
+    pub(crate) resyncs_sent: AtomicU64,
 }
 
 /// A snapshot of this node's fan-out counters, for metrics.
@@ -46,11 +50,56 @@ pub struct RealtimeStats {
     pub slow_sockets_dropped: u64,
     /// Events not relayed to other nodes (Redis down or saturated).
     pub relay_failures: u64,
+    /// [`Outbound::Resync`] items handed to local sockets' queues since start.
+    pub resyncs_sent: u64,
 }
 
 /// A pre-serialized JSON text frame, shared by every recipient so an event is
 /// serialized once however many sockets receive it.
 pub type Frame = Arc<str>;
+
+/// What a socket listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// The events of one conversation.
+    Conversation(ConversationId),
+    /// One user's stream (every durable event of that user).
+    User(UserId),
+}
+
+/// Lets call sites written before user topics pass a conversation id.
+impl From<ConversationId> for Topic {
+    fn from(conversation: ConversationId) -> Self {
+        Self::Conversation(conversation)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conversation(c) => write!(f, "conversation {c}"),
+            Self::User(u) => write!(f, "user {u}"),
+        }
+    }
+}
+
+/// One item of a socket's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A text frame to write to the client.
+    Frame {
+        /// The event's JSON, shared by every recipient.
+        json: Frame,
+        /// Where the event stands in the log the publisher numbered it in
+        /// (a user's `seq`, a message's position in its conversation), so
+        /// the socket can notice gaps; `None` for ephemeral events.
+        position: Option<u64>,
+    },
+    /// Events for this socket may have been missed (the bus reconnected or
+    /// lagged, another node failed to relay, or the API asked): re-read the
+    /// log from the last position delivered.
+    Resync,
+}
 
 /// Settings of [`Realtime::start`].
 #[derive(Clone)]
@@ -102,10 +151,10 @@ fn redact_url(url: &str) -> String {
 /// Who receives a published event.
 #[derive(Debug, Clone, Copy)]
 pub enum Audience {
-    /// Every socket of the conversation, the sender's own included.
+    /// Every socket of the topic, the sender's own included.
     Everyone,
-    /// Every socket except those of this user, on every node (typing
-    /// indicators are not echoed to the typist).
+    /// Every socket of the topic except those joined by this user, on every
+    /// node (typing indicators are not echoed to the typist).
     ExceptUser(UserId),
 }
 
@@ -118,10 +167,10 @@ pub struct SocketId(pub u64);
 pub struct Registration {
     /// Pass to [`Realtime::leave`] when the socket ends.
     pub socket: SocketId,
-    /// Frames to write to the client. `None` means the hub dropped this
-    /// socket (its queue overflowed, or the hub stopped): close the
-    /// WebSocket; the client reconnects and catches up from history.
-    pub outbound: mpsc::Receiver<Frame>,
+    /// Items for the client. `None` means the hub dropped this socket (its
+    /// queue overflowed, or the hub stopped): close the WebSocket; the
+    /// client reconnects and catches up from history.
+    pub outbound: mpsc::Receiver<Outbound>,
 }
 
 /// Why a realtime operation failed.
@@ -200,17 +249,19 @@ impl Realtime {
         })
     }
 
-    /// Registers a socket on a conversation. Returns once the conversation's
+    /// Registers a socket of `user` on a topic. Returns once the topic's
     /// channel is subscribed on the bus, so any event published anywhere
     /// after this returns reaches the socket (which is what makes
     /// `connection_established` a safe "you are live" signal). If Redis is
     /// down it returns anyway, within about `command_timeout`: same-node
-    /// delivery works at once and the subscription is made when Redis is back.
+    /// delivery works at once, and once Redis is back and the subscription
+    /// is confirmed the socket gets [`Outbound::Resync`] for what it missed.
     pub async fn join(
         &self,
-        conversation: ConversationId,
+        topic: impl Into<Topic>,
         user: UserId,
     ) -> Result<Registration, RealtimeError> {
+        let topic = topic.into();
         let socket = SocketId(self.inner.next_socket.fetch_add(1, Ordering::Relaxed));
         // socket_queue >= 1 is checked in start().
         let (sender, outbound) = mpsc::channel(self.inner.socket_queue);
@@ -218,7 +269,7 @@ impl Realtime {
         self.inner
             .hub
             .send(hub::Command::Join {
-                conversation,
+                topic,
                 user,
                 socket,
                 sender,
@@ -234,18 +285,18 @@ impl Realtime {
                 if let Some(redis) = &self.inner.redis {
                     redis.note_subscribe_timeout();
                 }
-                debug!(conversation = %conversation, "join returned before SUBSCRIBE was confirmed");
+                debug!(topic = %topic, "join returned before SUBSCRIBE was confirmed");
             }
         }
         Ok(Registration { socket, outbound })
     }
 
     /// Deregisters a socket; also safe to call for a socket the hub already
-    /// dropped, or twice. The last socket of a conversation leaving
-    /// unsubscribes its channel.
-    pub fn leave(&self, conversation: ConversationId, socket: SocketId) {
+    /// dropped, or twice. The last socket of a topic leaving unsubscribes
+    /// its channel.
+    pub fn leave(&self, topic: impl Into<Topic>, socket: SocketId) {
         let command = hub::Command::Leave {
-            conversation,
+            topic: topic.into(),
             socket,
         };
         match self.inner.hub.try_send(command) {
@@ -266,31 +317,57 @@ impl Realtime {
         }
     }
 
-    /// Delivers an event to every socket of the conversation on every node.
-    /// The event is serialized once; this node's sockets get it at once (not
-    /// via a Redis echo), other nodes through Redis without waiting for a
-    /// round-trip. Events published by one caller arrive in call order
-    /// everywhere. Never fails, and never blocks because Redis is down: then
-    /// only this node's sockets receive the event. With Redis up, a burst
-    /// faster than Redis accepts is slowed down (bounded by `command_timeout`)
-    /// rather than dropped.
+    /// Delivers an unpositioned event to every socket of the conversation
+    /// on every node; see [`publish_frame`](Self::publish_frame).
     pub async fn publish(
         &self,
         conversation: ConversationId,
         event: &ServerEvent,
         audience: Audience,
     ) {
-        let frame = Frame::from(event.to_json());
+        self.publish_frame(conversation, event.to_json(), None, audience)
+            .await;
+    }
+
+    /// Delivers pre-serialized event JSON, with its log position if it has
+    /// one, to every socket of the topic on every node. The JSON is shared
+    /// by every recipient; this node's sockets get it at once (not via a
+    /// Redis echo), other nodes through Redis without waiting for a
+    /// round-trip. Events published by one caller arrive in call order
+    /// everywhere. Never fails, and never blocks because Redis is down:
+    /// then only this node's sockets receive the event, and the other nodes'
+    /// sockets get [`Outbound::Resync`] once this node can reach Redis
+    /// again. With Redis up, a burst faster than Redis accepts is slowed
+    /// down (bounded by `command_timeout`) rather than dropped.
+    pub async fn publish_frame(
+        &self,
+        topic: impl Into<Topic>,
+        json: impl Into<Frame>,
+        position: Option<u64>,
+        audience: Audience,
+    ) {
+        let topic = topic.into();
+        let json = json.into();
         let command = hub::Command::Deliver {
-            conversation,
-            frame: Frame::clone(&frame),
+            topic,
+            json: Frame::clone(&json),
+            position,
             audience,
         };
         if self.inner.hub.send(command).await.is_err() {
             error!("realtime hub stopped; event not delivered");
         }
         if let Some(redis) = &self.inner.redis {
-            redis.publish(conversation, audience, &frame).await;
+            redis.publish(topic, audience, position, &json).await;
+        }
+    }
+
+    /// Queues [`Outbound::Resync`] on every socket of this node (not of
+    /// other nodes), e.g. when the API knows events went unpublished.
+    pub async fn resync_all(&self) {
+        let command = hub::Command::Resync(hub::Resync::All);
+        if self.inner.hub.send(command).await.is_err() {
+            error!("realtime hub stopped; resync not delivered");
         }
     }
 
@@ -310,6 +387,7 @@ impl Realtime {
             open_sockets: s.open_sockets.load(Ordering::Relaxed),
             frames_delivered: s.frames_delivered.load(Ordering::Relaxed),
             slow_sockets_dropped: s.slow_sockets_dropped.load(Ordering::Relaxed),
+            resyncs_sent: s.resyncs_sent.load(Ordering::Relaxed),
             relay_failures: self
                 .inner
                 .redis

@@ -3,19 +3,20 @@
 //! One publisher client and one subscriber client per `Realtime`. Tasks:
 //! - the publisher drains an outbound queue in batches, each sent as one
 //!   fred pipeline, so publishing never waits for a round-trip per event and
-//!   keeps call order;
+//!   keeps call order; after events were dropped it announces so on the
+//!   control channel once Redis takes publishes again;
 //! - the receiver turns subscriber messages into hub deliveries, skipping
-//!   this node's own echoes;
+//!   this node's own echoes, and turns other nodes' announcements and its
+//!   own lag into resyncs;
 //! - the subscription manager applies SUBSCRIBE/UNSUBSCRIBE sequentially
-//!   from refcounts, and re-subscribes every wanted channel after each
-//!   (re)connection;
+//!   from refcounts, re-subscribes every wanted channel after each
+//!   (re)connection, and resyncs the sockets once that is confirmed;
 //! - two watchers turn fred connection events into up/down logs.
 
-use crate::envelope;
+use crate::envelope::{self, Channel};
 use crate::health::{Health, Link};
-use crate::hub::{self, SubCommand};
-use crate::{Audience, Frame, RealtimeConfig, RealtimeError};
-use chat_domain::ConversationId;
+use crate::hub::{self, Resync, SubCommand};
+use crate::{Audience, Frame, RealtimeConfig, RealtimeError, Topic};
 use fred::clients::SubscriberClient;
 use fred::prelude::{
     Builder, Client, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy, Value,
@@ -29,7 +30,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{MissedTickBehavior, timeout};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 /// Capacity of fred's pub/sub broadcast channel on the subscriber. fred's
 /// default of 32 loses most of a burst; fred preallocates this for each of
@@ -43,7 +44,8 @@ const OUTBOX_CAPACITY: usize = 16_384;
 const MAX_BATCH: usize = 512;
 /// Most subscription changes applied in one SUBSCRIBE/UNSUBSCRIBE round.
 const MAX_SUB_BATCH: usize = 1024;
-/// How often the manager retries subscriptions that failed.
+/// How often the manager retries subscriptions that failed (and the
+/// publisher a failed announcement).
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// How often an idle subscriber connection is pinged (so a dead connection
 /// is noticed even without traffic).
@@ -180,15 +182,20 @@ impl RedisBus {
         }
 
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let announcement = (
+            envelope::channel_name(&prefix, Channel::Control),
+            envelope::encode_resync(&node_id),
+        );
         tasks.push(tokio::spawn(run_publisher(
             publisher.clone(),
             outbox_rx,
             health.clone(),
             t,
+            announcement,
         )));
         tasks.push(tokio::spawn(run_receiver(
             messages,
-            hub,
+            hub.clone(),
             node_id.clone(),
             prefix.clone(),
         )));
@@ -198,8 +205,13 @@ impl RedisBus {
             prefix: prefix.clone(),
             timeout: t,
             health: health.clone(),
-            wanted: HashMap::new(),
+            hub,
+            // Never released: other nodes' announcements must always arrive.
+            wanted: HashMap::from([(Channel::Control, 1)]),
             subscribed: HashSet::new(),
+            unconfirmed: HashSet::new(),
+            connected_before: false,
+            resync_when_subscribed: false,
         };
         tasks.push(tokio::spawn(manager.run(sub_rx, sub_reconnects)));
 
@@ -225,12 +237,13 @@ impl RedisBus {
     /// event is dropped at once (pub/sub keeps nothing for later anyway).
     pub(crate) async fn publish(
         &self,
-        conversation: ConversationId,
+        topic: Topic,
         audience: Audience,
+        position: Option<u64>,
         json: &str,
     ) {
-        let payload = envelope::encode(&self.node_id, audience, json);
-        let channel = envelope::channel(&self.prefix, conversation);
+        let payload = envelope::encode(&self.node_id, audience, position, json);
+        let channel = envelope::channel_name(&self.prefix, Channel::Topic(topic));
         match self.outbox.try_send((channel, payload)) {
             Ok(()) => {}
             Err(TrySendError::Full(item)) => {
@@ -331,51 +344,96 @@ fn spawn_watcher(
 }
 
 /// Sends queued events in pipelines, one batch at a time (order preserved).
+/// After events were dropped, publishes `announcement` (control channel,
+/// payload) once Redis takes publishes again, so the other nodes resync the
+/// sockets that missed them; retried until it goes through.
 async fn run_publisher(
     client: Client,
     mut outbox: mpsc::Receiver<(String, String)>,
     health: Arc<Health>,
     command_timeout: Duration,
+    announcement: (String, String),
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while outbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if !client.is_connected() {
-            // Pub/sub keeps nothing for later: drop instead of piling up
-            // stale events while reconnecting.
-            health.add_dropped(batch.len());
-            health.mark_down(Link::Publisher, "publish", "not connected");
-            batch.clear();
-            continue;
-        }
-        let pipeline = client.pipeline();
-        let n = batch.len();
-        for (channel, payload) in batch.drain(..) {
-            // Only queues in memory.
-            let _: Result<Value, _> = pipeline.publish(channel, payload).await;
-        }
-        let sent = timeout(
-            command_timeout + Duration::from_millis(100),
-            pipeline.all::<Value>(),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {
-                health.mark_up(Link::Publisher);
-                health.clear_overflow();
+    let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let working = tokio::select! {
+            n = outbox.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                send_batch(&client, &mut batch, &health, command_timeout).await
             }
-            Ok(Err(e)) => {
-                health.add_dropped(n);
-                health.mark_down(Link::Publisher, "publish", e);
-            }
-            Err(_) => {
-                health.add_dropped(n);
-                health.mark_down(Link::Publisher, "publish", "timed out");
+            _ = retry.tick() => client.is_connected(),
+        };
+        if working && health.take_announce() {
+            let (channel, payload) = announcement.clone();
+            let sent = timeout(
+                command_timeout,
+                client.publish::<Value, _, _>(channel, payload),
+            )
+            .await;
+            match sent {
+                Ok(Ok(_)) => {
+                    health.mark_up(Link::Publisher);
+                    info!("told the other nodes to resync after events were not relayed");
+                }
+                Ok(Err(e)) => {
+                    health.request_announce();
+                    health.mark_down(Link::Publisher, "announce", e);
+                }
+                Err(_) => {
+                    health.request_announce();
+                    health.mark_down(Link::Publisher, "announce", "timed out");
+                }
             }
         }
     }
 }
 
-/// Forwards other nodes' events to the hub.
+/// Publishes one batch as a pipeline; whether Redis took it. A batch that
+/// fails is dropped and counted (pub/sub keeps nothing for later, so stale
+/// events are not piled up while reconnecting).
+async fn send_batch(
+    client: &Client,
+    batch: &mut Vec<(String, String)>,
+    health: &Health,
+    command_timeout: Duration,
+) -> bool {
+    if !client.is_connected() {
+        health.add_dropped(batch.len());
+        health.mark_down(Link::Publisher, "publish", "not connected");
+        batch.clear();
+        return false;
+    }
+    let pipeline = client.pipeline();
+    let n = batch.len();
+    for (channel, payload) in batch.drain(..) {
+        // Only queues in memory.
+        let _: Result<Value, _> = pipeline.publish(channel, payload).await;
+    }
+    let sent = timeout(
+        command_timeout + Duration::from_millis(100),
+        pipeline.all::<Value>(),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => {
+            health.mark_up(Link::Publisher);
+            health.clear_overflow();
+            return true;
+        }
+        Ok(Err(e)) => health.mark_down(Link::Publisher, "publish", e),
+        Err(_) => health.mark_down(Link::Publisher, "publish", "timed out"),
+    }
+    health.add_dropped(n);
+    false
+}
+
+/// Forwards other nodes' events to the hub; resyncs every local socket when
+/// another node announces it failed to relay, or when this receiver lagged
+/// (fred's broadcast channel overwrote messages before they were read).
 async fn run_receiver(
     mut messages: broadcast::Receiver<Message>,
     hub: mpsc::Sender<hub::Command>,
@@ -390,30 +448,53 @@ async fn run_receiver(
                 lost_total += n;
                 warn!(
                     lost = n,
-                    lost_total, "redis subscriber lagged; events from other nodes were lost"
+                    lost_total,
+                    "redis subscriber lagged; events from other nodes were lost; resyncing sockets"
                 );
+                if hub.send(hub::Command::Resync(Resync::All)).await.is_err() {
+                    break;
+                }
                 continue;
             }
             Err(RecvError::Closed) => break,
         };
-        let Some(conversation) = envelope::parse_channel(&prefix, &message.channel) else {
+        let Some(channel) = envelope::parse_channel(&prefix, &message.channel) else {
             continue;
         };
         let Some(payload) = message.value.as_str() else {
-            warn!(channel = %message.channel, "non-text payload on a conversation channel");
+            warn!(channel = %message.channel, "non-text payload on a realtime channel");
             continue;
         };
-        let Some(env) = envelope::decode(&payload) else {
-            warn!(channel = %message.channel, "malformed payload on a conversation channel");
-            continue;
-        };
-        if env.node_id == node_id {
-            continue; // already delivered locally
-        }
-        let command = hub::Command::Deliver {
-            conversation,
-            frame: Frame::from(env.json),
-            audience: env.audience,
+        let command = match channel {
+            Channel::Topic(topic) => {
+                let Some(env) = envelope::decode(&payload) else {
+                    warn!(channel = %message.channel, "malformed payload on a topic channel");
+                    continue;
+                };
+                if env.node_id == node_id {
+                    continue; // already delivered locally
+                }
+                hub::Command::Deliver {
+                    topic,
+                    json: Frame::from(env.json),
+                    position: env.position,
+                    audience: env.audience,
+                }
+            }
+            Channel::Control => match envelope::decode_resync(&payload) {
+                Some(from) if from == node_id => continue,
+                Some(from) => {
+                    info!(
+                        node = from,
+                        "another node failed to relay events; resyncing sockets"
+                    );
+                    hub::Command::Resync(Resync::All)
+                }
+                None => {
+                    warn!(channel = %message.channel, "malformed payload on the control channel");
+                    continue;
+                }
+            },
         };
         if hub.send(command).await.is_err() {
             break;
@@ -424,15 +505,30 @@ async fn run_receiver(
 /// Applies subscription changes one round at a time, so a SUBSCRIBE and a
 /// later UNSUBSCRIBE of the same channel can never be reordered, and a join
 /// whose SUBSCRIBE is in flight waits for it.
+///
+/// It also decides when sockets must resync because they may have missed
+/// events while their channel was not subscribed: all of them after a
+/// reconnection, those of a topic after a join returned before its
+/// SUBSCRIBE was confirmed. Either resync is sent once the SUBSCRIBE is
+/// confirmed, so every event after it reaches the socket.
 struct Manager {
     client: SubscriberClient,
     prefix: String,
     timeout: Duration,
     health: Arc<Health>,
-    /// Local sockets per conversation.
-    wanted: HashMap<ConversationId, usize>,
+    hub: mpsc::Sender<hub::Command>,
+    /// Local sockets per channel (the control channel is always wanted).
+    wanted: HashMap<Channel, usize>,
     /// Channels believed subscribed on the server.
-    subscribed: HashSet<ConversationId>,
+    subscribed: HashSet<Channel>,
+    /// Topics a join returned for before their channel was subscribed.
+    unconfirmed: HashSet<Topic>,
+    /// Whether the subscriber has connected before: the first connection
+    /// has nothing to resync (nothing was live yet).
+    connected_before: bool,
+    /// A reconnection happened: resync every socket once every wanted
+    /// channel is subscribed again.
+    resync_when_subscribed: bool,
 }
 
 impl Manager {
@@ -446,7 +542,7 @@ impl Manager {
         let mut reconnects_open = true;
         let mut idle_ticks: u32 = 0;
         let mut buf = Vec::with_capacity(MAX_SUB_BATCH);
-        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut waiters: Vec<(Topic, oneshot::Sender<()>)> = Vec::new();
         loop {
             tokio::select! {
                 n = commands.recv_many(&mut buf, MAX_SUB_BATCH) => {
@@ -455,11 +551,12 @@ impl Manager {
                     }
                     for command in buf.drain(..) {
                         match command {
-                            SubCommand::Acquire(c, ready) => {
-                                *self.wanted.entry(c).or_insert(0) += 1;
-                                waiters.push(ready);
+                            SubCommand::Acquire(topic, ready) => {
+                                *self.wanted.entry(Channel::Topic(topic)).or_insert(0) += 1;
+                                waiters.push((topic, ready));
                             }
-                            SubCommand::Release(c) => {
+                            SubCommand::Release(topic) => {
+                                let c = Channel::Topic(topic);
                                 if let Some(count) = self.wanted.get_mut(&c) {
                                     *count -= 1;
                                     if *count == 0 {
@@ -470,21 +567,29 @@ impl Manager {
                         }
                     }
                     self.sync(false).await;
-                    for w in waiters.drain(..) {
-                        let _ = w.send(());
+                    for (topic, ready) in waiters.drain(..) {
+                        let confirmed = self.subscribed.contains(&Channel::Topic(topic));
+                        // A failed send means the join gave up waiting and
+                        // returned before this SUBSCRIBE was confirmed.
+                        if ready.send(()).is_err() || !confirmed {
+                            self.unconfirmed.insert(topic);
+                        }
                     }
+                    self.send_resyncs().await;
                     idle_ticks = 0;
                 }
                 r = reconnects.recv(), if reconnects_open => match r {
                     Ok(_) | Err(RecvError::Lagged(_)) => {
                         self.after_reconnect();
                         self.sync(true).await;
+                        self.send_resyncs().await;
                     }
                     Err(RecvError::Closed) => reconnects_open = false,
                 },
                 _ = tick.tick() => {
                     if self.pending() {
                         self.sync(false).await;
+                        self.send_resyncs().await;
                     } else {
                         idle_ticks += 1;
                         if idle_ticks >= KEEPALIVE_EVERY_TICKS {
@@ -505,8 +610,14 @@ impl Manager {
     /// A new connection has none of our subscriptions: every wanted channel
     /// is sent again (SUBSCRIBE is idempotent), and channels fred still
     /// tracks but nobody wants (their UNSUBSCRIBE failed during the outage)
-    /// are dropped.
+    /// are dropped. Events published while the connection was down are
+    /// lost, so a reconnection (not the first connection) resyncs every
+    /// socket.
     fn after_reconnect(&mut self) {
+        if self.connected_before {
+            self.resync_when_subscribed = true;
+        }
+        self.connected_before = true;
         self.subscribed = self
             .client
             .tracked_channels()
@@ -516,16 +627,46 @@ impl Manager {
             .collect();
     }
 
+    /// Tells the hub which sockets to resync, now that their channels are
+    /// subscribed: all after a reconnection once nothing is pending, else
+    /// those of topics whose join returned unconfirmed.
+    async fn send_resyncs(&mut self) {
+        let mut resyncs = Vec::new();
+        if self.resync_when_subscribed {
+            if self.pending() {
+                return;
+            }
+            self.resync_when_subscribed = false;
+            self.unconfirmed.clear();
+            resyncs.push(Resync::All);
+        }
+        self.unconfirmed.retain(|topic| {
+            let c = Channel::Topic(*topic);
+            if self.subscribed.contains(&c) {
+                resyncs.push(Resync::Topic(*topic));
+                false
+            } else {
+                // Forgotten once nobody listens to it any more.
+                self.wanted.contains_key(&c)
+            }
+        });
+        for scope in resyncs {
+            if self.hub.send(hub::Command::Resync(scope)).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Brings the server's subscriptions in line with `wanted`. Bounded by
     /// the command timeout; what fails is retried on the next tick.
     async fn sync(&mut self, force: bool) {
-        let to_unsub: Vec<ConversationId> = self
+        let to_unsub: Vec<Channel> = self
             .subscribed
             .iter()
             .filter(|c| !self.wanted.contains_key(c))
             .copied()
             .collect();
-        let to_sub: Vec<ConversationId> = self
+        let to_sub: Vec<Channel> = self
             .wanted
             .keys()
             .filter(|c| !self.subscribed.contains(c))
@@ -539,9 +680,10 @@ impl Manager {
         if !force && !self.client.is_connected() {
             return;
         }
-        let names = |ids: &[ConversationId]| -> Vec<String> {
-            ids.iter()
-                .map(|c| envelope::channel(&self.prefix, *c))
+        let names = |channels: &[Channel]| -> Vec<String> {
+            channels
+                .iter()
+                .map(|c| envelope::channel_name(&self.prefix, *c))
                 .collect()
         };
         if !to_unsub.is_empty() {
@@ -591,5 +733,62 @@ impl Manager {
                 .health
                 .mark_down(Link::Subscriber, "keepalive", "PING timed out"),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chat_domain::UserId;
+    use fred::types::MessageKind;
+    use fred::types::config::Server;
+
+    fn message(channel: Channel, payload: &str) -> Message {
+        Message {
+            channel: envelope::channel_name("p:", channel).into(),
+            value: Value::from(payload),
+            kind: MessageKind::Message,
+            server: Server::new("127.0.0.1", 6379),
+        }
+    }
+
+    /// Lag and other nodes' announcements resync every socket; own echoes
+    /// and own announcements are skipped; positions survive.
+    #[tokio::test]
+    async fn receiver_turns_lag_and_announcements_into_resyncs() {
+        let topic = Channel::Topic(Topic::User(UserId(1)));
+        let (tx, rx) = broadcast::channel(4);
+        for position in 0..6 {
+            let payload = envelope::encode("other", Audience::Everyone, Some(position), "{}");
+            tx.send(message(topic, &payload)).unwrap();
+        }
+        let (hub_tx, mut hub_rx) = mpsc::channel(16);
+        let receiver = tokio::spawn(run_receiver(rx, hub_tx, "me".into(), "p:".into()));
+        // The first two were overwritten before the receiver read them.
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            got.push(hub_rx.recv().await.unwrap());
+        }
+        let echo = envelope::encode("me", Audience::Everyone, Some(9), "{}");
+        tx.send(message(topic, &echo)).unwrap();
+        tx.send(message(Channel::Control, &envelope::encode_resync("me")))
+            .unwrap();
+        tx.send(message(Channel::Control, &envelope::encode_resync("other")))
+            .unwrap();
+        drop(tx);
+        receiver.await.unwrap();
+        while let Ok(command) = hub_rx.try_recv() {
+            got.push(command);
+        }
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert!(matches!(got[0], hub::Command::Resync(Resync::All)));
+        for (command, expected) in got[1..5].iter().zip(2..) {
+            assert!(
+                matches!(command, hub::Command::Deliver { topic: Topic::User(UserId(1)), position: Some(p), .. } if *p == expected),
+                "{command:?}"
+            );
+        }
+        assert!(matches!(got[5], hub::Command::Resync(Resync::All)));
     }
 }

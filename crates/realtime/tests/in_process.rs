@@ -3,11 +3,20 @@
 
 mod common;
 
-use chat_realtime::{Audience, Realtime, RealtimeConfig, RealtimeError};
+use chat_domain::ConversationId;
+use chat_realtime::{
+    Audience, Frame, Outbound, Realtime, RealtimeConfig, RealtimeError, Registration, Topic,
+};
 use common::*;
 use std::time::Duration;
 
 const SHORT: Duration = Duration::from_millis(200);
+
+/// Asserts the next item is the unpositioned event tagged `tag` (not in
+/// `common`: redis_resync expects positioned items only).
+async fn expect(reg: &mut Registration, tag: &str) {
+    expect_at(reg, tag, None).await;
+}
 
 async fn local() -> Realtime {
     Realtime::start(config(None, "local")).await.unwrap()
@@ -128,7 +137,7 @@ async fn order_is_preserved_for_1000_publishes() {
     let got = reader.await.unwrap();
     assert_eq!(got.len(), 1000);
     for (i, f) in got.iter().enumerate() {
-        assert_eq!(&**f, frame_of(&i.to_string()));
+        assert_eq!(*f, item(&i.to_string(), None));
     }
 }
 
@@ -150,4 +159,130 @@ fn config_debug_hides_the_password() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("secret"), "{shown}");
     assert!(shown.contains("host:6379"), "{shown}");
+}
+
+#[tokio::test]
+async fn user_topics_carry_positions_and_stay_apart_from_conversations() {
+    let rt = local().await;
+    let u = user(41);
+    let mut stream1 = rt.join(Topic::User(u), u).await.unwrap();
+    let mut stream2 = rt.join(Topic::User(u), u).await.unwrap();
+    // Same number, other kind of topic: must not hear the user's events.
+    let mut same_id = rt.join(ConversationId(u.0), u).await.unwrap();
+    let mut other_user = rt.join(Topic::User(user(42)), user(42)).await.unwrap();
+
+    // Any of String, &str, Frame can be published; the frame is shared.
+    publish_at(&rt, Topic::User(u), "one", Some(1)).await;
+    rt.publish_frame(
+        Topic::User(u),
+        frame_of("two").as_str(),
+        Some(2),
+        Audience::Everyone,
+    )
+    .await;
+    let shared: Frame = frame_of("three").into();
+    rt.publish_frame(
+        Topic::User(u),
+        Frame::clone(&shared),
+        Some(3),
+        Audience::Everyone,
+    )
+    .await;
+    for stream in [&mut stream1, &mut stream2] {
+        expect_at(stream, "one", Some(1)).await;
+        expect_at(stream, "two", Some(2)).await;
+        expect_at(stream, "three", Some(3)).await;
+    }
+    assert_eq!(recv_within(&mut same_id, SHORT).await, None);
+    assert_eq!(recv_within(&mut other_user, SHORT).await, None);
+
+    // A positioned conversation frame (a chat_message) keeps its position.
+    publish_at(&rt, ConversationId(u.0), "msg", Some(17)).await;
+    expect_at(&mut same_id, "msg", Some(17)).await;
+    assert_eq!(recv_within(&mut stream1, SHORT).await, None);
+
+    rt.leave(Topic::User(u), stream1.socket);
+    publish_at(&rt, Topic::User(u), "four", Some(4)).await;
+    expect_at(&mut stream2, "four", Some(4)).await;
+    assert_eq!(recv_within(&mut stream1, SHORT).await, None);
+}
+
+#[tokio::test]
+async fn except_user_on_a_user_topic() {
+    let rt = local().await;
+    let u = user(51);
+    let mut stream = rt.join(Topic::User(u), u).await.unwrap();
+    rt.publish_frame(
+        Topic::User(u),
+        frame_of("hidden"),
+        None,
+        Audience::ExceptUser(u),
+    )
+    .await;
+    rt.publish_frame(
+        Topic::User(u),
+        frame_of("shown"),
+        Some(1),
+        Audience::ExceptUser(user(52)),
+    )
+    .await;
+    expect_at(&mut stream, "shown", Some(1)).await;
+    assert_eq!(recv_within(&mut stream, SHORT).await, None);
+}
+
+#[tokio::test]
+async fn resync_all_reaches_every_socket_in_order() {
+    let rt = local().await;
+    let c = conv();
+    let u = user(61);
+    let mut on_conv = rt.join(c, user(1)).await.unwrap();
+    let mut on_stream = rt.join(Topic::User(u), u).await.unwrap();
+    rt.publish(c, &ev("before"), Audience::Everyone).await;
+    publish_at(&rt, Topic::User(u), "before", Some(1)).await;
+    rt.resync_all().await;
+    rt.publish(c, &ev("after"), Audience::Everyone).await;
+    publish_at(&rt, Topic::User(u), "after", Some(2)).await;
+
+    expect(&mut on_conv, "before").await;
+    assert_eq!(
+        recv_within(&mut on_conv, SHORT).await,
+        Some(Outbound::Resync)
+    );
+    expect(&mut on_conv, "after").await;
+    expect_at(&mut on_stream, "before", Some(1)).await;
+    assert_eq!(
+        recv_within(&mut on_stream, SHORT).await,
+        Some(Outbound::Resync)
+    );
+    expect_at(&mut on_stream, "after", Some(2)).await;
+    let stats = rt.stats();
+    assert_eq!(stats.resyncs_sent, 2);
+    assert_eq!(stats.frames_delivered, 4);
+    assert_eq!(stats.open_sockets, 2);
+}
+
+#[tokio::test]
+async fn resync_into_a_full_queue_drops_the_socket() {
+    let rt = Realtime::start(RealtimeConfig {
+        socket_queue: 2,
+        ..config(None, "local")
+    })
+    .await
+    .unwrap();
+    let u = user(71);
+    let mut slow = rt.join(Topic::User(u), u).await.unwrap();
+    publish_at(&rt, Topic::User(u), "a", Some(1)).await;
+    publish_at(&rt, Topic::User(u), "b", Some(2)).await;
+    let mut fast = rt.join(conv(), user(1)).await.unwrap();
+    rt.resync_all().await;
+    assert_eq!(recv_within(&mut fast, SHORT).await, Some(Outbound::Resync));
+    // The slow socket keeps what it had, then ends: it never silently
+    // misses the resync.
+    expect_at(&mut slow, "a", Some(1)).await;
+    expect_at(&mut slow, "b", Some(2)).await;
+    assert_eq!(recv_within(&mut slow, SHORT).await, None);
+    let stats = rt.stats();
+    assert_eq!(stats.slow_sockets_dropped, 1);
+    assert_eq!(stats.resyncs_sent, 1);
+    assert_eq!(stats.open_sockets, 1);
 }

@@ -6,16 +6,18 @@
 mod common;
 mod private_redis;
 
-use chat_realtime::{Audience, Realtime, RealtimeConfig, Registration};
+use chat_realtime::{Audience, Realtime, RealtimeConfig, Registration, Topic};
 use common::*;
-use private_redis::{RedisServer, wait_for_cross_node};
+use private_redis::{RedisServer, drain_seeing_resync, wait_for_cross_node};
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
-async fn drain(reg: &mut Registration) {
-    while recv_within(reg, Duration::from_millis(100)).await.is_some() {}
+/// Asserts the next item is the unpositioned event tagged `tag` (not in
+/// `common`: redis_resync expects positioned items only).
+async fn expect(reg: &mut Registration, tag: &str) {
+    expect_at(reg, tag, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,15 +98,20 @@ async fn survives_redis_restart() {
         logs.text()
     );
 
-    // --- Redis is back on the same port; same instances.
+    // --- Redis is back on the same port; same instances. Every socket
+    // hears that it may have missed events (both subscribers reconnected;
+    // b also failed to relay), the one joined during the outage included.
     server = RedisServer::start(port);
-    wait_for_cross_node(&a, c, &mut on_b).await;
-    drain(&mut on_a).await;
+    let t = Topic::Conversation(c);
+    let mut resynced_b = wait_for_cross_node(&a, t, &mut on_b).await;
+    let mut resynced_a = drain_seeing_resync(&mut on_a, Duration::from_millis(100)).await;
     // The socket joined during the outage is subscribed too.
-    wait_for_cross_node(&a, c2, &mut late_b).await;
+    let resynced_late = wait_for_cross_node(&a, Topic::Conversation(c2), &mut late_b).await;
     // And the other direction.
-    wait_for_cross_node(&b, c, &mut on_a).await;
-    drain(&mut on_b).await;
+    resynced_a |= wait_for_cross_node(&b, t, &mut on_a).await;
+    resynced_b |= drain_seeing_resync(&mut on_b, Duration::from_millis(100)).await;
+    assert!(resynced_a && resynced_b && resynced_late);
+    assert!(a.stats().resyncs_sent >= 1 && b.stats().resyncs_sent >= 2);
 
     // Order holds again across nodes.
     for i in 0..100 {

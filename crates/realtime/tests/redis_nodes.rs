@@ -3,12 +3,19 @@
 
 mod common;
 
-use chat_realtime::{Audience, Realtime, RealtimeConfig};
+use chat_domain::{ConversationId, UserId};
+use chat_realtime::{Audience, Outbound, Realtime, RealtimeConfig, Registration, Topic};
 use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SHORT: Duration = Duration::from_millis(300);
+
+/// Asserts the next item is the unpositioned event tagged `tag` (not in
+/// `common`: redis_resync expects positioned items only).
+async fn expect(reg: &mut Registration, tag: &str) {
+    expect_at(reg, tag, None).await;
+}
 
 /// `TEST_REDIS_URL`, or None after printing a skip line.
 fn redis_url(test: &str) -> Option<String> {
@@ -31,6 +38,23 @@ async fn two_nodes(url: &str, test: &str) -> (Realtime, Realtime) {
     let a = Realtime::start(cfg.clone()).await.unwrap();
     let b = Realtime::start(cfg).await.unwrap();
     (a, b)
+}
+
+/// A user id unlikely to collide between tests sharing one Redis.
+fn unique_user() -> UserId {
+    UserId(conv().0)
+}
+
+/// Two nodes, each with a socket on the stream of a new user.
+async fn user_stream_on_two_nodes(
+    url: &str,
+    test: &str,
+) -> (Realtime, Realtime, UserId, Registration, Registration) {
+    let (a, b) = two_nodes(url, test).await;
+    let u = unique_user();
+    let on_a = a.join(Topic::User(u), u).await.unwrap();
+    let on_b = b.join(Topic::User(u), u).await.unwrap();
+    (a, b, u, on_a, on_b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +114,7 @@ async fn order_of_1000_events_across_nodes() {
     );
     assert_eq!(got.len(), 1000);
     for (i, f) in got.iter().enumerate() {
-        assert_eq!(&**f, frame_of(&i.to_string()), "position {i}");
+        assert_eq!(*f, item(&i.to_string(), None), "position {i}");
     }
 }
 
@@ -166,11 +190,12 @@ async fn last_leave_unsubscribes() {
     }
     let cfg = config(Some(url.clone()), "unsub");
     let c = conv();
-    let channel = format!("{}conv:{c}", cfg.channel_prefix);
+    let prefix = cfg.channel_prefix.clone();
+    let channel = format!("{prefix}conv:{c}");
     let b = Realtime::start(cfg).await.unwrap();
-    let numsub = || -> String {
+    let numsub = |channel: &str| -> String {
         let out = Command::new("redis-cli")
-            .args(["-u", &url, "PUBSUB", "NUMSUB", &channel])
+            .args(["-u", &url, "PUBSUB", "NUMSUB", channel])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -180,16 +205,105 @@ async fn last_leave_unsubscribes() {
             .trim()
             .to_owned()
     };
+    let eventually = |channel: &str, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while numsub(channel) != want {
+            assert!(Instant::now() < deadline, "{channel}: NUMSUB never {want}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The control channel is subscribed from the start, with no socket.
+    eventually(&format!("{prefix}ctl"), "1");
     let r1 = b.join(c, user(1)).await.unwrap();
     let r2 = b.join(c, user(2)).await.unwrap();
-    assert_eq!(numsub(), "1");
+    assert_eq!(numsub(&channel), "1");
     b.leave(c, r1.socket);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(numsub(), "1", "one socket is still there");
+    assert_eq!(numsub(&channel), "1", "one socket is still there");
     b.leave(c, r2.socket);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while numsub() != "0" {
-        assert!(Instant::now() < deadline, "channel still subscribed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(&channel, "0");
+
+    // A user's stream has its own channel, refcounted the same way.
+    let u = user(9);
+    let stream = format!("{prefix}user:{u}");
+    let s1 = b.join(Topic::User(u), u).await.unwrap();
+    let s2 = b.join(Topic::User(u), u).await.unwrap();
+    assert_eq!(numsub(&stream), "1");
+    b.leave(Topic::User(u), s1.socket);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(numsub(&stream), "1", "one socket is still there");
+    b.leave(Topic::User(u), s2.socket);
+    eventually(&stream, "0");
+    assert_eq!(numsub(&format!("{prefix}ctl")), "1");
+}
+
+/// A user's stream on two nodes: positions arrive intact and in order, the
+/// conversation with the same number hears nothing, and nothing arrives
+/// twice or as a spurious resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_topic_across_nodes_keeps_positions() {
+    let Some(url) = redis_url("user_topic_across_nodes_keeps_positions") else {
+        return;
+    };
+    let (a, b, u, mut on_a, mut on_b) = user_stream_on_two_nodes(&url, "user").await;
+    let stream = Topic::User(u);
+    let mut same_id = b.join(ConversationId(u.0), u).await.unwrap();
+
+    for seq in 1..=500 {
+        publish_at(&a, stream, &seq.to_string(), Some(seq)).await;
     }
+    for seq in 1..=500 {
+        expect_at(&mut on_b, &seq.to_string(), Some(seq)).await;
+        expect_at(&mut on_a, &seq.to_string(), Some(seq)).await;
+    }
+    publish_at(&b, stream, "from-b", Some(u64::MAX)).await;
+    expect_at(&mut on_a, "from-b", Some(u64::MAX)).await;
+    expect_at(&mut on_b, "from-b", Some(u64::MAX)).await;
+
+    // A positioned chat_message on a conversation crosses nodes too.
+    publish_at(&a, ConversationId(u.0), "msg", Some(3)).await;
+    expect_at(&mut same_id, "msg", Some(3)).await;
+
+    for reg in [&mut on_a, &mut on_b, &mut same_id] {
+        assert_eq!(recv_within(reg, SHORT).await, None);
+    }
+    assert_eq!(a.stats().resyncs_sent + b.stats().resyncs_sent, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn except_user_on_user_topics_across_nodes() {
+    let Some(url) = redis_url("except_user_on_user_topics_across_nodes") else {
+        return;
+    };
+    let (a, _b, u, mut on_a, mut on_b) = user_stream_on_two_nodes(&url, "user-except").await;
+    let stream = Topic::User(u);
+    a.publish_frame(stream, frame_of("hidden"), Some(1), Audience::ExceptUser(u))
+        .await;
+    a.publish_frame(
+        stream,
+        frame_of("shown"),
+        Some(2),
+        Audience::ExceptUser(user(0)),
+    )
+    .await;
+    for reg in [&mut on_a, &mut on_b] {
+        expect_at(reg, "shown", Some(2)).await;
+        assert_eq!(recv_within(reg, SHORT).await, None);
+    }
+}
+
+/// `resync_all` concerns this node's sockets only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_all_is_local_to_the_node() {
+    let Some(url) = redis_url("resync_all_is_local_to_the_node") else {
+        return;
+    };
+    let (a, _b, _, mut on_a, mut on_b) = user_stream_on_two_nodes(&url, "resync-local").await;
+    a.resync_all().await;
+    assert_eq!(
+        recv_within(&mut on_a, Duration::from_secs(5)).await,
+        Some(Outbound::Resync)
+    );
+    assert_eq!(recv_within(&mut on_b, SHORT).await, None);
+    assert_eq!(recv_within(&mut on_a, SHORT).await, None);
 }

@@ -194,7 +194,7 @@ impl Socket<'_> {
     async fn serve(
         &mut self,
         stream: &mut AggregatedMessageStream,
-        outbound: &mut tokio::sync::mpsc::Receiver<chat_realtime::Frame>,
+        outbound: &mut tokio::sync::mpsc::Receiver<chat_realtime::Outbound>,
     ) -> Option<CloseReason> {
         let established = ServerEvent::established(self.conversation, self.user.id).to_json();
         if self.session.text(established).await.is_err() {
@@ -238,9 +238,11 @@ impl Socket<'_> {
                     }
                 }
                 frame = outbound.recv() => match frame {
-                    Some(frame) => {
-                        if self.session.text(&*frame).await.is_err() { return None; }
+                    Some(chat_realtime::Outbound::Frame { json, .. }) => {
+                        if self.session.text(&*json).await.is_err() { return None; }
                     }
+                    // No log to re-read here: the client catches up from history.
+                    Some(chat_realtime::Outbound::Resync) => {}
                     None => {
                         return Some(CloseReason { code: CloseCode::Again, description: Some("Client too slow.".into()) });
                     }

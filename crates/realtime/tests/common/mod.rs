@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use chat_domain::{ConversationId, ServerEvent, UserId};
-use chat_realtime::{Frame, RealtimeConfig, Registration};
+use chat_realtime::{Audience, Outbound, Realtime, RealtimeConfig, Registration, Topic};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::time::timeout;
@@ -21,19 +21,29 @@ pub fn frame_of(tag: &str) -> String {
     ev(tag).to_json()
 }
 
-/// The next frame, or None if none arrives within `wait` (or the socket was dropped).
-pub async fn recv_within(reg: &mut Registration, wait: Duration) -> Option<Frame> {
+/// The queue item carrying the event tagged `tag` at `position`.
+pub fn item(tag: &str, position: Option<u64>) -> Outbound {
+    Outbound::Frame {
+        json: frame_of(tag).into(),
+        position,
+    }
+}
+
+/// The next item, or None if none arrives within `wait` (or the socket was dropped).
+pub async fn recv_within(reg: &mut Registration, wait: Duration) -> Option<Outbound> {
     timeout(wait, reg.outbound.recv()).await.ok().flatten()
 }
 
-/// Asserts the next frame is the event tagged `tag`.
-pub async fn expect(reg: &mut Registration, tag: &str) {
+/// Asserts the next item is the event tagged `tag` at `position`.
+pub async fn expect_at(reg: &mut Registration, tag: &str, position: Option<u64>) {
     let got = recv_within(reg, Duration::from_secs(5)).await;
-    assert_eq!(
-        got.as_deref(),
-        Some(frame_of(tag).as_str()),
-        "expected event {tag}"
-    );
+    assert_eq!(got, Some(item(tag, position)), "expected event {tag}");
+}
+
+/// Publishes the event tagged `tag` at `position` to everyone on `topic`.
+pub async fn publish_at(rt: &Realtime, topic: impl Into<Topic>, tag: &str, position: Option<u64>) {
+    rt.publish_frame(topic, frame_of(tag), position, Audience::Everyone)
+        .await;
 }
 
 fn random_u64() -> u64 {

@@ -1,9 +1,9 @@
 //! A redis-server child process of the test's own, for the tests that stop
-//! and start Redis (skipped when `redis-server` is not on PATH).
+//! and start Redis (skipped when `redis-server` is not on PATH), and the
+//! waits for cross-node delivery (and the resyncs it brings) once it is up.
 
-use crate::common::{ev, recv_within};
-use chat_domain::ConversationId;
-use chat_realtime::{Audience, Realtime, Registration};
+use crate::common::{publish_at, recv_within};
+use chat_realtime::{Outbound, Realtime, Registration, Topic};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,23 +78,32 @@ impl Drop for RedisServer {
     }
 }
 
+/// Reads until `wait` passes without an item; whether a resync was among them.
+pub async fn drain_seeing_resync(reg: &mut Registration, wait: Duration) -> bool {
+    let mut resync = false;
+    while let Some(got) = recv_within(reg, wait).await {
+        resync |= got == Outbound::Resync;
+    }
+    resync
+}
+
 /// Publishes probes on `from` until one reaches `to` (bounded: Redis was
 /// just started), then waits until `to` is quiet so later assertions see
-/// only new frames.
-pub async fn wait_for_cross_node(from: &Realtime, c: ConversationId, to: &mut Registration) {
+/// only new items; whether `to` got a resync meanwhile.
+pub async fn wait_for_cross_node(from: &Realtime, topic: Topic, to: &mut Registration) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut k = 0;
-    loop {
-        k += 1;
-        from.publish(c, &ev(&format!("probe-{k}")), Audience::Everyone)
-            .await;
-        if recv_within(to, Duration::from_millis(300)).await.is_some() {
-            break;
+    let mut resync = false;
+    for k in 1.. {
+        publish_at(from, topic, &format!("probe-{k}"), None).await;
+        match recv_within(to, Duration::from_millis(300)).await {
+            Some(Outbound::Frame { .. }) => break,
+            Some(Outbound::Resync) => resync = true,
+            None => {}
         }
         assert!(
             Instant::now() < deadline,
             "cross-node delivery did not start"
         );
     }
-    while recv_within(to, Duration::from_millis(300)).await.is_some() {}
+    drain_seeing_resync(to, Duration::from_millis(300)).await || resync
 }
