@@ -291,6 +291,8 @@ pub struct TestServer {
     /// The server's pool (statement counts).
     pub database: Database,
     handle: actix_web::dev::ServerHandle,
+    shutdown: chat_server::Shutdown,
+    stopped: Arc<tokio::sync::Notify>,
     /// Kept alive as long as the server.
     pub db: Arc<TestDb>,
 }
@@ -362,12 +364,17 @@ impl TestServer {
             actix_rt::System::new().block_on(async move {
                 match chat_server::start(settings).await {
                     Ok(running) => {
+                        let stopped = Arc::new(tokio::sync::Notify::new());
                         let _ = tx.send(Ok((
                             running.addr,
                             running.handle.clone(),
                             running.database.clone(),
+                            running.shutdown.clone(),
+                            stopped.clone(),
                         )));
                         let _ = running.server.await;
+                        stopped.notify_waiters();
+                        stopped.notify_one();
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -375,15 +382,18 @@ impl TestServer {
                 }
             });
         });
-        let (addr, handle, database) = tokio::task::spawn_blocking(move || rx.recv())
-            .await
-            .expect("join")
-            .expect("server thread")
-            .expect("server starts");
+        let (addr, handle, database, shutdown, stopped) =
+            tokio::task::spawn_blocking(move || rx.recv())
+                .await
+                .expect("join")
+                .expect("server thread")
+                .expect("server starts");
         TestServer {
             addr,
             database,
             handle,
+            shutdown,
+            stopped,
             db,
         }
     }
@@ -391,6 +401,14 @@ impl TestServer {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Shuts the node down as SIGTERM does ([`chat_server::drain`]) and
+    /// returns once the server has stopped.
+    pub async fn drain(&self) {
+        let stopped = self.stopped.notified();
+        chat_server::drain(&self.handle, &self.shutdown).await;
+        stopped.await;
     }
 
     /// `ws://127.0.0.1:PORT{path}`.

@@ -21,7 +21,7 @@ pub mod state;
 
 pub use routes::route_table;
 pub use settings::{ApiSettings, InvalidSetting, Secret};
-pub use state::{AppState, StateError};
+pub use state::{AppState, Shutdown, StateError};
 
 use actix_web::web;
 

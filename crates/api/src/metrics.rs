@@ -108,6 +108,7 @@ struct RealtimeCollector {
     frames_delivered: Desc,
     slow_sockets_dropped: Desc,
     relay_failures: Desc,
+    resyncs: Desc,
 }
 
 impl RealtimeCollector {
@@ -132,6 +133,10 @@ impl RealtimeCollector {
             relay_failures: desc(
                 "redis_publish_failures_total",
                 "Events not relayed to other nodes through Redis",
+            )?,
+            resyncs: desc(
+                "websocket_resyncs_total",
+                "Times a socket was told to re-read the log (the bus may have missed events)",
             )?,
         })
     }
@@ -168,6 +173,7 @@ impl Collector for RealtimeCollector {
             &self.frames_delivered,
             &self.slow_sockets_dropped,
             &self.relay_failures,
+            &self.resyncs,
         ]
     }
 
@@ -178,6 +184,7 @@ impl Collector for RealtimeCollector {
             counter(&self.frames_delivered, stats.frames_delivered),
             counter(&self.slow_sockets_dropped, stats.slow_sockets_dropped),
             counter(&self.relay_failures, stats.relay_failures),
+            counter(&self.resyncs, stats.resyncs_sent),
         ]
     }
 }

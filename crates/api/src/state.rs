@@ -28,6 +28,35 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// Prometheus metrics of this node.
     pub metrics: Arc<Metrics>,
+    /// Tells sockets the node is shutting down.
+    pub shutdown: Shutdown,
+}
+
+/// The node's shutdown signal: sockets watch it and close with 1012.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Shutdown {
+    /// Starts draining: every socket of this node closes with 1012.
+    pub fn begin(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether draining has begun.
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// A receiver that changes once draining begins.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 /// Why the application state could not be built.
@@ -65,6 +94,7 @@ impl AppState {
             settings: Arc::new(settings),
             limits: Arc::new(limits),
             metrics: Arc::new(metrics),
+            shutdown: Shutdown::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod settings;
 
+pub use chat_api::Shutdown;
 pub use settings::{Settings, SettingsError};
 
 use actix_web::middleware::{NormalizePath, TrailingSlash, from_fn};
@@ -52,6 +53,40 @@ pub struct Running {
     pub server: actix_web::dev::Server,
     /// The pool (for tests counting statements).
     pub database: Database,
+    /// Closes this node's sockets with 1012 (see [`drain`]).
+    pub shutdown: chat_api::Shutdown,
+}
+
+/// Shuts a node down the way SIGTERM does: sockets close with 1012, no new
+/// connections are accepted, requests and frames already taken are
+/// answered, and the server stops within its shutdown timeout.
+pub async fn drain(handle: &actix_web::dev::ServerHandle, shutdown: &chat_api::Shutdown) {
+    shutdown.begin();
+    handle.stop(true).await;
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 impl std::fmt::Debug for Running {
@@ -69,6 +104,30 @@ fn spawn_limiter_upkeep(limits: std::sync::Arc<chat_api::limits::RateLimits>) {
         loop {
             tick.tick().await;
             limits.shrink();
+        }
+    });
+}
+
+/// Prunes the user-stream log in the background (every node may: the
+/// delete is idempotent).
+fn spawn_event_log_pruning(db: Database, settings: &Settings) {
+    let d = &settings.database;
+    let keep_events = i64::try_from(d.event_log_keep_events).unwrap_or(i64::MAX);
+    let keep_for = chrono::Duration::days(i64::try_from(d.event_log_keep_days).unwrap_or(36_500));
+    let every = Duration::from_secs(d.event_log_prune_seconds);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let since = chrono::Utc::now() - keep_for;
+            match db
+                .run(move |c| chat_persistence::events::prune(c, keep_events, since))
+                .await
+            {
+                Ok(n) => tracing::debug!(pruned = n, "user event log pruned"),
+                Err(e) => tracing::warn!(error = %e.report(), "user event log pruning failed"),
+            }
         }
     });
 }
@@ -105,6 +164,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let state = AppState::new(database.clone(), writer, realtime, settings.api.clone())?;
     let body_limit = settings.api.limits.max_body_bytes;
     spawn_limiter_upkeep(state.limits.clone());
+    spawn_event_log_pruning(database.clone(), &settings);
+    let shutdown = state.shutdown.clone();
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -128,6 +189,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // algorithm holds a frame back while an earlier one is unacknowledged.
     .tcp_nodelay(true)
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+    // Signals are handled by the caller (see `drain`), so sockets are closed
+    // with 1012 rather than cut when the timeout ends.
+    .disable_signals()
     .bind((settings.server.host.as_str(), settings.server.port))?;
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
@@ -143,5 +207,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         handle: server.handle(),
         server,
         database,
+        shutdown,
     })
 }

@@ -1,7 +1,7 @@
 //! `chat-server [serve|migrate]`: serve (default) or apply migrations.
 
 use chat_server::settings::LogFormat;
-use chat_server::{Settings, StartError, open_database, start};
+use chat_server::{Settings, StartError, drain, open_database, start, termination};
 use std::process::ExitCode;
 
 #[actix_web::main]
@@ -48,6 +48,12 @@ async fn serve(settings: Settings) -> Result<(), StartError> {
         .map(|u| chat_persistence::db::redact(u.expose()));
     let running = start(settings).await?;
     tracing::info!(addr = %running.addr, database = %database_url, redis = ?redis, "chat server listening");
+    let (handle, shutdown) = (running.handle.clone(), running.shutdown.clone());
+    actix_web::rt::spawn(async move {
+        termination().await;
+        tracing::info!("shutting down: closing sockets, answering what was taken");
+        drain(&handle, &shutdown).await;
+    });
     running.server.await.map_err(StartError::Serve)
 }
 

@@ -148,6 +148,12 @@ pub struct DatabaseSettings {
     pub writers: usize,
     /// Most sends stored in one transaction (PostgreSQL).
     pub max_batch: usize,
+    /// The user-stream log keeps at least each user's last this many events…
+    pub event_log_keep_events: u64,
+    /// …and at least this many days of them.
+    pub event_log_keep_days: u64,
+    /// How often older events are pruned.
+    pub event_log_prune_seconds: u64,
 }
 
 /// Redis settings.
@@ -246,6 +252,10 @@ impl Settings {
         )?;
         at_least_one("database.writers", db.writers)?;
         at_least_one("database.max_batch", db.max_batch)?;
+        at_least_one(
+            "database.event_log_prune_seconds",
+            db.event_log_prune_seconds,
+        )?;
         // fred reads a zero timeout as "wait forever", which hangs during outages.
         at_least_one("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
         at_least_one("redis.socket_queue", self.redis.socket_queue)?;

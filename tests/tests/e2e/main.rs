@@ -10,6 +10,7 @@ mod multinode;
 mod openapi;
 mod operability;
 mod smoke;
+mod stream;
 mod support;
 mod websocket;
 mod writer;

@@ -46,6 +46,7 @@ pub const BEARER: &str = "jwt";
         routes::messages::send,
         routes::messages::detail,
         routes::ws::upgrade,
+        routes::ws::upgrade_stream,
         routes::health::healthz,
         routes::health::readyz,
         routes::health::metrics,

@@ -1,8 +1,16 @@
-//! `/ws/chat/{conversation_id}/`: one task per socket; its frames are
-//! handled in order, so one sender's messages keep their order everywhere.
+//! The two WebSockets: `/ws/chat/{conversation_id}/` (one conversation) and
+//! `/ws/chat/` (the user stream: every conversation of the user). One task
+//! per socket; its frames are handled in order, so one sender's messages
+//! keep their order everywhere.
+//!
+//! Gapless delivery: each socket knows the last position it delivered (the
+//! user's `seq` on a stream, the message's position in its conversation on
+//! a conversation socket). A frame further ahead, or a resync signal from
+//! the bus, makes the socket fill the gap from the database first; what it
+//! already delivered is skipped. If the log cannot fill it, the socket
+//! closes with 1012 and the client resumes with `since`/`after`.
 
 use crate::auth::{authenticate_with, bearer_token};
-use crate::dto::chat_message_event;
 use crate::error::ApiError;
 use crate::pagination::query_pairs;
 use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
@@ -13,10 +21,13 @@ use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use chat_domain::{
-    ClientEvent, ClientId, ConversationId, MessageContent, MessageId, ServerEvent, User,
+    ClientEvent, ClientFrame, ClientId, Conversation, ConversationId, MessageContent, MessageId,
+    ServerEvent, StreamStart, User,
 };
-use chat_persistence::{PersistenceError, conversations};
-use chat_realtime::Registration;
+use chat_persistence::events;
+use chat_persistence::messages::{self, Cursor};
+use chat_persistence::{PersistenceError, conversations, users};
+use chat_realtime::{Frame, Outbound, Registration, Topic};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -24,12 +35,17 @@ use tracing::Instrument;
 const CLOSE_UNAUTHENTICATED: u16 = 4001;
 const CLOSE_FORBIDDEN: u16 = 4003;
 const CLOSE_NOT_FOUND: u16 = 4004;
+/// `since` or `after` is not a non-negative integer.
+const CLOSE_BAD_CURSOR: u16 = 4400;
 /// The user has `rate_limits.max_sockets_per_user` sockets open already.
 const CLOSE_TOO_MANY_SOCKETS: u16 = 4029;
+/// Rows read per query while replaying or filling a gap.
+const FILL_CHUNK: i64 = 500;
 
-/// The WebSocket route.
+/// The WebSocket routes.
 pub fn configure(r: &mut super::Router<'_>) {
-    r.resource("/ws/chat/{id}/", |e| e.get(upgrade));
+    r.resource("/ws/chat/", |e| e.get(upgrade_stream))
+        .resource("/ws/chat/{id}/", |e| e.get(upgrade));
 }
 
 /// Open the conversation's WebSocket
@@ -37,34 +53,99 @@ pub fn configure(r: &mut super::Router<'_>) {
 /// Upgrades to a WebSocket carrying the conversation's live events. The
 /// token goes in `?token=` or an `Authorization: Bearer` header; token and
 /// membership failures close the socket after the upgrade (4001, 4003,
-/// 4004). Frames, events and close codes are described at the top of this
-/// document and in the `ClientEvent` and `ServerEvent` schemas.
+/// 4004). With `?after=<message id>` the socket first sends every later
+/// message of the conversation, oldest first (4400 if `after` is not a
+/// non-negative integer). Frames, events and close codes are described at
+/// the top of this document and in the `ClientEvent` and `ServerEvent`
+/// schemas.
 #[utoipa::path(get, path = "/ws/chat/{conversation_id}/", tag = "websocket",
     operation_id = "ws_chat", security(("jwt" = []), ()),
     params(
         ("conversation_id" = i64, Path, description = "Conversation id."),
         ("token" = Option<String>, Query, description = "Access token (or use the header)."),
+        ("after" = Option<i64>, Query, description = "Replay the messages after this id first."),
     ),
     responses(
         (status = 101, description = "Switching Protocols: the socket is open; its first frame \
-            is `connection_established`, or a close with 4001, 4003 or 4004."),
+            is `connection_established`, or a close with 4001, 4003, 4004 or 4400."),
         (status = 400, description = "Not a valid WebSocket upgrade request.", body = ApiError),
     ))]
-async fn upgrade(
+pub(crate) async fn upgrade(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = query_pairs(&req)
-        .into_iter()
-        .find(|(k, v)| k == "token" && !v.is_empty())
-        .map(|(_, v)| v)
-        .or_else(|| bearer_token(&req).map(str::to_owned));
     let conversation = req
         .match_info()
         .get("id")
         .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0);
+        .filter(|v| *v > 0)
+        .map(ConversationId);
+    open(state, req, body, Kind::Conversation(conversation), "after")
+}
+
+/// Open the user stream
+///
+/// One WebSocket for all of the user's conversations: every durable event
+/// carries the user's `seq` (1, 2, 3 … with no gaps); `?since=<seq>`
+/// replays what came after it (`recovered: false` when it cannot, 4400 if
+/// `since` is not a non-negative integer). Client frames name their
+/// `conversation_id`.
+#[utoipa::path(get, path = "/ws/chat/", tag = "websocket",
+    operation_id = "ws_stream", security(("jwt" = []), ()),
+    params(
+        ("token" = Option<String>, Query, description = "Access token (or use the header)."),
+        ("since" = Option<i64>, Query, description = "Resume after this seq."),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: the socket is open; its first frame \
+            is `connection_established` with `seq` and counters, or a close with 4001 or 4400."),
+        (status = 400, description = "Not a valid WebSocket upgrade request.", body = ApiError),
+    ))]
+pub(crate) async fn upgrade_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    open(state, req, body, Kind::Stream, "since")
+}
+
+/// Which socket was asked for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Conversation(Option<ConversationId>),
+    Stream,
+}
+
+/// What the query string asked for: the token and the resume cursor
+/// (`Err` when the cursor is not a non-negative integer).
+struct Ask {
+    token: Option<String>,
+    cursor: Result<Option<i64>, ()>,
+}
+
+fn open(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    kind: Kind,
+    cursor_name: &str,
+) -> Result<HttpResponse, actix_web::Error> {
+    let pairs = query_pairs(&req);
+    let token = pairs
+        .iter()
+        .find(|(k, v)| k == "token" && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        .or_else(|| bearer_token(&req).map(str::to_owned));
+    let cursor = match pairs.iter().find(|(k, _)| k == cursor_name) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c >= 0)
+            .map(Some)
+            .ok_or(()),
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = state.settings.websocket.max_frame_bytes;
     let stream = stream
@@ -74,8 +155,8 @@ async fn upgrade(
     // The socket's task logs in the upgrade request's span (its request id).
     let task = run(
         state.get_ref().clone(),
-        token,
-        conversation.map(ConversationId),
+        Ask { token, cursor },
+        kind,
         session,
         stream,
     );
@@ -90,58 +171,72 @@ fn close_reason(code: u16, description: &str) -> Option<CloseReason> {
     })
 }
 
+fn unavailable() -> Option<CloseReason> {
+    Some(CloseReason {
+        code: CloseCode::Error,
+        description: Some("Service unavailable.".into()),
+    })
+}
+
 /// Authenticates through the one path every route uses and checks
 /// membership; the close reason on failure.
 async fn admit(
     state: &AppState,
     token: Option<String>,
-    conversation: Option<ConversationId>,
-) -> Result<(User, ConversationId), Option<CloseReason>> {
+    kind: Kind,
+) -> Result<(User, Option<Conversation>), Option<CloseReason>> {
     let token = token.ok_or_else(|| {
         close_reason(
             CLOSE_UNAUTHENTICATED,
             "Authentication credentials were not provided.",
         )
     })?;
-    let found = authenticate_with(state, &token, move |c, _| match conversation {
-        Some(id) => match conversations::find(c, id) {
+    let found = authenticate_with(state, &token, move |c, _| match kind {
+        Kind::Conversation(Some(id)) => match conversations::find(c, id) {
             Ok(conv) => Ok(Some(conv)),
             Err(PersistenceError::NotFound) => Ok(None),
             Err(e) => Err(e),
         },
-        None => Ok(None),
+        Kind::Conversation(None) | Kind::Stream => Ok(None),
     })
     .await;
-    match found {
-        Ok((_, None)) => Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found.")),
-        Ok((user, Some(conv))) if conv.can_read(user.id) => Ok((user, conv.id)),
-        Ok(_) => Err(close_reason(
+    match (kind, found) {
+        (Kind::Stream, Ok((user, _))) => Ok((user, None)),
+        (_, Ok((_, None))) => Err(close_reason(CLOSE_NOT_FOUND, "Conversation not found.")),
+        (_, Ok((user, Some(conv)))) if conv.can_read(user.id) => Ok((user, Some(conv))),
+        (_, Ok(_)) => Err(close_reason(
             CLOSE_FORBIDDEN,
             "You are not a participant of this conversation.",
         )),
-        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+        (_, Err(e)) if e.status() == StatusCode::UNAUTHORIZED => {
             Err(close_reason(CLOSE_UNAUTHENTICATED, e.detail()))
         }
-        Err(_) => Err(Some(CloseReason {
-            code: CloseCode::Error,
-            description: Some("Service unavailable.".into()),
-        })),
+        (_, Err(_)) => Err(unavailable()),
     }
 }
 
 async fn run(
     state: AppState,
-    token: Option<String>,
-    conversation: Option<ConversationId>,
+    ask: Ask,
+    kind: Kind,
     session: Session,
     mut stream: AggregatedMessageStream,
 ) {
-    let (user, conversation) = match admit(&state, token, conversation).await {
+    let (user, conversation) = match admit(&state, ask.token, kind).await {
         Ok(admitted) => admitted,
         Err(reason) => {
             let _ = session.close(reason).await;
             return;
         }
+    };
+    let Ok(cursor) = ask.cursor else {
+        let _ = session
+            .close(close_reason(
+                CLOSE_BAD_CURSOR,
+                "The resume cursor must be a non-negative integer.",
+            ))
+            .await;
+        return;
     };
     // Held until the socket ends; frees the user's slot when dropped.
     let Some(_slot) = state.limits.open_socket(user.id) else {
@@ -154,38 +249,80 @@ async fn run(
             .await;
         return;
     };
+    let topic = match &conversation {
+        Some(conv) => Topic::Conversation(conv.id),
+        None => Topic::User(user.id),
+    };
     let Registration {
         socket,
         mut outbound,
-    } = match state.realtime.join(conversation, user.id).await {
+    } = match state.realtime.join(topic, user.id).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "realtime join failed");
-            let _ = session
-                .close(Some(CloseReason {
-                    code: CloseCode::Error,
-                    description: None,
-                }))
-                .await;
+            let _ = session.close(unavailable()).await;
             return;
         }
+    };
+    let scope = match conversation {
+        Some(conversation) => Scope::Conversation {
+            position: conversation.message_count,
+            anchor: conversation.last_message_id.map_or(0, |m| m.0),
+            last_frame: None,
+            conversation,
+        },
+        None => Scope::Stream {
+            seq: 0,
+            verified: Vec::new(),
+        },
     };
     let mut socket_task = Socket {
         state: &state,
         user,
-        conversation,
         session: session.clone(),
+        scope,
     };
-    let close = socket_task.serve(&mut stream, &mut outbound).await;
-    state.realtime.leave(conversation, socket);
+    let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
+    state.realtime.leave(topic, socket);
     let _ = session.close(close).await;
+}
+
+/// What a socket carries, and the last position it delivered.
+enum Scope {
+    /// `/ws/chat/{id}/`: positions are messages' places in the conversation.
+    Conversation {
+        conversation: Conversation,
+        /// The position of the last message delivered.
+        position: i64,
+        /// A message id at or before `position`: gaps are read after it.
+        anchor: i64,
+        /// The last positioned frame delivered; its `message_id` is a
+        /// better anchor, read only when a gap needs it.
+        last_frame: Option<Frame>,
+    },
+    /// `/ws/chat/`: positions are the user's seq.
+    Stream {
+        seq: i64,
+        /// Conversations this socket has seen the user take part in.
+        verified: Vec<ConversationId>,
+    },
+}
+
+/// Why a socket must close.
+type Closing = Option<CloseReason>;
+
+fn restart(description: &str) -> Closing {
+    Some(CloseReason {
+        code: CloseCode::Restart,
+        description: Some(description.to_owned()),
+    })
 }
 
 struct Socket<'a> {
     state: &'a AppState,
     user: User,
-    conversation: ConversationId,
     session: Session,
+    scope: Scope,
 }
 
 impl Socket<'_> {
@@ -193,12 +330,16 @@ impl Socket<'_> {
     /// returns the close reason to send.
     async fn serve(
         &mut self,
+        cursor: Option<i64>,
         stream: &mut AggregatedMessageStream,
-        outbound: &mut tokio::sync::mpsc::Receiver<chat_realtime::Outbound>,
-    ) -> Option<CloseReason> {
-        let established = ServerEvent::established(self.conversation, self.user.id).to_json();
-        if self.session.text(established).await.is_err() {
-            return None;
+        outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Closing {
+        let mut draining = self.state.shutdown.watch();
+        if *draining.borrow_and_update() {
+            return restart("Server shutting down; reconnect.");
+        }
+        if let Err(close) = Box::pin(self.establish(cursor)).await {
+            return close;
         }
         let settings = &self.state.settings.websocket;
         let timeout = Duration::from_secs(settings.client_timeout_seconds);
@@ -218,10 +359,7 @@ impl Socket<'_> {
                             Box::pin(self.handle_frame(&text)).await
                         }
                         Some(Ok(AggregatedMessage::Binary(_))) => {
-                            self.send_event(&ServerEvent::Error {
-                                message: "Binary frames are not supported; send JSON text.".into(),
-                                client_id: None,
-                            }).await;
+                            self.error("Binary frames are not supported; send JSON text.", None).await;
                         }
                         Some(Ok(AggregatedMessage::Ping(bytes))) => {
                             if self.session.pong(&bytes).await.is_err() { return None; }
@@ -237,16 +375,25 @@ impl Socket<'_> {
                         }
                     }
                 }
-                frame = outbound.recv() => match frame {
-                    Some(chat_realtime::Outbound::Frame { json, .. }) => {
-                        if self.session.text(&*json).await.is_err() { return None; }
+                item = outbound.recv() => {
+                    let delivered = match item {
+                        Some(Outbound::Frame { json, position }) => {
+                            Box::pin(self.deliver(json, position)).await
+                        }
+                        Some(Outbound::Resync) => Box::pin(self.fill(None)).await,
+                        None => Err(Some(CloseReason { code: CloseCode::Again, description: Some("Client too slow.".into()) })),
+                    };
+                    if let Err(close) = delivered { return close; }
+                }
+                _ = draining.changed() => {
+                    // Frames already taken have been handled (actions run to
+                    // their end before the loop gets here again); deliver
+                    // what they queued, then close.
+                    if let Err(close) = Box::pin(self.flush(outbound)).await {
+                        return close;
                     }
-                    // No log to re-read here: the client catches up from history.
-                    Some(chat_realtime::Outbound::Resync) => {}
-                    None => {
-                        return Some(CloseReason { code: CloseCode::Again, description: Some("Client too slow.".into()) });
-                    }
-                },
+                    return restart("Server shutting down; reconnect.");
+                }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > timeout {
                         return Some(CloseReason { code: CloseCode::Policy, description: Some("Heartbeat timeout.".into()) });
@@ -255,6 +402,310 @@ impl Socket<'_> {
                 }
             }
         }
+    }
+
+    /// Delivers what reaches the queue until it has been quiet for a moment
+    /// (at most a second): the answers to frames handled before a drain.
+    async fn flush(
+        &mut self,
+        outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Result<(), Closing> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(50), outbound.recv()).await {
+                Ok(Some(Outbound::Frame { json, position })) => {
+                    self.deliver(json, position).await?
+                }
+                Ok(Some(Outbound::Resync)) => self.fill(None).await?,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `connection_established`, then what `cursor` asks to replay.
+    /// The socket is subscribed already: anything committed from here on
+    /// arrives live, and anything before is read here.
+    async fn establish(&mut self, cursor: Option<i64>) -> Result<(), Closing> {
+        let user = self.user.id;
+        let conversation = match &self.scope {
+            Scope::Conversation { conversation, .. } => Some(conversation.id),
+            Scope::Stream { .. } => None,
+        };
+        match conversation {
+            Some(id) => {
+                let first = ServerEvent::established(id, user);
+                self.write(&first.to_json()).await?;
+                if let Some(after) = cursor {
+                    let now = self
+                        .db(move |c| conversations::find(c, id))
+                        .await
+                        .map_err(|_| unavailable())?;
+                    let last_id = now.last_message_id.map_or(0, |m| m.0);
+                    self.replay_messages(after, last_id).await?;
+                    // From here on the socket stands at the newest message
+                    // of that moment; anything later arrives live or fills.
+                    if let Scope::Conversation {
+                        position,
+                        anchor,
+                        last_frame,
+                        ..
+                    } = &mut self.scope
+                    {
+                        *position = now.message_count;
+                        *anchor = last_id;
+                        *last_frame = None;
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                let (state, next) = self
+                    .db(move |c| {
+                        let state = events::stream_state(c, user)?;
+                        let since = cursor.unwrap_or(state.seq);
+                        let next = if since < state.seq {
+                            events::replay(c, user, since, state.seq, 1)?
+                        } else {
+                            Vec::new()
+                        };
+                        Ok((state, next))
+                    })
+                    .await
+                    .map_err(|_| unavailable())?;
+                let recovered = cursor.map(|since| {
+                    since == state.seq
+                        || (since < state.seq && next.first().map(|e| e.0) == Some(since + 1))
+                });
+                let start = StreamStart {
+                    seq: state.seq,
+                    total_unread: state.total_unread,
+                    unread_conversations: state.unread_conversations,
+                    recovered,
+                };
+                self.write(&ServerEvent::stream_established(user, start).to_json())
+                    .await?;
+                match (cursor, recovered) {
+                    (Some(since), Some(true)) => {
+                        self.set_seq(since);
+                        self.fill(Some(state.seq)).await
+                    }
+                    _ => {
+                        self.set_seq(state.seq);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_seq(&mut self, to: i64) {
+        if let Scope::Stream { seq, .. } = &mut self.scope {
+            *seq = to;
+        }
+    }
+
+    /// The last position delivered.
+    fn last(&self) -> i64 {
+        match &self.scope {
+            Scope::Conversation { position, .. } => *position,
+            Scope::Stream { seq, .. } => *seq,
+        }
+    }
+
+    /// Writes a live frame in order: skipped when already delivered, after
+    /// the gap is filled when it is ahead.
+    async fn deliver(&mut self, json: Frame, position: Option<u64>) -> Result<(), Closing> {
+        let Some(p) = position.and_then(|p| i64::try_from(p).ok()) else {
+            return self.write(&json).await;
+        };
+        if p <= self.last() {
+            return Ok(());
+        }
+        if p > self.last() + 1 {
+            self.fill(Some(p)).await?;
+            if p <= self.last() {
+                return Ok(());
+            }
+        }
+        self.write(&json).await?;
+        match &mut self.scope {
+            Scope::Conversation {
+                position,
+                last_frame,
+                ..
+            } => {
+                *position = p;
+                *last_frame = Some(json);
+            }
+            Scope::Stream { seq, .. } => *seq = p,
+        }
+        Ok(())
+    }
+
+    /// Delivers from the database what lies after the last position, up
+    /// to `upto` (or everything, for a resync).
+    async fn fill(&mut self, upto: Option<i64>) -> Result<(), Closing> {
+        if let Scope::Conversation {
+            anchor, last_frame, ..
+        } = &mut self.scope
+        {
+            // The last live frame is newer than the stored anchor.
+            if let Some(id) = last_frame.take().as_deref().and_then(message_id_of) {
+                *anchor = id;
+            }
+            return self.fill_conversation(upto).await;
+        }
+        self.fill_stream(upto).await
+    }
+
+    async fn fill_stream(&mut self, upto: Option<i64>) -> Result<(), Closing> {
+        let user = self.user.id;
+        loop {
+            let after = self.last();
+            if upto.is_some_and(|u| after >= u) {
+                return Ok(());
+            }
+            let limit = upto.map_or(FILL_CHUNK, |u| (u - after).min(FILL_CHUNK));
+            let rows = self
+                .db(move |c| events::replay(c, user, after, upto.unwrap_or(i64::MAX), limit))
+                .await
+                .map_err(|_| restart("Could not read the event log; resume with since."))?;
+            let Some(first) = rows.first() else {
+                return match upto {
+                    // The frame is ahead of what the log holds: not committed? Never.
+                    Some(_) => Err(restart("Events are missing; resume with since.")),
+                    None => Ok(()),
+                };
+            };
+            if first.0 != after + 1 {
+                return Err(restart("Events were pruned; reload and reconnect."));
+            }
+            let n = rows.len() as i64;
+            for (seq, payload) in rows {
+                self.write(&payload).await?;
+                self.set_seq(seq);
+            }
+            if n < limit && upto.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends the conversation's messages with `after < id <= last_id`,
+    /// oldest first (`after=` on connect).
+    async fn replay_messages(&mut self, after: i64, last_id: i64) -> Result<(), Closing> {
+        let Scope::Conversation { conversation, .. } = &self.scope else {
+            return Ok(());
+        };
+        let conv = conversation.clone();
+        let mut from = after;
+        while from < last_id {
+            let c2 = conv.clone();
+            let (rows, senders) = self
+                .db(move |c| {
+                    let (rows, _) = messages::from_cursor(
+                        c,
+                        c2.id,
+                        Cursor::After(MessageId(from)),
+                        FILL_CHUNK,
+                    )?;
+                    let senders = users::find_many(c, &[c2.user_low, c2.user_high])?;
+                    Ok((rows, senders))
+                })
+                .await
+                .map_err(|_| unavailable())?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for m in rows.into_iter().filter(|m| m.id.0 <= last_id) {
+                from = m.id.0;
+                if let Some(sender) = senders.iter().find(|u| u.id == m.sender_id) {
+                    self.write(&ServerEvent::chat_message(&m, sender).to_json())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills a conversation socket's gap: the messages after the anchor
+    /// (the message at the last position delivered) follow it position by
+    /// position, up to `upto` or the newest.
+    async fn fill_conversation(&mut self, upto: Option<i64>) -> Result<(), Closing> {
+        loop {
+            let Scope::Conversation {
+                conversation,
+                anchor,
+                ..
+            } = &self.scope
+            else {
+                return Ok(());
+            };
+            if upto.is_some_and(|u| self.last() >= u) {
+                return Ok(());
+            }
+            let (conv, from) = (conversation.clone(), *anchor);
+            let (rows, senders) = self
+                .db(move |c| {
+                    let (rows, _) = messages::from_cursor(
+                        c,
+                        conv.id,
+                        Cursor::After(MessageId(from)),
+                        FILL_CHUNK,
+                    )?;
+                    let senders = users::find_many(c, &[conv.user_low, conv.user_high])?;
+                    Ok((rows, senders))
+                })
+                .await
+                .map_err(|_| restart("Could not read the history; resume with after."))?;
+            let complete = (rows.len() as i64) < FILL_CHUNK;
+            if rows.is_empty() {
+                return match upto {
+                    Some(_) => Err(restart("Messages are missing; resume with after.")),
+                    None => Ok(()),
+                };
+            }
+            for m in rows {
+                let p = self.last() + 1;
+                if upto.is_some_and(|u| p > u) {
+                    return Ok(());
+                }
+                let Some(sender) = senders.iter().find(|u| u.id == m.sender_id) else {
+                    return Err(restart("A sender is missing; resume with after."));
+                };
+                let json: Frame = ServerEvent::chat_message(&m, sender).to_json().into();
+                self.write(&json).await?;
+                if let Scope::Conversation {
+                    position,
+                    anchor,
+                    last_frame,
+                    ..
+                } = &mut self.scope
+                {
+                    *position = p;
+                    *anchor = m.id.0;
+                    *last_frame = None;
+                }
+            }
+            if complete && upto.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut chat_persistence::DbConnection) -> chat_persistence::QueryResult<T>
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.state.db.run(f).await?)
+    }
+
+    async fn write(&mut self, json: &str) -> Result<(), Closing> {
+        self.session.text(json.to_owned()).await.map_err(|_| None)
     }
 
     async fn send_event(&mut self, event: &ServerEvent) {
@@ -270,22 +721,55 @@ impl Socket<'_> {
     }
 
     async fn handle_frame(&mut self, text: &str) {
-        match ClientEvent::parse(text) {
-            Ok(ClientEvent::ChatMessage { content, client_id }) => {
-                self.on_chat_message(content, client_id).await
+        let frame = match ClientFrame::parse(text) {
+            Ok(f) => f,
+            Err(e) => return self.error(e.message, e.client_id).await,
+        };
+        let echo = match &frame.event {
+            ClientEvent::ChatMessage { client_id, .. } => {
+                client_id.as_ref().map(|c| c.as_str().to_owned())
             }
-            Ok(ClientEvent::TypingIndicator { is_typing }) => {
-                chat::typing(self.state, &self.user, self.conversation, is_typing).await
+            _ => None,
+        };
+        let conversation = match (&self.scope, frame.conversation_id) {
+            (Scope::Conversation { conversation, .. }, None) => conversation.id,
+            (Scope::Conversation { conversation, .. }, Some(named)) if named == conversation.id => {
+                named
             }
-            Ok(ClientEvent::MessageRead { message_ids }) => self.on_message_read(message_ids).await,
-            Err(e) => self.error(e.message, e.client_id).await,
+            (Scope::Conversation { conversation, .. }, Some(_)) => {
+                let message = format!(
+                    "This socket carries conversation {}; use /ws/chat/ for others.",
+                    conversation.id
+                );
+                return self.error(message, echo).await;
+            }
+            (Scope::Stream { .. }, Some(named)) => named,
+            (Scope::Stream { .. }, None) => {
+                return self.error("Missing field 'conversation_id'.", echo).await;
+            }
+        };
+        match frame.event {
+            ClientEvent::ChatMessage { content, client_id } => {
+                self.on_chat_message(conversation, content, client_id).await
+            }
+            ClientEvent::TypingIndicator { is_typing } => {
+                self.on_typing(conversation, is_typing).await
+            }
+            ClientEvent::MessageRead { message_ids } => {
+                self.on_message_read(conversation, message_ids).await
+            }
         }
     }
 
-    async fn on_chat_message(&mut self, content: MessageContent, client_id: Option<ClientId>) {
+    async fn on_chat_message(
+        &mut self,
+        conversation: ConversationId,
+        content: MessageContent,
+        client_id: Option<ClientId>,
+    ) {
         let echo = client_id.as_ref().map(|c| c.as_str().to_owned());
         let new = NewMessage {
-            conversation: self.conversation,
+            conversation,
             content,
             client_id,
         };
@@ -294,21 +778,62 @@ impl Socket<'_> {
             Ok(Sent::Stored(_)) => {}
             // A retry: only this socket hears of it again.
             Ok(Sent::Duplicate(m)) => {
-                let event = chat_message_event(&m, &self.user);
+                let event = ServerEvent::chat_message(&m, &self.user);
                 self.send_event(&event).await
             }
             Err(e) => self.error(error_message(&e), echo).await,
         }
     }
 
-    async fn on_message_read(&mut self, ids: Vec<MessageId>) {
-        let selection = ReadSelection::Only(ids);
-        if let Err(e) =
-            chat::mark_read(self.state, self.user.id, self.conversation, selection).await
+    async fn on_typing(&mut self, id: ConversationId, is_typing: bool) {
+        let conversation = match &self.scope {
+            Scope::Conversation { conversation, .. } => conversation.clone(),
+            Scope::Stream { .. } => match self.participant_of(id).await {
+                Ok(c) => c,
+                Err(e) => return self.error(error_message(&e), None).await,
+            },
+        };
+        chat::typing(self.state, &self.user, &conversation, is_typing).await
+    }
+
+    /// The conversation if the user takes part in it (404 otherwise);
+    /// remembers it, so typing does not cost a query per frame.
+    async fn participant_of(&mut self, id: ConversationId) -> Result<Conversation, ApiError> {
+        let me = self.user.id;
+        let conversation = self
+            .db(move |c| conversations::find_for(c, id, me))
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::NOT_FOUND => ApiError::not_found("Conversation not found."),
+                _ => e,
+            })?;
+        if let Scope::Stream { verified, .. } = &mut self.scope
+            && !verified.contains(&id)
         {
+            verified.push(id);
+        }
+        Ok(conversation)
+    }
+
+    async fn on_message_read(&mut self, conversation: ConversationId, ids: Vec<MessageId>) {
+        let selection = ReadSelection::Only(ids);
+        if let Err(e) = chat::mark_read(self.state, self.user.id, conversation, selection).await {
+            let e = match e.status() {
+                StatusCode::NOT_FOUND => ApiError::not_found("Conversation not found."),
+                _ => e,
+            };
             self.error(error_message(&e), None).await;
         }
     }
+}
+
+/// The `message_id` of a `chat_message` frame (read only to anchor a gap fill).
+fn message_id_of(json: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        message_id: i64,
+    }
+    serde_json::from_str::<Id>(json).ok().map(|i| i.message_id)
 }
 
 /// The `error` event's text for a refused action: what was wrong, and that

@@ -3,9 +3,11 @@
 use crate::error::ApiError;
 use crate::limits::too_many;
 use crate::notify;
+use crate::service::to_completion;
 use crate::state::AppState;
 use chat_domain::{
-    ClientId, ConversationId, Message, MessageContent, MessageId, ServerEvent, User, UserId,
+    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, ServerEvent, User,
+    UserId,
 };
 use chat_persistence::events::Ledger;
 use chat_persistence::messages::{self, Marked, SendOutcome};
@@ -43,8 +45,18 @@ impl Sent {
     }
 }
 
-/// Sends a message as `sender`: rate limit, rules, store, then publish.
+/// Sends a message as `sender`: rate limit, rules, store, then publish,
+/// to the end even if the caller goes away.
 pub async fn send_message(
+    state: &AppState,
+    sender: &User,
+    new: NewMessage,
+) -> Result<Sent, ApiError> {
+    let (state, sender) = (state.clone(), sender.clone());
+    to_completion(async move { store_and_publish(&state, &sender, new).await }).await
+}
+
+async fn store_and_publish(
     state: &AppState,
     sender: &User,
     new: NewMessage,
@@ -93,6 +105,17 @@ pub struct Read {
 /// `messages_read` in both participants' streams in the same transaction,
 /// and publishes it when something was marked. 404 for a non-participant.
 pub async fn mark_read(
+    state: &AppState,
+    reader: UserId,
+    conversation: ConversationId,
+    selection: ReadSelection,
+) -> Result<Read, ApiError> {
+    let state = state.clone();
+    to_completion(async move { read_and_publish(&state, reader, conversation, selection).await })
+        .await
+}
+
+async fn read_and_publish(
     state: &AppState,
     reader: UserId,
     conversation: ConversationId,
@@ -170,23 +193,16 @@ pub async fn ensure_participant(
     Ok(())
 }
 
-/// Tells the other participant's sockets that `typist` started or stopped
-/// typing. The caller has checked membership (a conversation socket does
-/// at admission); nothing is stored.
-pub async fn typing(
-    state: &AppState,
-    typist: &User,
-    conversation: ConversationId,
-    is_typing: bool,
-) {
+/// Tells the other participant's sockets (conversation sockets and user
+/// streams) that `typist` started or stopped typing. The caller has checked
+/// membership (a conversation socket at admission, the stream per
+/// conversation); nothing is stored.
+pub async fn typing(state: &AppState, typist: &User, conversation: &Conversation, is_typing: bool) {
     let event = ServerEvent::TypingIndicator {
         conversation_id: None,
         user_id: typist.id,
         user_name: typist.display_name(),
         is_typing,
     };
-    state
-        .realtime
-        .publish(conversation, &event, Audience::ExceptUser(typist.id))
-        .await;
+    notify::typing(state, conversation, typist.id, event).await;
 }

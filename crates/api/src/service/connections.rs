@@ -4,6 +4,7 @@
 use crate::dto::{ConnectionView, ConversationView, user_map};
 use crate::error::ApiError;
 use crate::notify;
+use crate::service::to_completion;
 use crate::state::AppState;
 use chat_domain::{Connection, ConnectionId, ConnectionStatus, ServerEvent, UserId};
 use chat_persistence::connections::{self, RuleResult};
@@ -14,6 +15,15 @@ use chat_persistence::{
 
 /// Asks `addressee` to connect; `connection_request` reaches the addressee's stream.
 pub async fn request(
+    state: &AppState,
+    requester: UserId,
+    addressee: UserId,
+) -> Result<ConnectionView, ApiError> {
+    let state = state.clone();
+    to_completion(async move { request_now(&state, requester, addressee).await }).await
+}
+
+async fn request_now(
     state: &AppState,
     requester: UserId,
     addressee: UserId,
@@ -49,6 +59,16 @@ pub enum Change {
 /// when `can_send` changes, `conversation_created`/`conversation_updated`)
 /// reach both users' streams.
 pub async fn change(
+    state: &AppState,
+    actor: UserId,
+    id: ConnectionId,
+    change: Change,
+) -> Result<ConnectionView, ApiError> {
+    let state = state.clone();
+    to_completion(async move { change_now(&state, actor, id, change).await }).await
+}
+
+async fn change_now(
     state: &AppState,
     actor: UserId,
     id: ConnectionId,

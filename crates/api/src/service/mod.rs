@@ -9,3 +9,23 @@
 
 pub mod chat;
 pub mod connections;
+
+use crate::error::ApiError;
+use std::future::Future;
+use tracing::Instrument;
+
+/// Runs an action to its end in a task of its own: a caller that goes away
+/// (an HTTP client hanging up, a socket closing) cannot cancel it between
+/// storing and publishing. The caller still awaits the outcome, so one
+/// caller's actions keep their order.
+pub(crate) async fn to_completion<T: 'static>(
+    action: impl Future<Output = Result<T, ApiError>> + 'static,
+) -> Result<T, ApiError> {
+    actix_web::rt::spawn(action.instrument(tracing::Span::current()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::internal_because(format!(
+                "action task failed: {e}"
+            )))
+        })
+}
