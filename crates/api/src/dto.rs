@@ -1,5 +1,6 @@
 //! Wire types: what the API sends, separate from storage rows and domain types.
 
+use chat_domain::message::DeliveryStatus;
 use chat_domain::{
     Connection, ConnectionId, ConnectionStatus, Conversation, ConversationId, Message, MessageId,
     ServerEvent, User, UserId, UserView,
@@ -72,6 +73,12 @@ pub struct MessageView {
     /// The sender's idempotency key, or null when none was given.
     #[schema(required = true)]
     client_id: Option<String>,
+    /// `sent` once stored, `delivered` once the recipient's client
+    /// acknowledged it, `read` once read (read implies delivered).
+    status: DeliveryStatus,
+    /// When it was delivered, or null.
+    #[schema(required = true)]
+    delivered_at: Option<DateTime<Utc>>,
 }
 
 impl MessageView {
@@ -88,6 +95,8 @@ impl MessageView {
             read_at: m.read_at,
             created_at: m.created_at,
             client_id: m.client_id.clone(),
+            status: m.status(),
+            delivered_at: m.delivered_at(),
         }
     }
 }

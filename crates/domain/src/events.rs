@@ -54,6 +54,12 @@ pub enum ClientEvent {
         #[cfg_attr(feature = "openapi", schema(value_type = Vec<i64>, max_items = 1000))]
         message_ids: Vec<MessageId>,
     },
+    /// Acknowledge delivery of every message of the other user up to this one.
+    Ack {
+        /// Any message of the conversation (your own included).
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        message_id: MessageId,
+    },
 }
 
 /// Why a client frame was refused. `client_id` is whatever valid-looking
@@ -189,6 +195,16 @@ impl ClientEvent {
                 }
                 Some(_) => Err(fail("Field 'message_ids' must be a list of integers.")),
             },
+            "ack" => match obj.get("message_id") {
+                None | Some(Value::Null) => Err(fail("Missing field 'message_id'.")),
+                Some(v) => v
+                    .as_i64()
+                    .filter(|id| *id > 0)
+                    .map(|id| Self::Ack {
+                        message_id: MessageId(id),
+                    })
+                    .ok_or_else(|| fail("Field 'message_id' must be a positive integer.")),
+            },
             other => Err(fail(&format!("Unknown event type '{other}'."))),
         }
     }
@@ -314,6 +330,23 @@ pub enum ServerEvent {
         #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
         #[cfg_attr(feature = "openapi", schema(ignore))]
         stream: Option<StreamCounters>,
+    },
+    /// Messages of the other user up to `up_to_message_id` became delivered.
+    MessagesDelivered {
+        /// Where.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        conversation_id: ConversationId,
+        /// Whose client acknowledged them.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        user_id: UserId,
+        /// The acknowledged message.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        up_to_message_id: MessageId,
+        /// When.
+        delivered_at: DateTime<Utc>,
+        /// On a user stream: the event's number there.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        seq: Option<i64>,
     },
     /// A connection request was made to the stream's user (user stream).
     ConnectionRequest {

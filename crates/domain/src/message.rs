@@ -121,12 +121,50 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
     /// When the recipient read it.
     pub read_at: Option<DateTime<Utc>>,
+    /// When the recipient's client acknowledged it (or read it).
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Where a message stands for its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Stored.
+    Sent,
+    /// A recipient's client acknowledged it.
+    Delivered,
+    /// Marked read (read implies delivered).
+    Read,
 }
 
 impl Message {
     /// Whether the recipient has read it.
     pub fn is_read(&self) -> bool {
         self.read_at.is_some()
+    }
+
+    /// Sent, delivered or read.
+    ///
+    /// ```
+    /// use chat_domain::message::DeliveryStatus;
+    /// # let m = chat_domain::Message { id: chat_domain::MessageId(1), conversation_id: chat_domain::ConversationId(1),
+    /// #   sender_id: chat_domain::UserId(1), content: "hi".into(), client_id: None, created_at: chat_domain::now(),
+    /// #   read_at: None, delivered_at: None };
+    /// assert_eq!(m.status(), DeliveryStatus::Sent);
+    /// ```
+    pub fn status(&self) -> DeliveryStatus {
+        match (self.read_at, self.delivered_at) {
+            (Some(_), _) => DeliveryStatus::Read,
+            (None, Some(_)) => DeliveryStatus::Delivered,
+            (None, None) => DeliveryStatus::Sent,
+        }
+    }
+
+    /// When it was delivered; a read message was delivered when it was read
+    /// at the latest.
+    pub fn delivered_at(&self) -> Option<DateTime<Utc>> {
+        self.delivered_at.or(self.read_at)
     }
 }
 

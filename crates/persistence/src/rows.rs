@@ -155,6 +155,7 @@ pub(crate) struct MessageRow {
     pub client_id: Option<String>,
     pub created_at: NaiveDateTime,
     pub read_at: Option<NaiveDateTime>,
+    pub delivered_at: Option<NaiveDateTime>,
 }
 
 impl MessageRow {
@@ -167,6 +168,7 @@ impl MessageRow {
             client_id: self.client_id,
             created_at: to_utc(self.created_at),
             read_at: self.read_at.map(to_utc),
+            delivered_at: self.delivered_at.map(to_utc),
         }
     }
 }

@@ -43,6 +43,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         message_count -> BigInt,
+        delivered_for_low -> BigInt,
+        delivered_for_high -> BigInt,
     }
 }
 
@@ -55,6 +57,7 @@ diesel::table! {
         client_id -> Nullable<Text>,
         created_at -> Timestamp,
         read_at -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
     }
 }
 

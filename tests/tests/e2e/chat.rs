@@ -26,7 +26,7 @@ const CONVERSATION_KEYS: [&str; 9] = [
     "created_at",
     "updated_at",
 ];
-const MESSAGE_KEYS: [&str; 10] = [
+const MESSAGE_KEYS: [&str; 12] = [
     "id",
     "conversation_id",
     "sender_id",
@@ -37,6 +37,8 @@ const MESSAGE_KEYS: [&str; 10] = [
     "read_at",
     "created_at",
     "client_id",
+    "status",
+    "delivered_at",
 ];
 const CHAT_EVENT_KEYS: [&str; 9] = [
     "type",

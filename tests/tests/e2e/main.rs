@@ -5,6 +5,7 @@ mod auth;
 mod chat;
 mod connections;
 mod conventions;
+mod delivery;
 mod migrations;
 mod multinode;
 mod openapi;

@@ -322,7 +322,8 @@ async fn document_describes_the_websocket_api() {
         [
             "\"chat_message\"",
             "\"typing_indicator\"",
-            "\"message_read\""
+            "\"message_read\"",
+            "\"ack\""
         ]
         .map(String::from)
         .into()
@@ -338,6 +339,7 @@ async fn document_describes_the_websocket_api() {
             "\"conversation_created\"",
             "\"conversation_updated\"",
             "\"messages_read\"",
+            "\"messages_delivered\"",
             "\"error\"",
         ]
         .map(String::from)

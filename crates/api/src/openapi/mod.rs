@@ -43,6 +43,7 @@ pub const BEARER: &str = "jwt";
         routes::conversations::detail,
         routes::conversations::history,
         routes::conversations::mark_read,
+        routes::conversations::delivered,
         routes::messages::send,
         routes::messages::detail,
         routes::ws::upgrade,
@@ -252,6 +253,13 @@ mod tests {
                 message_ids: vec![MessageId(1)],
                 read_at: t,
                 stream: None,
+            },
+            chat_domain::ServerEvent::MessagesDelivered {
+                conversation_id: ConversationId(1),
+                user_id: UserId(2),
+                up_to_message_id: MessageId(3),
+                delivered_at: t,
+                seq: Some(4),
             },
             chat_domain::ServerEvent::ConnectionRequest {
                 connection: json!({}),

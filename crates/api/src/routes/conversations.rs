@@ -4,7 +4,7 @@ use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConversationView, MessageView, user_map};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{optional_json, path_id};
+use crate::extract::{json_body, optional_json, path_id};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
@@ -26,13 +26,15 @@ const CONVERSATIONS: &str = "/api/chat/conversations/";
 const CONVERSATION: &str = "/api/chat/conversations/{id}/";
 const HISTORY: &str = "/api/chat/conversations/{id}/messages/";
 const MARK_READ: &str = "/api/chat/conversations/{id}/mark_read/";
+const DELIVERED: &str = "/api/chat/conversations/{id}/delivered/";
 
 /// `/api/chat/conversations/…`.
 pub fn configure(r: &mut Router<'_>) {
     r.resource(CONVERSATIONS, |e| e.get(list))
         .resource(CONVERSATION, |e| e.get(detail))
         .resource(HISTORY, |e| e.get(history))
-        .resource(MARK_READ, |e| e.post(mark_read));
+        .resource(MARK_READ, |e| e.post(mark_read))
+        .resource(DELIVERED, |e| e.post(delivered));
 }
 
 /// Users and last messages of a set of conversations: two statements.
@@ -369,6 +371,85 @@ async fn mark_read(
     };
     let read = chat::mark_read(&state, me, id, selection).await?;
     Ok(HttpResponse::Ok().json(MarkReadResult::from(read)))
+}
+
+/// `POST …/delivered/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct DeliveredRequest {
+    /// Any message of the conversation, your own included: every message
+    /// of the other user up to it becomes delivered.
+    message_id: i64,
+}
+
+/// What an acknowledgement changed.
+#[derive(Debug, Serialize, ToSchema)]
+struct DeliveredResult {
+    /// How many messages became delivered now (0 when nothing changed).
+    #[schema(value_type = i64)]
+    delivered: usize,
+    /// The acknowledged message.
+    #[schema(value_type = i64)]
+    up_to_message_id: MessageId,
+    /// The time recorded.
+    delivered_at: DateTime<Utc>,
+}
+
+/// Acknowledge delivery
+///
+/// For push handlers: every message of the other user in the conversation
+/// with an id up to `message_id` becomes delivered, and
+/// `messages_delivered` goes to the conversation's sockets and both user
+/// streams (nothing when nothing changed). Your own messages never become
+/// delivered by your acknowledgement.
+#[utoipa::path(post, path = DELIVERED, tag = "conversations",
+    operation_id = "conversations_delivered", security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Conversation id.")),
+    request_body = DeliveredRequest,
+    responses(
+        (status = 200, description = "What became delivered.", body = DeliveredResult),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
+        (status = 404, description = "`not_found`: no such conversation, you are not part of \
+            it, or no such message in it.", body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
+async fn delivered(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = ConversationId(path_id(&req, "id")?);
+    let me = user.0.id;
+    let message = json_body(&req, &body, state.settings.limits.max_body_bytes).and_then(|body| {
+        match body.get("message_id") {
+            None | Some(Value::Null) => {
+                Err(ApiError::field("message_id", "This field is required."))
+            }
+            Some(v) => v.as_i64().filter(|m| *m > 0).map(MessageId).ok_or_else(|| {
+                ApiError::field("message_id", "A valid positive integer is required.")
+            }),
+        }
+    });
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => {
+            chat::ensure_participant(&state, me, id).await?;
+            return Err(e);
+        }
+    };
+    let d = chat::mark_delivered(&state, me, id, message).await?;
+    Ok(HttpResponse::Ok().json(DeliveredResult {
+        delivered: d.count,
+        up_to_message_id: d.up_to,
+        delivered_at: d.delivered_at,
+    }))
 }
 
 /// `message_ids`: absent or null means all; otherwise a list of integers.

@@ -281,8 +281,13 @@ async fn run(
         user,
         session: session.clone(),
         scope,
+        acks: Acks::default(),
     };
     let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
+    // Acks the client sent are stored even when it leaves within the window.
+    if !socket_task.acks.pending.is_empty() {
+        socket_task.store_acks().await;
+    }
     state.realtime.leave(topic, socket);
     let _ = session.close(close).await;
 }
@@ -323,7 +328,25 @@ struct Socket<'a> {
     user: User,
     session: Session,
     scope: Scope,
+    acks: Acks,
 }
+
+/// Acks are coalesced: within [`ACK_WINDOW`] of the last one stored, a
+/// socket's acks only raise a pending watermark per conversation, so a
+/// flood of acks costs one transaction per window, not one each.
+#[derive(Default)]
+struct Acks {
+    /// Highest ack waiting to be stored, per conversation.
+    pending: Vec<(ConversationId, MessageId)>,
+    /// Highest ack stored per conversation (a lower one changes nothing).
+    stored: Vec<(ConversationId, MessageId)>,
+    /// When the pending ones are stored.
+    due: Option<Instant>,
+    /// When the last ack was stored.
+    last: Option<Instant>,
+}
+
+const ACK_WINDOW: Duration = Duration::from_millis(100);
 
 impl Socket<'_> {
     /// Runs until the client leaves, stops answering, or falls behind;
@@ -349,7 +372,11 @@ impl Socket<'_> {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
+            let acks_due = self.acks.due;
             tokio::select! {
+                _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
+                    Box::pin(self.store_acks()).await;
+                }
                 incoming = stream.recv() => {
                     last_heard = Instant::now();
                     match incoming {
@@ -389,6 +416,9 @@ impl Socket<'_> {
                     // Frames already taken have been handled (actions run to
                     // their end before the loop gets here again); deliver
                     // what they queued, then close.
+                    if !self.acks.pending.is_empty() {
+                        Box::pin(self.store_acks()).await;
+                    }
                     if let Err(close) = Box::pin(self.flush(outbound)).await {
                         return close;
                     }
@@ -758,6 +788,7 @@ impl Socket<'_> {
             ClientEvent::MessageRead { message_ids } => {
                 self.on_message_read(conversation, message_ids).await
             }
+            ClientEvent::Ack { message_id } => self.on_ack(conversation, message_id).await,
         }
     }
 
@@ -813,6 +844,57 @@ impl Socket<'_> {
             verified.push(id);
         }
         Ok(conversation)
+    }
+
+    async fn on_ack(&mut self, conversation: ConversationId, message_id: MessageId) {
+        let acks = &mut self.acks;
+        let known = |list: &[(ConversationId, MessageId)]| {
+            list.iter()
+                .find(|(c, _)| *c == conversation)
+                .map(|(_, m)| *m)
+        };
+        if known(&acks.stored).is_some_and(|m| m >= message_id)
+            || known(&acks.pending).is_some_and(|m| m >= message_id)
+        {
+            return;
+        }
+        match acks.pending.iter_mut().find(|(c, _)| *c == conversation) {
+            Some(entry) => entry.1 = message_id,
+            None => acks.pending.push((conversation, message_id)),
+        }
+        let now = Instant::now();
+        match acks.last {
+            Some(last) if now < last + ACK_WINDOW => {
+                acks.due.get_or_insert(last + ACK_WINDOW);
+            }
+            _ => self.store_acks().await,
+        }
+    }
+
+    /// Stores the pending acks (one transaction per conversation).
+    async fn store_acks(&mut self) {
+        self.acks.due = None;
+        self.acks.last = Some(Instant::now());
+        for (conversation, up_to) in std::mem::take(&mut self.acks.pending) {
+            match chat::mark_delivered(self.state, self.user.id, conversation, up_to).await {
+                Ok(_) => {
+                    let stored = &mut self.acks.stored;
+                    match stored.iter_mut().find(|(c, _)| *c == conversation) {
+                        Some(entry) => entry.1 = entry.1.max(up_to),
+                        None => stored.push((conversation, up_to)),
+                    }
+                }
+                Err(e) => {
+                    let e = match e.status() {
+                        StatusCode::NOT_FOUND => {
+                            ApiError::not_found("No such message in this conversation.")
+                        }
+                        _ => e,
+                    };
+                    self.error(error_message(&e), None).await;
+                }
+            }
+        }
     }
 
     async fn on_message_read(&mut self, conversation: ConversationId, ids: Vec<MessageId>) {

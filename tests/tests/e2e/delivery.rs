@@ -1,0 +1,253 @@
+//! Delivery status: `ack` frames and `POST …/delivered/`, the message
+//! object's `status` and `delivered_at`, and `messages_delivered`.
+
+use crate::support::*;
+use crate::ws_support::*;
+use serde_json::{Value, json};
+
+async fn stream(server: &TestServer, token: &str) -> Ws {
+    let url = server.ws_url(&format!("/ws/chat/?token={token}"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket upgrade");
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    ws
+}
+
+async fn message(api: &Api, token: &str, id: &Value) -> Value {
+    let (status, m) = api
+        .call(
+            "GET",
+            &format!("/api/chat/messages/{id}/"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{m}");
+    m
+}
+
+async fn delivered(api: &Api, token: &str, conv: i64, body: Value) -> (u16, Value) {
+    api.call(
+        "POST",
+        &format!("/api/chat/conversations/{conv}/delivered/"),
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn ack_makes_messages_delivered_and_read_implies_delivered() {
+    let (server, api, ta, tb, conv, _a, b) = pair_server().await;
+    let m1 = api.send_message(&ta, conv, "one").await;
+    let m2 = api.send_message(&ta, conv, "two").await;
+    let m3 = api.send_message(&ta, conv, "three").await;
+    for m in [&m1, &m2, &m3] {
+        assert_eq!(m["status"], "sent");
+        assert_eq!(m["delivered_at"], Value::Null);
+    }
+    let mut conv_a = join(&server.ws_url(""), conv, &ta).await;
+    let mut wa = stream(&server, &ta).await;
+    let mut wb = stream(&server, &tb).await;
+
+    // bob acks up to m2 on his stream.
+    send(
+        &mut wb,
+        json!({"type": "ack", "conversation_id": conv, "message_id": m2["id"]}),
+    )
+    .await;
+    let on_conv = next(&mut conv_a).await;
+    assert_eq!(on_conv["type"], "messages_delivered");
+    assert_eq!(on_conv["conversation_id"], conv);
+    assert_eq!(on_conv["user_id"], b);
+    assert_eq!(on_conv["up_to_message_id"], m2["id"]);
+    assert_timestamp(&on_conv["delivered_at"]);
+    assert!(on_conv.get("seq").is_none(), "{on_conv}");
+    for ws in [&mut wa, &mut wb] {
+        let e = next_of(ws, "messages_delivered").await;
+        assert_eq!(e["up_to_message_id"], m2["id"]);
+        assert_eq!(e["delivered_at"], on_conv["delivered_at"]);
+        assert!(e["seq"].as_i64().is_some(), "{e}");
+    }
+    let (d1, d2, d3) = (
+        message(&api, &ta, &m1["id"]).await,
+        message(&api, &ta, &m2["id"]).await,
+        message(&api, &ta, &m3["id"]).await,
+    );
+    assert_eq!(
+        (d1["status"].clone(), d2["status"].clone()),
+        (json!("delivered"), json!("delivered"))
+    );
+    assert_eq!(d1["delivered_at"], on_conv["delivered_at"]);
+    assert_eq!(d3["status"], "sent");
+
+    // The same ack again changes nothing: no event.
+    send(
+        &mut wb,
+        json!({"type": "ack", "conversation_id": conv, "message_id": m1["id"]}),
+    )
+    .await;
+    silent(&mut conv_a, 300).await;
+
+    // Reading m3 makes it read (and delivered); m1 keeps its delivery time.
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/chat/conversations/{conv}/mark_read/"),
+            Some(&tb),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(next(&mut conv_a).await["type"], "messages_read");
+    let (d1, d3) = (
+        message(&api, &tb, &m1["id"]).await,
+        message(&api, &tb, &m3["id"]).await,
+    );
+    assert_eq!(
+        (d1["status"].clone(), d3["status"].clone()),
+        (json!("read"), json!("read"))
+    );
+    assert_eq!(d1["delivered_at"], on_conv["delivered_at"]);
+    assert_eq!(d3["delivered_at"], d3["read_at"]);
+    // An ack past it changes nothing either: read messages are delivered.
+    let (status, res) = delivered(&api, &tb, conv, json!({"message_id": m3["id"]})).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["delivered"], 0);
+    silent(&mut conv_a, 300).await;
+}
+
+#[tokio::test]
+async fn http_ack_for_push_handlers_and_own_messages_never_delivered_by_own_ack() {
+    let (server, api, ta, tb, conv, a, _b) = pair_server().await;
+    let from_b = api.send_message(&tb, conv, "from bob").await;
+    let own = api.send_message(&ta, conv, "from alice").await;
+    let mut wb = stream(&server, &tb).await;
+    // alice acks her own (newest) message: bob's earlier one becomes delivered.
+    let (status, res) = delivered(&api, &ta, conv, json!({"message_id": own["id"]})).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["delivered"], 1);
+    assert_eq!(res["up_to_message_id"], own["id"]);
+    assert_timestamp(&res["delivered_at"]);
+    let e = next_of(&mut wb, "messages_delivered").await;
+    assert_eq!(
+        (e["user_id"].clone(), e["delivered_at"].clone()),
+        (json!(a), res["delivered_at"].clone())
+    );
+    assert_eq!(
+        message(&api, &ta, &from_b["id"]).await["status"],
+        "delivered"
+    );
+    assert_eq!(message(&api, &ta, &own["id"]).await["status"], "sent");
+    // Nothing more to deliver: 0, no event.
+    let (_, res) = delivered(&api, &ta, conv, json!({"message_id": own["id"]})).await;
+    assert_eq!(res["delivered"], 0);
+    silent(&mut wb, 300).await;
+    // History and detail agree.
+    let (_, history) = api
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/messages/"),
+            Some(&tb),
+            None,
+        )
+        .await;
+    let statuses: Vec<&Value> = history["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|m| &m["status"])
+        .collect();
+    assert_eq!(statuses, [&json!("sent"), &json!("delivered")]);
+}
+
+#[tokio::test]
+async fn bad_acks_change_nothing() {
+    let (server, api, ta, tb, conv, _a, _b) = pair_server().await;
+    let m = api.send_message(&ta, conv, "hi").await;
+    let (_u, tc) = api.user("carol").await;
+    // REST: bad bodies 400 for members, 404 for strangers and unknown messages.
+    for body in [
+        json!({}),
+        json!({"message_id": "x"}),
+        json!({"message_id": 0}),
+        json!({"message_id": -3}),
+    ] {
+        let (status, res) = delivered(&api, &tb, conv, body.clone()).await;
+        assert_field_error(status, &res, "message_id");
+    }
+    let (status, res) = delivered(&api, &tc, conv, json!({"message_id": m["id"]})).await;
+    assert_error(status, &res, 404);
+    let (status, res) = delivered(&api, &tc, conv, json!({})).await;
+    assert_error(status, &res, 404);
+    let (status, res) = delivered(&api, &tb, conv, json!({"message_id": 999_999})).await;
+    assert_error(status, &res, 404);
+    let (status, res) = delivered(&api, &tb, 999_999, json!({"message_id": m["id"]})).await;
+    assert_error(status, &res, 404);
+    // Sockets: error events.
+    let mut wb = stream(&server, &tb).await;
+    let mut conv_b = join(&server.ws_url(""), conv, &tb).await;
+    for frame in [
+        json!({"type": "ack", "conversation_id": conv}),
+        json!({"type": "ack", "conversation_id": conv, "message_id": "1"}),
+        json!({"type": "ack", "message_id": m["id"]}),
+        json!({"type": "ack", "conversation_id": conv, "message_id": 999_999}),
+    ] {
+        send(&mut wb, frame.clone()).await;
+        assert_eq!(next(&mut wb).await["type"], "error", "{frame}");
+    }
+    let (mut wc, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/ws/chat/?token={tc}")))
+            .await
+            .expect("upgrade");
+    next(&mut wc).await;
+    send(
+        &mut wc,
+        json!({"type": "ack", "conversation_id": conv, "message_id": m["id"]}),
+    )
+    .await;
+    assert_eq!(next(&mut wc).await["type"], "error");
+    assert_eq!(message(&api, &ta, &m["id"]).await["status"], "sent");
+    // A conversation socket may leave conversation_id out.
+    send(&mut conv_b, json!({"type": "ack", "message_id": m["id"]})).await;
+    assert_eq!(next(&mut conv_b).await["type"], "messages_delivered");
+    assert_eq!(message(&api, &ta, &m["id"]).await["status"], "delivered");
+}
+
+#[tokio::test]
+async fn a_flood_of_acks_is_coalesced() {
+    let (server, api, ta, tb, conv, _a, _b) = pair_server().await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(api.send_message(&ta, conv, &format!("m{n}")).await["id"].clone());
+    }
+    let mut conv_a = join(&server.ws_url(""), conv, &ta).await;
+    let mut wb = stream(&server, &tb).await;
+    for id in &ids {
+        send(
+            &mut wb,
+            json!({"type": "ack", "conversation_id": conv, "message_id": id}),
+        )
+        .await;
+    }
+    let last = ids.last().expect("ids").clone();
+    let mut events = 0;
+    loop {
+        let e = next(&mut conv_a).await;
+        assert_eq!(e["type"], "messages_delivered");
+        events += 1;
+        if e["up_to_message_id"] == last {
+            break;
+        }
+    }
+    assert!(
+        events < ids.len() / 2,
+        "{events} events for {} acks",
+        ids.len()
+    );
+    silent(&mut conv_a, 300).await;
+    for id in &ids {
+        assert_eq!(message(&api, &ta, id).await["status"], "delivered");
+    }
+}
