@@ -1,5 +1,6 @@
 //! Wire types: what the API sends, separate from storage rows and domain types.
 
+use crate::service::presence::PresenceView;
 use chat_domain::message::DeliveryStatus;
 use chat_domain::{
     Connection, ConnectionId, ConnectionStatus, Conversation, ConversationId, Message, MessageId,
@@ -130,6 +131,9 @@ pub struct ConversationView {
     created_at: DateTime<Utc>,
     /// The time of the last message, or the creation time when there is none.
     updated_at: DateTime<Utc>,
+    /// The other participant's presence (offline with `last_seen` null
+    /// while the two are not connected, or when they hide it).
+    other_user_presence: PresenceView,
 }
 
 impl ConversationView {
@@ -139,6 +143,7 @@ impl ConversationView {
         viewer: UserId,
         users: &UserMap,
         last: Option<&Message>,
+        other_online: bool,
     ) -> Option<Self> {
         let low = users.get(&c.user_low)?;
         let high = users.get(&c.user_high)?;
@@ -157,6 +162,11 @@ impl ConversationView {
             can_send: c.can_send(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            other_user_presence: if c.can_send() {
+                PresenceView::of(other, other_online)
+            } else {
+                PresenceView::HIDDEN
+            },
         })
     }
 }

@@ -348,6 +348,17 @@ pub enum ServerEvent {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         seq: Option<i64>,
     },
+    /// A connected user came online or went offline (user stream; never
+    /// replayed).
+    Presence {
+        /// Whose presence.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        user_id: UserId,
+        /// `online` or `offline`.
+        status: String,
+        /// When they were last online; null while online or when hidden.
+        last_seen: Option<DateTime<Utc>>,
+    },
     /// A connection request was made to the stream's user (user stream).
     ConnectionRequest {
         /// The connection object.

@@ -209,6 +209,10 @@ pub struct User {
     pub last_name: String,
     /// Avatar URL, if any.
     pub avatar: Option<String>,
+    /// When the user was last online (set when they go offline).
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether others may see the user's presence.
+    pub share_presence: bool,
 }
 
 impl User {
@@ -217,7 +221,7 @@ impl User {
     /// ```
     /// use chat_domain::{User, UserId};
     /// let mut u = User { id: UserId(1), username: "jdoe".into(), first_name: "John".into(),
-    ///     last_name: "Doe".into(), avatar: None };
+    ///     last_name: "Doe".into(), avatar: None, last_seen: None, share_presence: true };
     /// assert_eq!(u.display_name(), "John Doe");
     /// u.last_name.clear();
     /// assert_eq!(u.display_name(), "John");
@@ -327,6 +331,8 @@ mod tests {
             first_name: String::new(),
             last_name: "Doe".into(),
             avatar: Some("https://e/a.png".into()),
+            last_seen: None,
+            share_presence: false,
         };
         let v = serde_json::to_value(UserView::from(&u)).unwrap();
         assert_eq!(v["name"], "Doe");

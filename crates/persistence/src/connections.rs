@@ -253,3 +253,20 @@ fn set_status_if(
     .execute(conn)?;
     Ok(changed == 1)
 }
+
+/// The users `user` has an accepted connection with.
+pub fn partners(conn: &mut DbConnection, user: UserId) -> QueryResult<Vec<UserId>> {
+    let rows: Vec<(i64, i64)> = connections::table
+        .filter(connections::status.eq(ConnectionStatus::Accepted.as_str()))
+        .filter(
+            connections::requester_id
+                .eq(user.0)
+                .or(connections::addressee_id.eq(user.0)),
+        )
+        .select((connections::requester_id, connections::addressee_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(r, a)| if r == user.0 { UserId(a) } else { UserId(r) })
+        .collect())
+}

@@ -53,7 +53,16 @@ pub struct UserEvent {
     pub payload: String,
 }
 
-type ProfileColumns = (i64, String, String, String, Option<String>, i64, i64, i64);
+type ProfileColumns = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<NaiveDateTime>,
+    bool,
+    (i64, i64, i64),
+);
 
 #[derive(Debug)]
 struct Entry {
@@ -85,9 +94,13 @@ impl Ledger {
                 users::first_name,
                 users::last_name,
                 users::avatar,
-                users::event_seq,
-                users::total_unread,
-                users::unread_conversations,
+                users::last_seen,
+                users::share_presence,
+                (
+                    users::event_seq,
+                    users::total_unread,
+                    users::unread_conversations,
+                ),
             ));
         let rows: Vec<ProfileColumns> = match conn {
             DbConnection::Pg(pg) => query.for_update().load(pg)?,
@@ -96,28 +109,32 @@ impl Ledger {
         };
         let users = rows
             .into_iter()
-            .map(|(id, username, first_name, last_name, avatar, seq, t, c)| {
-                let profile = User {
-                    id: UserId(id),
-                    username,
-                    first_name,
-                    last_name,
-                    avatar,
-                };
-                let state = StreamState {
-                    seq,
-                    total_unread: t,
-                    unread_conversations: c,
-                };
-                (
-                    UserId(id),
-                    Entry {
-                        profile,
-                        state,
-                        changed: false,
-                    },
-                )
-            })
+            .map(
+                |(id, username, first_name, last_name, avatar, seen, share, (seq, t, c))| {
+                    let profile = User {
+                        id: UserId(id),
+                        username,
+                        first_name,
+                        last_name,
+                        avatar,
+                        last_seen: seen.map(|s| s.and_utc()),
+                        share_presence: share,
+                    };
+                    let state = StreamState {
+                        seq,
+                        total_unread: t,
+                        unread_conversations: c,
+                    };
+                    (
+                        UserId(id),
+                        Entry {
+                            profile,
+                            state,
+                            changed: false,
+                        },
+                    )
+                },
+            )
             .collect();
         Ok(Self {
             users,

@@ -38,6 +38,8 @@ pub(crate) struct UserRow {
     pub first_name: String,
     pub last_name: String,
     pub avatar: Option<String>,
+    pub last_seen: Option<NaiveDateTime>,
+    pub share_presence: bool,
 }
 
 impl UserRow {
@@ -48,6 +50,8 @@ impl UserRow {
             first_name: self.first_name,
             last_name: self.last_name,
             avatar: self.avatar,
+            last_seen: self.last_seen.map(to_utc),
+            share_presence: self.share_presence,
         }
     }
 }

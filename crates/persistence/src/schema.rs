@@ -14,6 +14,8 @@ diesel::table! {
         event_seq -> BigInt,
         total_unread -> BigInt,
         unread_conversations -> BigInt,
+        last_seen -> Nullable<Timestamp>,
+        share_presence -> Bool,
     }
 }
 

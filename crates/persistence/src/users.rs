@@ -31,6 +31,8 @@ pub struct ProfileChanges {
     pub last_name: Option<String>,
     /// New avatar (`Some(None)` clears it).
     pub avatar: Option<Option<String>>,
+    /// Whether others may see the user's presence.
+    pub share_presence: Option<bool>,
 }
 
 /// Inserts a user; a taken username (any case) is
@@ -94,8 +96,13 @@ pub fn update_profile(
         first_name: changes.first_name.as_deref(),
         last_name: changes.last_name.as_deref(),
         avatar: changes.avatar.as_ref().map(Option::as_deref),
+        share_presence: changes.share_presence,
     };
-    if set.first_name.is_none() && set.last_name.is_none() && set.avatar.is_none() {
+    if set.first_name.is_none()
+        && set.last_name.is_none()
+        && set.avatar.is_none()
+        && set.share_presence.is_none()
+    {
         return find(conn, id);
     }
     let row: UserRow = diesel::update(users::table.find(id.0))
@@ -111,4 +118,17 @@ struct ProfileChangeset<'a> {
     first_name: Option<&'a str>,
     last_name: Option<&'a str>,
     avatar: Option<Option<&'a str>>,
+    share_presence: Option<bool>,
+}
+
+/// Records when the user was last online.
+pub fn set_last_seen(
+    conn: &mut DbConnection,
+    id: UserId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id.0))
+        .set(users::last_seen.eq(to_naive(at)))
+        .execute(conn)?;
+    Ok(())
 }

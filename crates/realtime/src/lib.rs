@@ -17,9 +17,11 @@
 mod envelope;
 mod health;
 mod hub;
+mod presence;
 mod redis_bus;
 
 use chat_domain::{ConversationId, ServerEvent, UserId};
+pub use presence::{Presence, PresenceChange};
 use redis_bus::RedisBus;
 use std::fmt;
 use std::sync::Arc;
@@ -114,6 +116,11 @@ pub struct RealtimeConfig {
     pub socket_queue: usize,
     /// Bound on every Redis command (fred's default is to wait forever).
     pub command_timeout: Duration,
+    /// How long a user stays online after their last socket closed.
+    pub presence_grace: Duration,
+    /// A node's presence lease: a node silent for this long is taken for
+    /// dead and its users go offline.
+    pub presence_lease: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -123,6 +130,8 @@ impl Default for RealtimeConfig {
             channel_prefix: "chat:".into(),
             socket_queue: 256,
             command_timeout: Duration::from_secs(2),
+            presence_grace: Duration::from_secs(10),
+            presence_lease: Duration::from_secs(15),
         }
     }
 }
@@ -200,6 +209,8 @@ struct Inner {
     socket_queue: usize,
     command_timeout: Duration,
     hub_task: JoinHandle<()>,
+    presence: Presence,
+    presence_changes: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PresenceChange>>>,
 }
 
 impl Drop for Inner {
@@ -236,6 +247,11 @@ impl Realtime {
         };
         let stats = Arc::new(Stats::default());
         let hub_task = tokio::spawn(hub::run(hub_rx, subscriptions, stats.clone()));
+        let (presence, presence_changes) = Presence::start(
+            redis.as_ref().map(RedisBus::presence_client),
+            config.presence_grace,
+            config.presence_lease,
+        );
         Ok(Realtime {
             inner: Arc::new(Inner {
                 stats,
@@ -245,6 +261,8 @@ impl Realtime {
                 socket_queue: config.socket_queue,
                 command_timeout: config.command_timeout,
                 hub_task,
+                presence,
+                presence_changes: std::sync::Mutex::new(Some(presence_changes)),
             }),
         })
     }
@@ -394,6 +412,20 @@ impl Realtime {
                 .as_ref()
                 .map_or(0, RedisBus::relay_failures),
         }
+    }
+
+    /// This node's presence bookkeeping.
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    /// The presence changes this node decides, once (the API consumes them).
+    pub fn take_presence_changes(&self) -> Option<mpsc::UnboundedReceiver<PresenceChange>> {
+        self.inner
+            .presence_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Whether Redis is configured (multi-node mode).

@@ -261,6 +261,15 @@ impl RedisBus {
         }
     }
 
+    /// The publisher client, channel prefix and node id, for presence.
+    pub(crate) fn presence_client(&self) -> (Client, String, String) {
+        (
+            self.publisher.clone(),
+            self.prefix.clone(),
+            self.node_id.clone(),
+        )
+    }
+
     /// Readiness: a PING through the publisher, and the subscriber's state.
     pub(crate) async fn check(&self) -> Result<(), String> {
         if !self.publisher.is_connected() {

@@ -154,6 +154,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         channel_prefix: settings.redis.channel_prefix.clone(),
         socket_queue: settings.redis.socket_queue,
         command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
+        presence_grace: Duration::from_millis(settings.redis.presence_grace_ms),
+        presence_lease: Duration::from_millis(settings.redis.presence_lease_ms),
     })
     .await?;
     let writer = chat_persistence::MessageWriter::start(
@@ -166,6 +168,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     spawn_limiter_upkeep(state.limits.clone());
     spawn_event_log_pruning(database.clone(), &settings);
     let shutdown = state.shutdown.clone();
+    chat_api::service::presence::spawn_announcer(state.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()

@@ -167,6 +167,11 @@ pub struct RedisSettings {
     pub command_timeout_ms: u64,
     /// Per-socket queue.
     pub socket_queue: usize,
+    /// Milliseconds a user stays online after their last socket closed.
+    pub presence_grace_ms: u64,
+    /// Milliseconds of a node's presence lease: a node silent this long is
+    /// taken for dead and its users go offline.
+    pub presence_lease_ms: u64,
 }
 
 /// Why settings could not be loaded.
@@ -259,6 +264,7 @@ impl Settings {
         // fred reads a zero timeout as "wait forever", which hangs during outages.
         at_least_one("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
         at_least_one("redis.socket_queue", self.redis.socket_queue)?;
+        at_least_one("redis.presence_lease_ms", self.redis.presence_lease_ms)?;
         self.api.validate()
     }
 

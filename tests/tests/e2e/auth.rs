@@ -169,7 +169,7 @@ async fn register_returns_the_user_object() {
     assert_eq!(status, 200);
     let access = tokens["access"].as_str().expect("access");
     let (status, me) = api.call("GET", "/api/users/me/", Some(access), None).await;
-    assert_eq!((status, &me), (200, &user));
+    assert_eq!((status, &me), (200, &me_view(&user)));
 }
 
 #[tokio::test]
@@ -443,7 +443,7 @@ async fn token_returns_access_and_refresh() {
     let (status, me) = api
         .call("GET", "/api/users/me/", tokens["access"].as_str(), None)
         .await;
-    assert_eq!((status, &me), (200, &user));
+    assert_eq!((status, &me), (200, &me_view(&user)));
 }
 
 #[tokio::test]
@@ -523,7 +523,7 @@ async fn refresh_gives_a_new_access_token() {
     let (status, me) = api
         .call("GET", "/api/users/me/", Some(new_access), None)
         .await;
-    assert_eq!((status, &me), (200, &user));
+    assert_eq!((status, &me), (200, &me_view(&user)));
 
     // An access token is not a refresh token.
     let (status, body) = api
@@ -573,7 +573,7 @@ async fn simplejwt_tokens_are_accepted_with_either_user_id_form() {
     for user_id in [json!(id.to_string()), json!(id)] {
         let access = mint(&simplejwt_claims(user_id.clone(), "access", 300));
         let (status, me) = api.call("GET", "/api/users/me/", Some(&access), None).await;
-        assert_eq!((status, &me), (200, &user), "user_id {user_id}");
+        assert_eq!((status, &me), (200, &me_view(&user)), "user_id {user_id}");
         let refresh = mint(&simplejwt_claims(user_id.clone(), "refresh", 3600));
         let (status, body) = api
             .call(
@@ -587,7 +587,7 @@ async fn simplejwt_tokens_are_accepted_with_either_user_id_form() {
         let (status, me) = api
             .call("GET", "/api/users/me/", body["access"].as_str(), None)
             .await;
-        assert_eq!((status, &me), (200, &user));
+        assert_eq!((status, &me), (200, &me_view(&user)));
     }
     // The scheme name is case-insensitive, as in SimpleJWT's header parsing.
     let access = mint(&simplejwt_claims(json!(id.to_string()), "access", 300));
@@ -769,7 +769,7 @@ async fn me_shows_and_patches_the_caller() {
     let api = Api::new(&server);
     let (user, access, _) = account(&api, "jdoe").await;
     let (status, me) = api.call("GET", "/api/users/me/", Some(&access), None).await;
-    assert_eq!((status, &me), (200, &user));
+    assert_eq!((status, &me), (200, &me_view(&user)));
     assert_eq!(me["name"], "jdoe");
     let (status, body) = api.call("GET", "/api/users/me/", None, None).await;
     assert_error(status, &body, 401);
@@ -784,11 +784,13 @@ async fn me_shows_and_patches_the_caller() {
     };
     let (status, me) = patch(json!({"first_name": "John"})).await;
     assert_eq!(status, 200, "{me}");
-    assert_user_object(&me);
+    assert_user_object(&user_object(&me));
     assert_eq!(
         me,
-        json!({"id": user["id"], "username": "jdoe", "first_name": "John", "last_name": "",
-               "name": "John", "avatar": null})
+        me_view(
+            &json!({"id": user["id"], "username": "jdoe", "first_name": "John",
+               "last_name": "", "name": "John", "avatar": null})
+        )
     );
     let (status, me) = patch(json!({"last_name": "Doe"})).await;
     assert_eq!(status, 200);
@@ -841,7 +843,9 @@ async fn me_shows_and_patches_the_caller() {
             None,
         )
         .await;
-    assert_eq!((status, &seen), (200, &me));
+    // Other users' view never shows the caller's settings.
+    assert_eq!((status, &seen), (200, &user_object(&me)));
+    assert!(seen.get("share_presence").is_none());
 }
 
 #[tokio::test]
@@ -893,7 +897,7 @@ async fn username_and_password_cannot_be_patched() {
         .await;
     assert!(status == 200 || status == 400, "{status}");
     let (status, me) = api.call("GET", "/api/users/me/", Some(&access), None).await;
-    assert_eq!((status, &me), (200, &user));
+    assert_eq!((status, &me), (200, &me_view(&user)));
     let (status, body) = login(&api, "jdoe", "password123").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = login(&api, "jdoe", "new-password-1").await;

@@ -15,7 +15,7 @@ const USER_KEYS: [&str; 6] = [
     "name",
     "avatar",
 ];
-const CONVERSATION_KEYS: [&str; 9] = [
+const CONVERSATION_KEYS: [&str; 10] = [
     "id",
     "connection_id",
     "participants",
@@ -25,6 +25,7 @@ const CONVERSATION_KEYS: [&str; 9] = [
     "can_send",
     "created_at",
     "updated_at",
+    "other_user_presence",
 ];
 const MESSAGE_KEYS: [&str; 12] = [
     "id",
@@ -1602,6 +1603,7 @@ async fn names_and_avatars_shown_are_the_current_ones() {
     assert_eq!(seen["sender_avatar"], "https://example.com/new.png");
     assert_eq!(history(&api, &tb, conv).await, vec![seen.clone()]);
     let c = conversation(&api, &tb, conv).await;
+    let me = user_object(&me);
     assert_eq!(c["other_user"], me);
     assert_eq!(c["last_message"], seen);
     let participants = c["participants"].as_array().expect("participants");

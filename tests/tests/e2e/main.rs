@@ -10,6 +10,7 @@ mod migrations;
 mod multinode;
 mod openapi;
 mod operability;
+mod presence;
 mod smoke;
 mod stream;
 mod support;

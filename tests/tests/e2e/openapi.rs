@@ -340,6 +340,7 @@ async fn document_describes_the_websocket_api() {
             "\"conversation_updated\"",
             "\"messages_read\"",
             "\"messages_delivered\"",
+            "\"presence\"",
             "\"error\"",
         ]
         .map(String::from)

@@ -274,3 +274,20 @@ pub fn assert_user_object(user: &Value) {
         "{user}"
     );
 }
+
+/// The caller's own object (`/api/users/me/`) for a user object: the user
+/// object plus the caller's settings, at their defaults.
+pub fn me_view(user: &Value) -> Value {
+    let mut me = user.clone();
+    me["share_presence"] = json!(true);
+    me
+}
+
+/// The user object within the caller's own object (settings left out).
+pub fn user_object(me: &Value) -> Value {
+    let mut user = me.clone();
+    if let Some(obj) = user.as_object_mut() {
+        obj.remove("share_presence");
+    }
+    user
+}

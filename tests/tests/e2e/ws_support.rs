@@ -45,8 +45,20 @@ pub async fn join(base_ws: &str, conv: i64, token: &str) -> Ws {
     ws
 }
 
-/// The next JSON text frame (pings are answered by tungstenite while reading).
+/// The next JSON text frame other than `presence` (pings are answered by
+/// tungstenite while reading). Presence comes and goes with the sockets a
+/// test opens; the presence tests read it with [`next_with_presence`].
 pub async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let v = next_with_presence(ws).await;
+        if v["type"] != "presence" {
+            return v;
+        }
+    }
+}
+
+/// The next JSON text frame, whatever it is.
+pub async fn next_with_presence(ws: &mut Ws) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
@@ -70,13 +82,30 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// Asserts no text frame arrives within `ms`.
+/// Asserts no text frame other than `presence` arrives within `ms`.
 pub async fn silent(ws: &mut Ws, ms: u64) {
+    silent_but(ws, ms, Some("presence")).await
+}
+
+/// Asserts no text frame at all arrives within `ms`.
+pub async fn silent_entirely(ws: &mut Ws, ms: u64) {
+    silent_but(ws, ms, None).await
+}
+
+async fn silent_but(ws: &mut Ws, ms: u64, allowed: Option<&str>) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return,
-            Ok(Some(Ok(Message::Text(t)))) => panic!("unexpected frame: {t}"),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let kind = serde_json::from_str::<Value>(t.as_str())
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(str::to_owned));
+                if allowed.is_some() && kind.as_deref() == allowed {
+                    continue;
+                }
+                panic!("unexpected frame: {t}")
+            }
             Ok(Some(Ok(Message::Close(c)))) => panic!("unexpected close: {c:?}"),
             Ok(Some(Ok(_))) => continue,
             Ok(other) => panic!("socket ended: {other:?}"),

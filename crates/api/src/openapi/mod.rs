@@ -44,6 +44,7 @@ pub const BEARER: &str = "jwt";
         routes::conversations::history,
         routes::conversations::mark_read,
         routes::conversations::delivered,
+        routes::presence::lookup,
         routes::messages::send,
         routes::messages::detail,
         routes::ws::upgrade,
@@ -76,6 +77,7 @@ pub const BEARER: &str = "jwt";
         (name = "connections", description = "Connection requests between users and their lifecycle."),
         (name = "conversations", description = "Conversations, their history and read state."),
         (name = "messages", description = "Sending over HTTP and reading single messages."),
+        (name = "presence", description = "Whether the users you are connected to are online."),
         (name = "websocket", description = "Live events of one conversation; the frames, close codes and idempotent sends are described at the top of this document."),
         (name = "health", description = "Liveness, readiness and metrics."),
         (name = "docs", description = "This document and its browsable view."),
@@ -260,6 +262,11 @@ mod tests {
                 up_to_message_id: MessageId(3),
                 delivered_at: t,
                 seq: Some(4),
+            },
+            chat_domain::ServerEvent::Presence {
+                user_id: UserId(2),
+                status: "online".into(),
+                last_seen: None,
             },
             chat_domain::ServerEvent::ConnectionRequest {
                 connection: json!({}),

@@ -8,6 +8,7 @@ use crate::extract::{json_body, optional_json, path_id};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
+use crate::service::presence;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
@@ -58,20 +59,26 @@ fn load_related(
     Ok((users, last))
 }
 
-fn views(
+/// The views for `viewer`, with the other participants' presence (one
+/// lookup in the presence store for the whole page, no SQL).
+async fn views(
+    state: &AppState,
     convs: &[Conversation],
     viewer: UserId,
     users: Vec<User>,
     last: Vec<Message>,
 ) -> Vec<ConversationView> {
     let users = user_map(users);
+    let others: Vec<UserId> = convs.iter().map(|c| c.other_participant(viewer)).collect();
+    let online = presence::online_or_offline(state, &others).await;
     convs
         .iter()
-        .filter_map(|c| {
+        .zip(online)
+        .filter_map(|(c, online)| {
             let last_message = c
                 .last_message_id
                 .and_then(|id| last.iter().find(|m| m.id == id));
-            ConversationView::build(c, viewer, &users, last_message)
+            ConversationView::build(c, viewer, &users, last_message, online)
         })
         .collect()
 }
@@ -112,7 +119,7 @@ async fn list(
         &req,
         page,
         count,
-        views(&convs, me, users, last),
+        views(&state, &convs, me, users, last).await,
     )))
 }
 
@@ -142,7 +149,8 @@ async fn detail(
             Ok((conv, users, last))
         })
         .await?;
-    let view = views(std::slice::from_ref(&conv), me, users, last)
+    let view = views(&state, std::slice::from_ref(&conv), me, users, last)
+        .await
         .pop()
         .ok_or_else(|| ApiError::not_found("Not found."))?;
     Ok(HttpResponse::Ok().json(view))

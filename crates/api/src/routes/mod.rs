@@ -10,6 +10,7 @@ pub(crate) mod conversations;
 pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod messages;
+pub(crate) mod presence;
 pub(crate) mod users;
 pub(crate) mod ws;
 
@@ -27,6 +28,7 @@ fn register(r: &mut Router<'_>) {
     connections::configure(r);
     conversations::configure(r);
     messages::configure(r);
+    presence::configure(r);
     ws::configure(r);
     docs::configure(r);
 }

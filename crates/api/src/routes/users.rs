@@ -5,10 +5,13 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{Validator, json_body, path_id, text_field};
 use crate::openapi::responses as resp;
+use crate::service::presence;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chat_domain::{Avatar, NamePart, UserId, UserView};
+use chat_domain::{Avatar, NamePart, User, UserId, UserView};
 use chat_persistence::users::{self, ProfileChanges};
+use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 
 const ME: &str = "/api/users/me/";
@@ -24,12 +27,56 @@ pub fn configure(r: &mut Router<'_>) {
 #[utoipa::path(get, path = ME, tag = "users", operation_id = "users_me",
     security(("jwt" = [])),
     responses(
-        (status = 200, description = "The caller.", body = UserView),
+        (status = 200, description = "The caller, with `share_presence`.", body = MeView),
         (status = 401, response = resp::Unauthorized),
         (status = 503, response = resp::ServiceUnavailable),
     ))]
 async fn me(user: AuthUser) -> HttpResponse {
-    HttpResponse::Ok().json(UserView::from(&user.0))
+    HttpResponse::Ok().json(MeView::from(&user.0))
+}
+
+/// The caller's own user object: the user object and the caller's settings
+/// (other users' objects never show them).
+#[derive(Debug, Serialize, ToSchema)]
+struct MeView {
+    /// The user's id.
+    #[schema(value_type = i64)]
+    id: UserId,
+    /// The username, in the case it was registered with.
+    username: String,
+    /// First name (may be empty).
+    first_name: String,
+    /// Last name (may be empty).
+    last_name: String,
+    /// Display name.
+    name: String,
+    /// Avatar URL, or null.
+    #[schema(required = true, format = "uri")]
+    avatar: Option<String>,
+    /// Whether connections see your presence (default true).
+    share_presence: bool,
+}
+
+impl From<&User> for MeView {
+    fn from(u: &User) -> Self {
+        let UserView {
+            id,
+            username,
+            first_name,
+            last_name,
+            name,
+            avatar,
+        } = UserView::from(u);
+        Self {
+            id,
+            username,
+            first_name,
+            last_name,
+            name,
+            avatar,
+            share_presence: u.share_presence,
+        }
+    }
 }
 
 /// `PATCH /api/users/me/`: only the fields given change; anything else
@@ -49,6 +96,8 @@ struct ProfileUpdate {
     /// An `http(s)` URL of at most 2048 characters; null or `""` clears it.
     #[schema(max_length = 2048, format = "uri")]
     avatar: Option<String>,
+    /// `false` makes you always appear offline, with `last_seen` null.
+    share_presence: Option<bool>,
 }
 
 /// Update your profile
@@ -59,7 +108,7 @@ struct ProfileUpdate {
 #[utoipa::path(patch, path = ME, tag = "users", operation_id = "users_me_update",
     security(("jwt" = [])), request_body = ProfileUpdate,
     responses(
-        (status = 200, description = "The updated caller.", body = UserView),
+        (status = 200, description = "The updated caller, with `share_presence`.", body = MeView),
         (status = 400, response = resp::BadRequest),
         (status = 401, response = resp::Unauthorized),
         (status = 413, response = resp::PayloadTooLarge),
@@ -91,18 +140,30 @@ async fn update_me(
             None => None,
         },
     };
+    let share_presence = match body.get("share_presence") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            v.add("share_presence", "Must be a boolean.");
+            None
+        }
+    };
     v.finish()?;
     let changes = ProfileChanges {
         first_name: first_name.map(NamePart::into_string),
         last_name: last_name.map(NamePart::into_string),
         avatar,
+        share_presence,
     };
     let id = user.0.id;
     let updated = state
         .db
         .run(move |c| users::update_profile(c, id, changes))
         .await?;
-    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
+    if updated.share_presence != user.0.share_presence {
+        presence::sharing_changed(&state, &updated).await;
+    }
+    Ok(HttpResponse::Ok().json(MeView::from(&updated)))
 }
 
 /// A user

@@ -264,6 +264,9 @@ async fn run(
             return;
         }
     };
+    let presence = state.realtime.presence().clone();
+    presence.opened(user.id).await;
+    let user_id = user.id;
     let scope = match conversation {
         Some(conversation) => Scope::Conversation {
             position: conversation.message_count,
@@ -289,6 +292,7 @@ async fn run(
         socket_task.store_acks().await;
     }
     state.realtime.leave(topic, socket);
+    presence.closed(user_id);
     let _ = session.close(close).await;
 }
 

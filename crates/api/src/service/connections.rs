@@ -4,6 +4,7 @@
 use crate::dto::{ConnectionView, ConversationView, user_map};
 use crate::error::ApiError;
 use crate::notify;
+use crate::service::presence;
 use crate::service::to_completion;
 use crate::state::AppState;
 use chat_domain::{Connection, ConnectionId, ConnectionStatus, ServerEvent, UserId};
@@ -35,7 +36,7 @@ async fn request_now(
                 Ok(created) => created,
                 Err(e) => return Ok(Err(e)),
             };
-            record(c, &created, false).map(Ok)
+            record(c, &created, false, &[]).map(Ok)
         })
         .await;
     match result {
@@ -74,6 +75,17 @@ async fn change_now(
     id: ConnectionId,
     change: Change,
 ) -> Result<ConnectionView, ApiError> {
+    // Presence of the pair, for the conversation objects the events carry
+    // (read before the transaction: the store is not SQL).
+    let current = state
+        .db
+        .run(move |c| connections::find_for(c, id, actor))
+        .await?;
+    let pair = [current.requester_id, current.addressee_id];
+    let online: Vec<(UserId, bool)> = pair
+        .into_iter()
+        .zip(presence::online_or_offline(state, &pair).await)
+        .collect();
     let result = state
         .db
         .transaction(move |c| {
@@ -89,7 +101,7 @@ async fn change_now(
             };
             let conversation_changed = change == Change::Accept
                 || (change == Change::Remove && before.status == ConnectionStatus::Accepted);
-            record(c, &after, conversation_changed).map(Ok)
+            record(c, &after, conversation_changed, &online).map(Ok)
         })
         .await;
     finish(state, result).await
@@ -104,6 +116,7 @@ fn record(
     c: &mut DbConnection,
     connection: &Connection,
     conversation_changed: bool,
+    online: &[(UserId, bool)],
 ) -> QueryResult<Rendered> {
     let pair = [connection.requester_id, connection.addressee_id];
     let users = user_map(users::find_many(c, &pair)?);
@@ -138,7 +151,9 @@ fn record(
                 },
             ));
             if let Some(conv) = &conversation {
-                let seen = ConversationView::build(conv, user, &users, last.as_ref())
+                let other = conv.other_participant(user);
+                let other_online = online.iter().any(|(u, on)| *u == other && *on);
+                let seen = ConversationView::build(conv, user, &users, last.as_ref(), other_online)
                     .ok_or(PersistenceError::NotFound)?;
                 let seen = serde_json::to_value(&seen)
                     .map_err(|e| PersistenceError::other_with("rendering a stream event", e))?;

@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod connections;
+pub mod presence;
 
 use crate::error::ApiError;
 use std::future::Future;

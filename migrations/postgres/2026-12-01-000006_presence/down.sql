@@ -1,0 +1,2 @@
+ALTER TABLE users DROP COLUMN share_presence;
+ALTER TABLE users DROP COLUMN last_seen;
