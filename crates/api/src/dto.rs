@@ -2,6 +2,7 @@
 
 use crate::service::presence::PresenceView;
 use chat_domain::message::DeliveryStatus;
+use chat_domain::reaction::Reaction;
 use chat_domain::{
     Connection, ConnectionId, ConnectionStatus, Conversation, ConversationId, Message, MessageId,
     ServerEvent, User, UserId, UserView,
@@ -80,6 +81,8 @@ pub struct MessageView {
     /// When it was delivered, or null.
     #[schema(required = true)]
     delivered_at: Option<DateTime<Utc>>,
+    /// Reactions, one per emoji in the order each was first used.
+    reactions: Vec<Reaction>,
 }
 
 impl MessageView {
@@ -98,6 +101,7 @@ impl MessageView {
             client_id: m.client_id.clone(),
             status: m.status(),
             delivered_at: m.delivered_at(),
+            reactions: m.reactions.clone(),
         }
     }
 }

@@ -348,6 +348,27 @@ pub enum ServerEvent {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         seq: Option<i64>,
     },
+    /// A reaction was added to or removed from a message.
+    ReactionChanged {
+        /// Where.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        conversation_id: ConversationId,
+        /// The message.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        message_id: MessageId,
+        /// Who reacted.
+        #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+        user_id: UserId,
+        /// The emoji.
+        emoji: String,
+        /// Added (true) or removed (false).
+        added: bool,
+        /// The message's reactions after the change.
+        reactions: Vec<crate::reaction::Reaction>,
+        /// On a user stream: the event's number there.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        seq: Option<i64>,
+    },
     /// A connected user came online or went offline (user stream; never
     /// replayed).
     Presence {

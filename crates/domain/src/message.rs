@@ -123,6 +123,8 @@ pub struct Message {
     pub read_at: Option<DateTime<Utc>>,
     /// When the recipient's client acknowledged it (or read it).
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Its reactions, in the order each emoji was first used.
+    pub reactions: Vec<crate::reaction::Reaction>,
 }
 
 /// Where a message stands for its recipient.
@@ -150,7 +152,7 @@ impl Message {
     /// use chat_domain::message::DeliveryStatus;
     /// # let m = chat_domain::Message { id: chat_domain::MessageId(1), conversation_id: chat_domain::ConversationId(1),
     /// #   sender_id: chat_domain::UserId(1), content: "hi".into(), client_id: None, created_at: chat_domain::now(),
-    /// #   read_at: None, delivered_at: None };
+    /// #   read_at: None, delivered_at: None, reactions: vec![] };
     /// assert_eq!(m.status(), DeliveryStatus::Sent);
     /// ```
     pub fn status(&self) -> DeliveryStatus {

@@ -142,13 +142,15 @@ pub enum Constraint {
     ConnectionOpenPair,
     /// `messages_client_id`: one message per (conversation, sender, client_id).
     MessageClientId,
+    /// The user already reacted to the message with that emoji.
+    ReactionExists,
     /// Any other constraint: its name (PostgreSQL) or the driver message (SQLite).
     Other(String),
 }
 
 /// (PostgreSQL constraint name, SQLite's "UNIQUE constraint failed: …"
 /// column list, constraint) for each constraint callers tell apart.
-const KNOWN: [(&str, &str, Constraint); 3] = [
+const KNOWN: [(&str, &str, Constraint); 4] = [
     (
         "users_username_key_unique",
         "users.username_key",
@@ -163,6 +165,11 @@ const KNOWN: [(&str, &str, Constraint); 3] = [
         "messages_client_id",
         "messages.conversation_id, messages.sender_id, messages.client_id",
         Constraint::MessageClientId,
+    ),
+    (
+        "reactions_unique",
+        "reactions.message_id, reactions.user_id, reactions.emoji",
+        Constraint::ReactionExists,
     ),
 ];
 

@@ -160,6 +160,7 @@ pub(crate) struct MessageRow {
     pub created_at: NaiveDateTime,
     pub read_at: Option<NaiveDateTime>,
     pub delivered_at: Option<NaiveDateTime>,
+    pub reactions: String,
 }
 
 impl MessageRow {
@@ -173,6 +174,8 @@ impl MessageRow {
             created_at: to_utc(self.created_at),
             read_at: self.read_at.map(to_utc),
             delivered_at: self.delivered_at.map(to_utc),
+            // Written by this crate only; an unreadable summary shows none.
+            reactions: serde_json::from_str(&self.reactions).unwrap_or_default(),
         }
     }
 }

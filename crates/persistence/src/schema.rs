@@ -60,6 +60,7 @@ diesel::table! {
         created_at -> Timestamp,
         read_at -> Nullable<Timestamp>,
         delivered_at -> Nullable<Timestamp>,
+        reactions -> Text,
     }
 }
 
@@ -72,6 +73,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    reactions (id) {
+        id -> BigInt,
+        message_id -> BigInt,
+        user_id -> BigInt,
+        emoji -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
@@ -80,5 +91,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     conversations,
     messages,
+    reactions,
     user_events
 );

@@ -209,7 +209,7 @@ fn store_batch_pg(
     if !keyed.is_empty() {
         let found: Vec<MessageRow> = diesel::sql_query(
             "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-                    m.created_at, m.read_at, m.delivered_at \
+                    m.created_at, m.read_at, m.delivered_at, m.reactions \
              FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
@@ -281,7 +281,7 @@ fn store_batch_pg(
                AS k(conversation_id, sender_id, content, client_id, n) \
              ORDER BY k.n \
              RETURNING id, conversation_id, sender_id, content, client_id, created_at, read_at, \
-                       delivered_at",
+                       delivered_at, reactions",
         )
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(new.iter().map(|r| r.sender.0).collect::<Vec<_>>())
@@ -488,6 +488,7 @@ mod tests {
             created_at: chat_domain::now(),
             read_at: None,
             delivered_at: None,
+            reactions: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ const CONVERSATION_KEYS: [&str; 10] = [
     "updated_at",
     "other_user_presence",
 ];
-const MESSAGE_KEYS: [&str; 12] = [
+const MESSAGE_KEYS: [&str; 13] = [
     "id",
     "conversation_id",
     "sender_id",
@@ -40,6 +40,7 @@ const MESSAGE_KEYS: [&str; 12] = [
     "client_id",
     "status",
     "delivered_at",
+    "reactions",
 ];
 const CHAT_EVENT_KEYS: [&str; 9] = [
     "type",

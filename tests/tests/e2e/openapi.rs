@@ -341,6 +341,7 @@ async fn document_describes_the_websocket_api() {
             "\"messages_read\"",
             "\"messages_delivered\"",
             "\"presence\"",
+            "\"reaction_changed\"",
             "\"error\"",
         ]
         .map(String::from)

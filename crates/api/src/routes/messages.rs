@@ -9,6 +9,7 @@ use crate::openapi::responses as resp;
 use crate::service::chat::{self, NewMessage, Sent};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
+use chat_domain::reaction::Emoji;
 use chat_domain::{ClientId, ConversationId, MessageContent, MessageId};
 use chat_persistence::messages;
 use chat_persistence::users;
@@ -17,11 +18,102 @@ use utoipa::ToSchema;
 
 const MESSAGES: &str = "/api/chat/messages/";
 const MESSAGE: &str = "/api/chat/messages/{id}/";
+const REACTION: &str = "/api/chat/messages/{id}/reactions/{emoji}/";
 
-/// `POST /api/chat/messages/`, `GET /api/chat/messages/{id}/` (other methods: 405).
+/// `POST /api/chat/messages/`, `GET /api/chat/messages/{id}/`, reactions
+/// (other methods: 405).
 pub fn configure(r: &mut super::Router<'_>) {
     r.resource(MESSAGES, |e| e.post(send))
-        .resource(MESSAGE, |e| e.get(detail));
+        .resource(MESSAGE, |e| e.get(detail))
+        .resource(REACTION, |e| e.put(add_reaction).delete(remove_reaction));
+}
+
+/// The `{emoji}` segment, percent-decoded from the request's own path (so
+/// an encoded `%` or `/` is read once, not twice).
+fn emoji_of(req: &HttpRequest) -> Result<Emoji, ApiError> {
+    let raw = req
+        .path()
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::field("emoji", "Not valid UTF-8 once percent-decoded."))?;
+    Emoji::parse(&decoded).map_err(|e| ApiError::field("emoji", e.to_string()))
+}
+
+/// React to a message
+///
+/// Adds your reaction (idempotent: adding it again changes nothing).
+/// `{emoji}` is percent-encoded: 1 to 32 characters, no whitespace or control
+/// characters; at most 20 different reactions of yours per message.
+/// `reaction_changed` goes to the conversation's sockets and both user
+/// streams when something changed.
+#[utoipa::path(put, path = REACTION, tag = "messages", operation_id = "messages_react",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Message id."),
+        ("emoji" = String, Path, description = "The emoji, percent-encoded.")),
+    responses(
+        (status = 200, description = "The message, with its reactions.", body = MessageView),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
+        (status = 403, description = "`not_connected`: the connection is no longer accepted.",
+            body = ApiError),
+        (status = 404, response = resp::NotFound),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
+async fn add_reaction(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (m, sender) = react(&state, &user, &req, true).await?;
+    Ok(HttpResponse::Ok().json(MessageView::build(&m, &sender)))
+}
+
+/// Remove a reaction
+///
+/// Removes your reaction (204 also when there was none).
+#[utoipa::path(delete, path = REACTION, tag = "messages", operation_id = "messages_unreact",
+    security(("jwt" = [])),
+    params(("id" = i64, Path, description = "Message id."),
+        ("emoji" = String, Path, description = "The emoji, percent-encoded.")),
+    responses(
+        (status = 204, description = "Removed, or there was none."),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, response = resp::Unauthorized),
+        (status = 403, description = "`not_connected`: the connection is no longer accepted.",
+            body = ApiError),
+        (status = 404, response = resp::NotFound),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
+async fn remove_reaction(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    react(&state, &user, &req, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Membership first (a stranger gets 404 whatever the emoji), then the emoji.
+async fn react(
+    state: &AppState,
+    user: &AuthUser,
+    req: &HttpRequest,
+    add: bool,
+) -> Result<(chat_domain::Message, chat_domain::User), ApiError> {
+    let id = MessageId(path_id(req, "id")?);
+    let me = user.0.id;
+    let emoji = match emoji_of(req) {
+        Ok(e) => e,
+        Err(e) => {
+            state.db.run(move |c| messages::find_for(c, id, me)).await?;
+            return Err(e);
+        }
+    };
+    chat::react(state, me, id, emoji, add).await
 }
 
 /// `POST /api/chat/messages/`.

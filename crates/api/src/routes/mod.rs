@@ -128,6 +128,10 @@ impl Endpoint {
         post, "POST", web::post
     );
     method!(
+        /// `PUT` to `handler`.
+        put, "PUT", web::put
+    );
+    method!(
         /// `PATCH` to `handler`.
         patch, "PATCH", web::patch
     );

@@ -5,13 +5,15 @@ use crate::limits::too_many;
 use crate::notify;
 use crate::service::to_completion;
 use crate::state::AppState;
+use chat_domain::reaction::{Emoji, MAX_REACTIONS_PER_USER};
 use chat_domain::{
     ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, ServerEvent, User,
     UserId,
 };
 use chat_persistence::events::Ledger;
 use chat_persistence::messages::{self, Delivered, Marked, SendOutcome};
-use chat_persistence::{SendRequest, conversations};
+use chat_persistence::reactions::{self, Reacted};
+use chat_persistence::{SendRequest, conversations, users};
 use chat_realtime::Audience;
 use chrono::{DateTime, Utc};
 
@@ -270,4 +272,92 @@ pub async fn typing(state: &AppState, typist: &User, conversation: &Conversation
         is_typing,
     };
     notify::typing(state, conversation, typist.id, event).await;
+}
+
+/// Adds (`add`) or removes `user`'s reaction on a message; records and
+/// publishes `reaction_changed` when something changed. Returns the message
+/// as it is now. 404 unless the user takes part in its conversation, 403
+/// once the connection is no longer accepted, 400 beyond the per-user limit.
+pub async fn react(
+    state: &AppState,
+    user: UserId,
+    message: MessageId,
+    emoji: Emoji,
+    add: bool,
+) -> Result<(Message, User), ApiError> {
+    let state = state.clone();
+    to_completion(async move { react_and_publish(&state, user, message, emoji, add).await }).await
+}
+
+async fn react_and_publish(
+    state: &AppState,
+    user: UserId,
+    message: MessageId,
+    emoji: Emoji,
+    add: bool,
+) -> Result<(Message, User), ApiError> {
+    let e = emoji.clone();
+    let outcome = state
+        .db
+        .transaction(move |c| {
+            let m = messages::find_for(c, message, user)?;
+            let conv = conversations::find(c, m.conversation_id)?;
+            if let Err(denied) = conv.check_send(user) {
+                return Ok(Err(denied));
+            }
+            let reacted = reactions::react(c, message, user, &e, add)?;
+            let m = messages::find_for(c, message, user)?;
+            let sender = users::find(c, m.sender_id)?;
+            let Reacted::Changed(summary) = &reacted else {
+                return Ok(Ok((m, sender, reacted, Vec::new())));
+            };
+            let event = ServerEvent::ReactionChanged {
+                conversation_id: conv.id,
+                message_id: message,
+                user_id: user,
+                emoji: e.as_str().to_owned(),
+                added: add,
+                reactions: summary.clone(),
+                seq: None,
+            };
+            let mut ledger = Ledger::lock(c, &[conv.user_low, conv.user_high])?;
+            for u in [conv.user_low, conv.user_high] {
+                ledger.record(u, |seq, _| with_stream_seq(event.clone(), seq).to_json());
+            }
+            let events = ledger.write(c, chat_domain::now())?;
+            Ok(Ok((m, sender, reacted, events)))
+        })
+        .await?;
+    let (m, sender, reacted, events) = outcome?;
+    match reacted {
+        Reacted::TooMany => Err(ApiError::field(
+            "emoji",
+            format!("At most {MAX_REACTIONS_PER_USER} different reactions per message."),
+        )),
+        Reacted::Unchanged => Ok((m, sender)),
+        Reacted::Changed(summary) => {
+            let event = ServerEvent::ReactionChanged {
+                conversation_id: m.conversation_id,
+                message_id: message,
+                user_id: user,
+                emoji: emoji.as_str().to_owned(),
+                added: add,
+                reactions: summary,
+                seq: None,
+            };
+            state
+                .realtime
+                .publish(m.conversation_id, &event, Audience::Everyone)
+                .await;
+            notify::user_events(state, events).await;
+            Ok((m, sender))
+        }
+    }
+}
+
+fn with_stream_seq(mut event: ServerEvent, n: i64) -> ServerEvent {
+    if let ServerEvent::ReactionChanged { seq, .. } = &mut event {
+        *seq = Some(n);
+    }
+    event
 }

@@ -1,0 +1,2 @@
+ALTER TABLE messages DROP COLUMN reactions;
+DROP TABLE reactions;
