@@ -216,3 +216,13 @@ impl Validator {
         }
     }
 }
+
+/// A JSON number that is an integer, as JSON Schema counts them: `7` and
+/// `7.0` alike (what generated clients may send), never `7.5`.
+pub fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            .map(|f| f as i64)
+    })
+}

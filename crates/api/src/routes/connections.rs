@@ -4,7 +4,7 @@ use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConnectionView, user_map};
 use crate::error::ApiError;
-use crate::extract::{json_body, path_id, query_pairs};
+use crate::extract::{integer, json_body, path_id, query_pairs};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConnectionPage, PageRequest, Paginated};
 use crate::service::connections::{self as service, Change};
@@ -70,9 +70,9 @@ async fn create(
         None | Some(Value::Null) => {
             return Err(ApiError::field("user_id", "This field is required."));
         }
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| ApiError::field("user_id", "A valid integer is required."))?,
+        Some(v) => {
+            integer(v).ok_or_else(|| ApiError::field("user_id", "A valid integer is required."))?
+        }
     };
     let me = user.0.id;
     if target <= 0 {
@@ -90,7 +90,7 @@ async fn create(
     params(
         ("status" = Option<ConnectionStatus>, Query, description = "Only this status."),
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
-        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+        ("page_size" = Option<String>, Query, description = "An integer: default 50, larger values are clamped to 100; anything else falls back to the default (as Django REST framework does)."),
     ),
     responses(
         (status = 200, description = "A page of connections.", body = ConnectionPage),

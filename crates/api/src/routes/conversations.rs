@@ -4,7 +4,7 @@ use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConversationView, MessageView, user_map};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{json_body, optional_json, path_id};
+use crate::extract::{integer, json_body, optional_json, path_id};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
@@ -90,7 +90,7 @@ async fn views(
     operation_id = "conversations_list", security(("jwt" = [])),
     params(
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
-        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+        ("page_size" = Option<String>, Query, description = "An integer: default 50, larger values are clamped to 100; anything else falls back to the default (as Django REST framework does)."),
     ),
     responses(
         (status = 200, description = "A page of conversations.", body = ConversationPage),
@@ -231,7 +231,7 @@ enum MessageHistory {
     params(
         ("id" = i64, Path, description = "Conversation id."),
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
-        ("page_size" = Option<i64>, Query, description = "Default 50, at most 100."),
+        ("page_size" = Option<String>, Query, description = "An integer: default 50, larger values are clamped to 100; anything else falls back to the default (as Django REST framework does)."),
         ("before" = Option<i64>, Query,
             description = "Cursor: messages older than this id, newest first."),
         ("after" = Option<i64>, Query,
@@ -440,7 +440,7 @@ async fn delivered(
             None | Some(Value::Null) => {
                 Err(ApiError::field("message_id", "This field is required."))
             }
-            Some(v) => v.as_i64().filter(|m| *m > 0).map(MessageId).ok_or_else(|| {
+            Some(v) => integer(v).filter(|m| *m > 0).map(MessageId).ok_or_else(|| {
                 ApiError::field("message_id", "A valid positive integer is required.")
             }),
         }
@@ -483,7 +483,7 @@ fn parse_ids(body: Option<&Value>, max: usize) -> Result<Option<Vec<MessageId>>,
             }
             items
                 .iter()
-                .map(|v| v.as_i64().map(MessageId))
+                .map(|v| integer(v).map(MessageId))
                 .collect::<Option<Vec<_>>>()
                 .map(Some)
                 .ok_or_else(|| ApiError::field("message_ids", "A list of integers is required."))

@@ -4,7 +4,7 @@ use super::Validator;
 use crate::auth::AuthUser;
 use crate::dto::MessageView;
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::path_id;
+use crate::extract::{integer, path_id};
 use crate::openapi::responses as resp;
 use crate::service::chat::{self, NewMessage, Sent};
 use crate::state::AppState;
@@ -174,7 +174,7 @@ async fn send(
         None | Some(Value::Null) => v.required::<i64>("conversation_id", None),
         Some(x) => v.check(
             "conversation_id",
-            x.as_i64().ok_or("A valid integer is required."),
+            integer(x).ok_or("A valid integer is required."),
         ),
     };
     let content = match body.get("content") {

@@ -45,7 +45,7 @@ struct PresenceList {
 #[utoipa::path(get, path = PRESENCE, tag = "presence", operation_id = "presence_list",
     security(("jwt" = [])),
     params(("user_ids" = String, Query, description = "Comma-separated user ids, at most 100.",
-        example = "9,12")),
+        example = "9,12", pattern = r"^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$")),
     responses(
         (status = 200, description = "Their presence.", body = PresenceList),
         (status = 400, response = resp::BadRequest),

@@ -96,7 +96,8 @@ struct ProfileUpdate {
     /// An `http(s)` URL of at most 2048 characters; null or `""` clears it.
     #[schema(max_length = 2048, format = "uri")]
     avatar: Option<String>,
-    /// `false` makes you always appear offline, with `last_seen` null.
+    /// `false` makes you always appear offline, with `last_seen` null
+    /// (null or absent: unchanged).
     share_presence: Option<bool>,
 }
 
@@ -106,7 +107,7 @@ struct ProfileUpdate {
 /// a name) and `avatar` (`null` or `""` clears it). Anything else (such as
 /// `username` or `password`) is read-only here and ignored.
 #[utoipa::path(patch, path = ME, tag = "users", operation_id = "users_me_update",
-    security(("jwt" = [])), request_body = ProfileUpdate,
+    security(("jwt" = [])), request_body(content = Option<ProfileUpdate>, description = "Optional: an empty body changes nothing."),
     responses(
         (status = 200, description = "The updated caller, with `share_presence`.", body = MeView),
         (status = 400, response = resp::BadRequest),
@@ -141,7 +142,7 @@ async fn update_me(
         },
     };
     let share_presence = match body.get("share_presence") {
-        None => None,
+        None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
             v.add("share_presence", "Must be a boolean.");
