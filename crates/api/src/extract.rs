@@ -92,14 +92,15 @@ fn is_json_content_type(req: &HttpRequest) -> bool {
     }
 }
 
-/// A body that may be absent: empty means `None`; otherwise JSON with the
-/// same rules as [`json_config`].
+/// A body that may be absent: empty (no bytes) means `None`; otherwise JSON
+/// with the same rules as [`json_config`]. A body of only whitespace is not
+/// absent: it is not JSON either (RFC 8259 needs a value), so it is a 400.
 pub fn optional_json<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &web::Bytes,
     limit: usize,
 ) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(None);
     }
     if body.len() > limit {

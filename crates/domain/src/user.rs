@@ -151,11 +151,16 @@ impl NamePart {
     }
 }
 
-/// An avatar URL: `http://` or `https://`, no whitespace, at most 2048 characters.
+/// An avatar URL: an `http://` or `https://` URI (RFC 3986: ASCII, only the
+/// characters each part allows, `%` followed by two hex digits) with a
+/// host part, at most 2048 characters. Not trimmed: a URL with whitespace
+/// around it is not a URL (the handlers read a blank value as "none").
 ///
 /// ```
 /// use chat_domain::Avatar;
 /// assert!(Avatar::parse("https://example.com/a.png").is_ok());
+/// assert!(Avatar::parse("https://example.com/caf%C3%A9.png").is_ok());
+/// assert!(Avatar::parse("https://example.com/café.png").is_err()); // not percent-encoded
 /// assert!(Avatar::parse("javascript:alert(1)").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,21 +170,13 @@ impl Avatar {
     /// Most characters an avatar URL may have.
     pub const MAX_CHARS: usize = 2048;
 
-    /// Checks scheme, host presence and length.
+    /// Checks scheme, syntax, host presence and length.
     pub fn parse(raw: &str) -> Result<Self, UserFieldError> {
-        let raw = raw.trim();
         let rest = raw
             .strip_prefix("https://")
             .or_else(|| raw.strip_prefix("http://"))
             .ok_or(UserFieldError::InvalidAvatar)?;
-        let host_present = rest
-            .split(['/', '?', '#'])
-            .next()
-            .is_some_and(|h| !h.is_empty());
-        if !host_present
-            || raw.chars().count() > Self::MAX_CHARS
-            || raw.contains(|c: char| c.is_whitespace() || c.is_control())
-        {
+        if raw.len() > Self::MAX_CHARS || !uri::is_authority_and_rest(rest) {
             return Err(UserFieldError::InvalidAvatar);
         }
         Ok(Self(raw.to_owned()))
@@ -193,6 +190,87 @@ impl Avatar {
     /// The URL as an owned string.
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+/// RFC 3986 syntax of what follows `scheme://`.
+mod uri {
+    /// `unreserved / sub-delims` (and `pct-encoded`, checked apart).
+    fn plain(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+    }
+
+    /// Every byte is `plain`, one of `extra`, or starts a `%HH`.
+    fn only(part: &str, extra: &[u8]) -> bool {
+        let b = part.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                if i + 2 >= b.len()
+                    || !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+                {
+                    return false;
+                }
+                i += 3;
+            } else if plain(b[i]) || extra.contains(&b[i]) {
+                i += 1;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `host [":" port]`, the host a reg-name, IPv4 address or IP-literal.
+    fn host_port(hp: &str) -> bool {
+        let (host_ok, port) = if let Some(literal) = hp.strip_prefix('[') {
+            let Some((inside, after)) = literal.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => "",
+                p => match p.strip_prefix(':') {
+                    Some(port) => port,
+                    None => return false,
+                },
+            };
+            (ip_literal(inside), port)
+        } else {
+            let (host, port) = hp.rsplit_once(':').unwrap_or((hp, ""));
+            (only(host, b""), port)
+        };
+        host_ok && port.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// `IPv6address / IPvFuture` (inside the brackets).
+    fn ip_literal(inside: &str) -> bool {
+        if let Some(future) = inside.strip_prefix(['v', 'V']) {
+            return future.split_once('.').is_some_and(|(version, rest)| {
+                !version.is_empty()
+                    && version.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !rest.is_empty()
+                    && rest.bytes().all(|b| plain(b) || b == b':')
+            });
+        }
+        inside.parse::<std::net::Ipv6Addr>().is_ok()
+    }
+
+    /// `authority path-abempty ["?" query] ["#" fragment]`, with an
+    /// authority that is not empty.
+    pub(super) fn is_authority_and_rest(rest: &str) -> bool {
+        let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (userinfo, hp) = match authority.rsplit_once('@') {
+            Some((u, hp)) => (u, hp),
+            None => ("", authority),
+        };
+        !authority.is_empty()
+            && only(userinfo, b":")
+            && host_port(hp)
+            && only(path, b":@/")
+            && only(query, b":@/?")
+            && only(fragment, b":@/?")
     }
 }
 
@@ -321,6 +399,38 @@ mod tests {
         assert!(Avatar::parse("https://").is_err());
         assert!(Avatar::parse("ftp://a/b").is_err());
         assert!(Avatar::parse("https://a/b c").is_err());
+        // RFC 3986 syntax, as the document's `format: uri` says.
+        for ok in [
+            "https://a/b?c=d&e#f",
+            "https://u:p@h:8080/p;q/%C3%A9",
+            "https://[::1]:80/",
+            "https://[v1.x]/",
+            "https://@",
+            "https://:80",
+        ] {
+            assert!(Avatar::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://\u{c2}",
+            "https://a/caf\u{e9}",
+            "https://a]b",
+            "https://a:port",
+            "https://a/b[c",
+            "https://a%zz",
+            "https://a/%",
+            "https://a/%4",
+            "https://a/b?c#d#e",
+            "https://a|b",
+            "https://a/\"",
+            "https://a/{}",
+            "https://[::g]/",
+            "https://[::1]x/",
+            "https://a@b@c/",
+            " https://a/",
+            "https://a/\n",
+        ] {
+            assert!(Avatar::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

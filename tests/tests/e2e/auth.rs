@@ -244,6 +244,60 @@ async fn avatar_is_a_url_or_null() {
     assert_eq!(status, 201, "{body}");
 }
 
+/// Found by the property-based tester: the document says `format: uri`
+/// (RFC 3986), and the server took `https://Â` and answered it back in
+/// every user object. Avatars are URIs now, on registration and update;
+/// blank still means none.
+#[tokio::test]
+async fn avatars_are_rfc_3986_uris() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_, token) = api.user("alice").await;
+    let patch = |avatar: Value| {
+        api.call(
+            "PATCH",
+            "/api/users/me/",
+            Some(&token),
+            Some(json!({"avatar": avatar})),
+        )
+    };
+    for good in [
+        "https://example.com/caf%C3%A9.png?size=64&v=2#top",
+        "http://user:pw@example.com:8080/a;b/c.png",
+        "https://[2001:db8::1]/a.png",
+    ] {
+        let (status, me) = patch(json!(good)).await;
+        assert_eq!((status, me["avatar"].as_str()), (200, Some(good)), "{me}");
+    }
+    for (i, bad) in [
+        "https://\u{c2}",
+        "https://example.com/caf\u{e9}.png",
+        "https://example.com/a b.png",
+        " https://example.com/a.png",
+        "https://example.com/a.png\n",
+        "https://example.com/%zz.png",
+        "https://example.com/a|b.png",
+        "https://exa]mple.com/",
+        "https://example.com:port/",
+        "https://example.com/a#b#c",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, body) = patch(json!(bad)).await;
+        assert_field_error(status, &body, "avatar");
+        let (status, body) = register(
+            &api,
+            json!({"username": format!("bad{i}"), "password": "password123", "avatar": bad}),
+        )
+        .await;
+        assert_field_error(status, &body, "avatar");
+    }
+    // Blank is none, as empty and null are.
+    let (status, me) = patch(json!(" \t")).await;
+    assert_eq!((status, &me["avatar"]), (200, &Value::Null), "{me}");
+}
+
 #[tokio::test]
 async fn username_rules() {
     let server = TestServer::start().await;

@@ -841,6 +841,32 @@ async fn bad_cursor_parameters_are_400() {
     );
 }
 
+/// Found by the property-based tester: `page=<garbage>` next to a cursor
+/// parameter was ignored (200); an invalid page is a 404 in both modes.
+#[tokio::test]
+async fn an_invalid_page_is_404_on_cursor_reads_too() {
+    let (_server, api, ta, _, conv, _, _) = pair_server().await;
+    let a = id(&api.send_message(&ta, conv, "one").await);
+    let b = id(&api.send_message(&ta, conv, "two").await);
+    for query in [
+        format!("before={b}&page=abc"),
+        format!("after={a}&page=0"),
+        "limit=5&page=-1".to_owned(),
+        format!("page=&before={b}"),
+        format!("before={b}&page=2&page=%5B%5D"),
+    ] {
+        let path = format!("/api/chat/conversations/{conv}/messages/?{query}");
+        let (status, body) = api.call("GET", &path, Some(&ta), None).await;
+        assert_error_code(status, &body, 404, "not_found");
+        assert_eq!(body["detail"], "Invalid page.", "{query}");
+    }
+    // A valid page beside a cursor is no error: the cursor read wins.
+    assert_eq!(
+        cursor(&api, &ta, conv, &format!("before={b}&limit=1&page=7")).await,
+        (vec![a], false)
+    );
+}
+
 // ------------------------------------------------------------- sending
 
 #[tokio::test]

@@ -647,6 +647,39 @@ async fn an_empty_body_is_an_empty_object() {
     assert_eq!((status, &body), (200, &me_view(&me)));
 }
 
+/// Found by the property-based tester: a body of only whitespace is not an
+/// absent body (RFC 8259 needs a value), so it is malformed JSON.
+#[tokio::test]
+async fn a_body_of_only_whitespace_is_malformed_json() {
+    let (_server, api, ta, _, conv, _, _) = pair_server().await;
+    let (_, me) = api.call("GET", "/api/users/me/", Some(&ta), None).await;
+    let json_ct = Some("application/json");
+    let mark_read = format!("/api/chat/conversations/{conv}/mark_read/");
+    let delivered = format!("/api/chat/conversations/{conv}/delivered/");
+    for raw in ["\r", " ", "\n\t "] {
+        for (method, path, token) in [
+            ("POST", "/api/auth/register/", None),
+            ("POST", "/api/auth/token/", None),
+            ("POST", "/api/auth/token/refresh/", None),
+            ("PATCH", "/api/users/me/", Some(ta.as_str())),
+            ("POST", "/api/connections/", Some(ta.as_str())),
+            ("POST", mark_read.as_str(), Some(ta.as_str())),
+            ("POST", delivered.as_str(), Some(ta.as_str())),
+        ] {
+            let (status, body) = send_raw(&api, method, path, token, json_ct, raw).await;
+            assert_error_code(status, &body, 400, "parse_error");
+            // Without a content type it is a body that is not JSON.
+            let (status, body) = send_raw(&api, method, path, token, None, raw).await;
+            assert_error(status, &body, 415);
+        }
+    }
+    // Nothing changed; an empty body still marks everything read.
+    let (status, after) = api.call("GET", "/api/users/me/", Some(&ta), None).await;
+    assert_eq!((status, &after), (200, &me));
+    let (status, body) = send_raw(&api, "POST", &mark_read, Some(&ta), None, "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn authentication_is_checked_before_the_body() {
     let server = TestServer::start().await;

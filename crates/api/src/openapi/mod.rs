@@ -8,10 +8,13 @@
 //! `info.description` ([`description.md`](./description.md)) documents the
 //! conventions and the WebSocket API.
 
+mod links;
 pub mod responses;
 
 use crate::routes;
+use links::Links;
 use std::sync::OnceLock;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToResponse};
@@ -72,7 +75,7 @@ pub const BEARER: &str = "jwt";
             responses::ServiceUnavailable,
         ),
     ),
-    modifiers(&BearerScheme, &CommonResponses),
+    modifiers(&BearerScheme, &CommonResponses, &ObjectBodies, &Links),
     tags(
         (name = "auth", description = "Registration and JWTs."),
         (name = "users", description = "The caller's profile and user look-ups."),
@@ -139,6 +142,80 @@ impl Modify for CommonResponses {
             }
         }
     }
+}
+
+/// Operations whose body may be absent but, when present, is an object:
+/// utoipa writes an optional body as `oneOf: [schema, null]`, and these
+/// handlers refuse a `null` body (400) as every API body that is not an
+/// object. (`mark_read` reads `null` as "mark everything", so it keeps it.)
+const OBJECT_BODIES: &[&str] = &["users_me_update"];
+
+/// Drops the `null` alternative of the optional bodies in [`OBJECT_BODIES`].
+#[derive(Debug)]
+struct ObjectBodies;
+
+impl Modify for ObjectBodies {
+    fn modify(&self, doc: &mut Document) {
+        for item in doc.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                if !OBJECT_BODIES.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
+                    continue;
+                }
+                let contents = operation
+                    .request_body
+                    .iter_mut()
+                    .filter_map(|body| match body {
+                        RefOr::T(body) => Some(body),
+                        RefOr::Ref(_) => None,
+                    })
+                    .flat_map(|body| body.content.values_mut());
+                for content in contents {
+                    let RefOr::T(content) = content else { continue };
+                    if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                        let not_null: Vec<_> = one_of
+                            .items
+                            .iter()
+                            .filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == Type::Null.into()))
+                            .cloned()
+                            .collect();
+                        if let [only] = not_null.as_slice() {
+                            content.schema = Some(only.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `avatar` of a request body: an `http(s)` URI (RFC 3986, so no
+/// whitespace around it either) of at most 2048 characters, or `null`, `""`
+/// or only whitespace (Unicode `White_Space`, what the server trims) for none.
+pub(crate) fn avatar_input() -> Schema {
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uri".into())))
+                .pattern(Some("^https?://[^/?#]"))
+                .max_length(Some(2048)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+            r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        )))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "An `http(s)` URL (RFC 3986) of at most 2048 characters; null, empty or blank for none.",
+        ))
+        .build()
+        .into()
 }
 
 /// The document, built once.
@@ -313,6 +390,102 @@ mod tests {
                 .find(|v| v["properties"]["type"]["enum"] == json!([wire["type"]]))
                 .unwrap_or_else(|| panic!("no schema for {wire}"));
             assert_eq!(keys(&variant["properties"]), keys(&wire), "{wire}");
+        }
+    }
+
+    /// The characters of a regular-expression class body such as
+    /// `\t\u0000-\u001f `: escapes, ranges and literal characters.
+    fn class(body: &str) -> Vec<(char, char)> {
+        let mut chars = body.chars().peekable();
+        let one = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+            let c = chars.next()?;
+            if c != '\\' {
+                return Some(c);
+            }
+            Some(match chars.next()? {
+                't' => '\t',
+                'n' => '\n',
+                'f' => '\u{c}',
+                'r' => '\r',
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?
+                }
+                other => panic!("unknown escape \\{other}"),
+            })
+        };
+        let mut out = Vec::new();
+        while let Some(low) = one(&mut chars) {
+            if chars.peek() == Some(&'-') {
+                chars.next();
+                let high = one(&mut chars).expect("range end");
+                out.push((low, high));
+            } else {
+                out.push((low, low));
+            }
+        }
+        out
+    }
+
+    fn in_class(ranges: &[(char, char)], c: char) -> bool {
+        ranges.iter().any(|(low, high)| (*low..=*high).contains(&c))
+    }
+
+    /// The class body of a pattern such as `^[^...]{1,32}$`, after `open`.
+    fn class_of<'a>(pattern: &'a str, open: &str) -> &'a str {
+        let start = pattern.find(open).expect("class") + open.len();
+        let end = start + pattern[start..].find(']').expect("class end");
+        &pattern[start..end]
+    }
+
+    /// The documented patterns are the server's own rules, character by
+    /// character: the emoji's (no whitespace or control character), the
+    /// blank avatar's and the message content's (Rust's `trim`, Unicode
+    /// `White_Space`).
+    #[test]
+    fn documented_character_classes_are_the_server_rules() {
+        let doc = doc();
+        let reaction = &doc["paths"]["/api/chat/messages/{id}/reactions/{emoji}/"]["put"];
+        let emoji = reaction["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "emoji")
+            .expect("emoji parameter");
+        let emoji = class(class_of(
+            emoji["schema"]["pattern"].as_str().expect("pattern"),
+            "[^",
+        ));
+        let avatar = &doc["components"]["schemas"]["ProfileUpdate"]["properties"]["avatar"];
+        let blank = class(class_of(
+            avatar["anyOf"][1]["pattern"].as_str().expect("pattern"),
+            "^[",
+        ));
+        let content =
+            doc["components"]["schemas"]["SendMessageRequest"]["properties"]["content"]["pattern"]
+                .as_str()
+                .expect("pattern");
+        let not_blank = class(class_of(content, "*[^\\u0000"));
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            assert_eq!(
+                in_class(&emoji, c),
+                chat_domain::reaction::Emoji::parse(&c.to_string()).is_err(),
+                "{:?} (U+{:04X}) in the emoji pattern",
+                c,
+                u32::from(c)
+            );
+            assert_eq!(
+                in_class(&blank, c),
+                c.is_whitespace(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+            assert_eq!(
+                in_class(&not_blank, c),
+                c.is_whitespace(),
+                "U+{:04X}",
+                u32::from(c)
+            );
         }
     }
 

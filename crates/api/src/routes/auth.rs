@@ -48,14 +48,14 @@ struct RegisterRequest {
         example = "correct horse"
     )]
     password: String,
-    /// Trimmed; at most 150 characters.
-    #[schema(max_length = 150)]
+    /// Trimmed; at most 150 characters, no NUL.
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     first_name: Option<String>,
-    /// Trimmed; at most 150 characters.
-    #[schema(max_length = 150)]
+    /// Trimmed; at most 150 characters, no NUL.
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     last_name: Option<String>,
-    /// An `http(s)` URL of at most 2048 characters; empty or null for none.
-    #[schema(max_length = 2048, format = "uri")]
+    /// An `http(s)` URL of at most 2048 characters; null, empty or blank for none.
+    #[schema(schema_with = crate::openapi::avatar_input)]
     avatar: Option<String>,
 }
 

@@ -82,13 +82,34 @@ async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
+/// The `status` filter of the list: a connection status, or empty for no
+/// filter (as django-filter reads an empty value).
+struct StatusFilter;
+
+impl utoipa::PartialSchema for StatusFilter {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("ConnectionStatus"))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(0)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for StatusFilter {}
+
 /// Your connections
 ///
 /// The connections you are part of, newest first.
 #[utoipa::path(get, path = CONNECTIONS, tag = "connections", operation_id = "connections_list",
     security(("jwt" = [])),
     params(
-        ("status" = Option<ConnectionStatus>, Query, description = "Only this status."),
+        ("status" = inline(Option<StatusFilter>), Query,
+            description = "Only this status (empty: every status)."),
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
         ("page_size" = Option<String>, Query, description = "An integer: default 50, larger values are clamped to 100; anything else falls back to the default (as Django REST framework does)."),
     ),

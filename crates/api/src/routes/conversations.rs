@@ -178,8 +178,11 @@ fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {
             .map(|(_, v)| v.as_str())
     };
     let (before, after, limit) = (get("before"), get("after"), get("limit"));
+    // `page` is checked in both modes: a cursor read does not make an
+    // invalid page acceptable (it is a 404, as on a numbered read).
+    let page = PageRequest::from_request(req)?;
     if before.is_none() && after.is_none() && limit.is_none() {
-        return Ok(HistoryQuery::Page(PageRequest::from_request(req)?));
+        return Ok(HistoryQuery::Page(page));
     }
     if before.is_some() && after.is_some() {
         return Err(ApiError::bad_request(
@@ -232,11 +235,11 @@ enum MessageHistory {
         ("id" = i64, Path, description = "Conversation id."),
         ("page" = Option<i64>, Query, description = "1-based page number (default 1)."),
         ("page_size" = Option<String>, Query, description = "An integer: default 50, larger values are clamped to 100; anything else falls back to the default (as Django REST framework does)."),
-        ("before" = Option<i64>, Query,
+        ("before" = Option<i64>, Query, minimum = 1,
             description = "Cursor: messages older than this id, newest first."),
-        ("after" = Option<i64>, Query,
-            description = "Cursor: messages newer than this id, oldest first."),
-        ("limit" = Option<i64>, Query,
+        ("after" = Option<i64>, Query, minimum = 1,
+            description = "Cursor: messages newer than this id, oldest first (not with `before`)."),
+        ("limit" = Option<i64>, Query, minimum = 1,
             description = "Cursor reads: default 50, larger values clamped to 100."),
     ),
     responses(
@@ -390,6 +393,7 @@ async fn mark_read(
 struct DeliveredRequest {
     /// Any message of the conversation, your own included: every message
     /// of the other user up to it becomes delivered.
+    #[schema(minimum = 1)]
     message_id: i64,
 }
 

@@ -53,8 +53,10 @@ async fn index() -> Result<HttpResponse, ApiError> {
 #[utoipa::path(get, path = DOCS_ASSET, tag = "docs", operation_id = "swagger_ui_asset",
     params(("file" = String, Path, description = "Asset file name, e.g. `swagger-ui.css`.")),
     responses(
-        (status = 200, description = "The asset (script, style sheet or icon).",
-            content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The asset (script, style sheet, page or icon), with its \
+            type.", content(
+                (String = "text/javascript"), (String = "text/css"), (String = "text/html"),
+                (Vec<u8> = "image/png"))),
         (status = 404, response = openapi::responses::NotFound),
     ))]
 async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -53,7 +53,9 @@ fn emoji_of(req: &HttpRequest) -> Result<Emoji, ApiError> {
 #[utoipa::path(put, path = REACTION, tag = "messages", operation_id = "messages_react",
     security(("jwt" = [])),
     params(("id" = i64, Path, description = "Message id."),
-        ("emoji" = String, Path, description = "The emoji, percent-encoded.")),
+        ("emoji" = String, Path, description = "The emoji, percent-encoded: 1 to 32 characters, \
+            none of them whitespace or a control character.", min_length = 1, max_length = 32,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,32}$")),
     responses(
         (status = 200, description = "The message, with its reactions.", body = MessageView),
         (status = 400, response = resp::BadRequest),
@@ -78,7 +80,9 @@ async fn add_reaction(
 #[utoipa::path(delete, path = REACTION, tag = "messages", operation_id = "messages_unreact",
     security(("jwt" = [])),
     params(("id" = i64, Path, description = "Message id."),
-        ("emoji" = String, Path, description = "The emoji, percent-encoded.")),
+        ("emoji" = String, Path, description = "The emoji, percent-encoded: 1 to 32 characters, \
+            none of them whitespace or a control character.", min_length = 1, max_length = 32,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,32}$")),
     responses(
         (status = 204, description = "Removed, or there was none."),
         (status = 400, response = resp::BadRequest),
@@ -126,13 +130,19 @@ struct SendMessageRequest {
     /// A conversation you are part of.
     #[schema(example = 1)]
     conversation_id: i64,
-    /// Trimmed of surrounding whitespace; 1 to 5000 characters after that.
-    #[schema(min_length = 1, max_length = 5000, example = "Hi")]
+    /// Trimmed of surrounding whitespace; 1 to 5000 characters after that
+    /// (so not blank), no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        example = "Hi",
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     content: String,
     /// Optional idempotency key, 1 to 64 characters: a second send with
     /// the same key by the same sender in the same conversation stores
-    /// nothing and answers 200 with the original message.
-    #[schema(min_length = 1, max_length = 64)]
+    /// nothing and answers 200 with the original message. No NUL.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\u0000]*$")]
     client_id: Option<String>,
 }
 

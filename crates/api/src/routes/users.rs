@@ -87,14 +87,14 @@ impl From<&User> for MeView {
     reason = "the body's schema; the handler reads the JSON field by field"
 )]
 struct ProfileUpdate {
-    /// Trimmed, at most 150 characters; null empties it.
-    #[schema(max_length = 150)]
+    /// Trimmed, at most 150 characters, no NUL; null empties it.
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     first_name: Option<String>,
-    /// Trimmed, at most 150 characters; null empties it.
-    #[schema(max_length = 150)]
+    /// Trimmed, at most 150 characters, no NUL; null empties it.
+    #[schema(max_length = 150, pattern = r"^[^\u0000]*$")]
     last_name: Option<String>,
-    /// An `http(s)` URL of at most 2048 characters; null or `""` clears it.
-    #[schema(max_length = 2048, format = "uri")]
+    /// An `http(s)` URL of at most 2048 characters; null, `""` or blank clears it.
+    #[schema(schema_with = crate::openapi::avatar_input)]
     avatar: Option<String>,
     /// `false` makes you always appear offline, with `last_seen` null
     /// (null or absent: unchanged).
