@@ -44,6 +44,10 @@ test *ARGS:
 test-pg *ARGS:
     TEST_DATABASE_URL={{pg_url}} TEST_REDIS_URL={{redis_url}} cargo test --workspace {{ARGS}}
 
+# Property-based API tests: schemathesis against /api/schema/ (SQLite unless DATABASE_URL / REDIS_URL are set; SCHEMATHESIS_SEED replays).
+api-fuzz:
+    scripts/api-fuzz.sh
+
 # Formatting and clippy, as CI runs them.
 lint:
     cargo fmt --all -- --check
