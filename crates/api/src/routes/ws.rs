@@ -313,7 +313,7 @@ enum Scope {
     Stream {
         seq: i64,
         /// Conversations this socket has seen the user take part in.
-        verified: Vec<ConversationId>,
+        verified: Vec<Conversation>,
     },
 }
 
@@ -834,6 +834,11 @@ impl Socket<'_> {
     /// The conversation if the user takes part in it (404 otherwise);
     /// remembers it, so typing does not cost a query per frame.
     async fn participant_of(&mut self, id: ConversationId) -> Result<Conversation, ApiError> {
+        if let Scope::Stream { verified, .. } = &self.scope
+            && let Some(known) = verified.iter().find(|c| c.id == id)
+        {
+            return Ok(known.clone());
+        }
         let me = self.user.id;
         let conversation = self
             .db(move |c| conversations::find_for(c, id, me))
@@ -842,10 +847,8 @@ impl Socket<'_> {
                 StatusCode::NOT_FOUND => ApiError::not_found("Conversation not found."),
                 _ => e,
             })?;
-        if let Scope::Stream { verified, .. } = &mut self.scope
-            && !verified.contains(&id)
-        {
-            verified.push(id);
+        if let Scope::Stream { verified, .. } = &mut self.scope {
+            verified.push(conversation.clone());
         }
         Ok(conversation)
     }
