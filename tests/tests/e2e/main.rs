@@ -11,6 +11,7 @@ mod openapi;
 mod operability;
 mod smoke;
 mod stream;
+mod stream_faults;
 mod support;
 mod websocket;
 mod writer;

@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests: the HTTP client, the set-up
 //! most tests start from, and the assertions of the API's conventions.
 
-pub use chat_tests::{ServerOptions, TEST_JWT_SECRET, TestDb, TestServer};
+pub use chat_tests::{NodeProcess, ServerOptions, TEST_JWT_SECRET, TestDb, TestServer};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
