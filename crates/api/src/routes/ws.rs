@@ -439,12 +439,13 @@ impl Socket<'_> {
     }
 
     /// Delivers what reaches the queue until it has been quiet for a moment
-    /// (at most a second): the answers to frames handled before a drain.
+    /// (at most the shutdown's flush budget, so the close still goes out
+    /// within the drain time): the answers to frames handled before a drain.
     async fn flush(
         &mut self,
         outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     ) -> Result<(), Closing> {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + self.state.shutdown.flush_budget();
         while Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_millis(50), outbound.recv()).await {
                 Ok(Some(Outbound::Frame { json, position })) => {
