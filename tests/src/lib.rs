@@ -284,6 +284,37 @@ pub struct ServerOptions {
 /// The secret test servers sign with, so tests can mint tokens like a Django service.
 pub const TEST_JWT_SECRET: &str = "test-secret-shared-with-django";
 
+/// The settings' variables of a test node on `db`.
+fn node_vars(db: &TestDb, options: &ServerOptions) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = vec![
+        ("CHAT_CONFIG_DIR".into(), "/nonexistent-config-dir".into()),
+        ("PORT".into(), "0".into()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+        ("CHAT__SERVER__WORKERS".into(), "2".into()),
+        ("CHAT__SERVER__RUN_MIGRATIONS".into(), "false".into()),
+        ("CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
+        ("CHAT__AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
+        ("CHAT__AUTH__ARGON2_ITERATIONS".into(), "1".into()),
+        // Suites register many users from one address; limit tests switch them on.
+        ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE".into(), "0".into()),
+        ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND".into(), "0".into()),
+        ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER".into(), "0".into()),
+        (
+            "CHAT__REDIS__CHANNEL_PREFIX".into(),
+            options
+                .channel_prefix
+                .clone()
+                .unwrap_or_else(|| format!("{}:", unique_name("ch"))),
+        ),
+    ];
+    if let Some(redis) = options.redis_url.clone().or_else(redis_url) {
+        vars.push(("REDIS_URL".into(), redis));
+    }
+    vars.extend(options.env.iter().cloned());
+    vars
+}
+
 /// A running server on a free port; stopped on drop.
 pub struct TestServer {
     /// Bound address.
@@ -332,32 +363,7 @@ impl TestServer {
 
     /// A server on `db` (share it between servers for multi-node tests).
     pub async fn start_on(db: Arc<TestDb>, options: ServerOptions) -> TestServer {
-        let mut vars: Vec<(String, String)> = vec![
-            ("CHAT_CONFIG_DIR".into(), "/nonexistent-config-dir".into()),
-            ("PORT".into(), "0".into()),
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
-            ("CHAT__SERVER__WORKERS".into(), "2".into()),
-            ("CHAT__SERVER__RUN_MIGRATIONS".into(), "false".into()),
-            ("CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS".into(), "1".into()),
-            ("CHAT__AUTH__ARGON2_MEMORY_KIB".into(), "1024".into()),
-            ("CHAT__AUTH__ARGON2_ITERATIONS".into(), "1".into()),
-            // Suites register many users from one address; limit tests switch them on.
-            ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE".into(), "0".into()),
-            ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND".into(), "0".into()),
-            ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER".into(), "0".into()),
-            (
-                "CHAT__REDIS__CHANNEL_PREFIX".into(),
-                options
-                    .channel_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("{}:", unique_name("ch"))),
-            ),
-        ];
-        if let Some(redis) = options.redis_url.clone().or_else(redis_url) {
-            vars.push(("REDIS_URL".into(), redis));
-        }
-        vars.extend(options.env.iter().cloned());
+        let vars = node_vars(&db, &options);
         let settings = Settings::load_from(&vars).expect("test settings");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -422,4 +428,151 @@ impl Drop for TestServer {
         // stop() sends the command at once; the returned future only waits for it.
         drop(self.handle.stop(false));
     }
+}
+
+/// Set in a [`NodeProcess`]'s environment: its settings' variables, one
+/// `KEY=VALUE` a line.
+const NODE_VARS: &str = "CHAT_TEST_NODE_VARS";
+/// What a node process prints once it listens, before its address.
+const NODE_LISTENING: &str = "chat-test-node listening on ";
+
+/// A node in a process of its own, so it can die as a process does
+/// (SIGKILL: every connection cut by the kernel, nothing answered, no close
+/// frame) or stop on SIGTERM as in production. The process is this test
+/// binary run again with only `entry` selected: a test whose body is
+/// [`node_process_main`]. Killed on drop.
+pub struct NodeProcess {
+    /// Bound address.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl std::fmt::Debug for NodeProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProcess")
+            .field("addr", &self.addr)
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeProcess {
+    /// Starts a node on `db` with `options` (give it the channel prefix of
+    /// the nodes it works with) and waits until it listens.
+    pub async fn start(db: &TestDb, options: &ServerOptions, entry: &str) -> NodeProcess {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let vars: Vec<String> = node_vars(db, options)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", entry, "--nocapture", "--test-threads=1"])
+            .env(NODE_VARS, vars.join("\n"))
+            // The child leaves when this pipe closes (this process is gone).
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the node process");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let mut tx = Some(tx);
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                // libtest's "test … " precedes it on the line.
+                if let Some((_, addr)) = line.split_once(NODE_LISTENING)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.parse::<SocketAddr>());
+                }
+            }
+        });
+        let addr = tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+            .await
+            .expect("the node process listens within 30 s")
+            .expect("the node process printed its address")
+            .expect("an address");
+        NodeProcess { addr, child }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `ws://127.0.0.1:PORT{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.wait().await;
+    }
+
+    /// SIGTERM (the node drains as in production), and waits until the
+    /// process is gone: within its drain time of 1 s, and a margin.
+    pub async fn terminate(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "kill -TERM: {status}");
+        self.wait().await;
+    }
+
+    async fn wait(&mut self) {
+        for _ in 0..200 {
+            if self.child.try_wait().expect("wait for the node").is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the node process did not end within 10 s");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of a [`NodeProcess`]: in one, serves with the settings it was
+/// given until SIGKILL, SIGTERM (drained as `chat-server` does) or its
+/// parent going away, and never returns. Anywhere else it returns at once.
+pub fn node_process_main() {
+    use std::io::Write;
+    let Ok(encoded) = std::env::var(NODE_VARS) else {
+        return;
+    };
+    let vars: Vec<(String, String)> = encoded
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let settings = Settings::load_from(&vars).expect("node settings");
+    let served = actix_rt::System::new().block_on(async move {
+        let running = chat_server::start(settings).await.expect("the node starts");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "\n{NODE_LISTENING}{}", running.addr);
+        let _ = out.flush();
+        drop(out);
+        let (handle, shutdown) = (running.handle.clone(), running.shutdown.clone());
+        actix_rt::spawn(async move {
+            chat_server::termination().await;
+            chat_server::drain(&handle, &shutdown).await;
+        });
+        running.server.await.is_ok()
+    });
+    std::process::exit(if served { 0 } else { 1 });
 }

@@ -8,6 +8,7 @@ use crate::settings::{ApiSettings, InvalidSetting};
 use chat_persistence::{Database, MessageWriter};
 use chat_realtime::Realtime;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -34,28 +35,57 @@ pub struct AppState {
 
 /// The node's shutdown signal: sockets watch it and close with 1012.
 #[derive(Clone, Debug)]
-pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+pub struct Shutdown(Arc<ShutdownInner>);
+
+#[derive(Debug)]
+struct ShutdownInner {
+    draining: tokio::sync::watch::Sender<bool>,
+    /// How long the server lets connections finish once draining begins.
+    drain_time: Duration,
+}
+
+/// The drain time when none is given (`server.shutdown_timeout_seconds`'s default).
+const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(10);
+/// Most a socket spends delivering queued answers before it closes.
+const MAX_FLUSH: Duration = Duration::from_secs(1);
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Self(Arc::new(tokio::sync::watch::Sender::new(false)))
+        Self::new(DEFAULT_DRAIN_TIME)
     }
 }
 
 impl Shutdown {
+    /// A signal for a server that cuts what is still open `drain_time`
+    /// after draining begins.
+    pub fn new(drain_time: Duration) -> Self {
+        Self(Arc::new(ShutdownInner {
+            draining: tokio::sync::watch::Sender::new(false),
+            drain_time,
+        }))
+    }
+
     /// Starts draining: every socket of this node closes with 1012.
     pub fn begin(&self) {
-        self.0.send_replace(true);
+        self.0.draining.send_replace(true);
     }
 
     /// Whether draining has begun.
     pub fn is_draining(&self) -> bool {
-        *self.0.borrow()
+        *self.0.draining.borrow()
     }
 
     /// A receiver that changes once draining begins.
     pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.0.subscribe()
+        self.0.draining.subscribe()
+    }
+
+    /// How long a draining socket may deliver what is queued for it before
+    /// closing: a second, but never more than half the drain time, so its
+    /// 1012 close frame is written before the server cuts the connections
+    /// still open (a cut socket sees no close frame at all).
+    pub fn flush_budget(&self) -> Duration {
+        MAX_FLUSH.min(self.0.drain_time / 2)
     }
 }
 

@@ -163,7 +163,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         settings.database.writers,
         settings.database.max_batch,
     );
-    let state = AppState::new(database.clone(), writer, realtime, settings.api.clone())?;
+    let mut state = AppState::new(database.clone(), writer, realtime, settings.api.clone())?;
+    // Sockets must close within the drain time, or they are cut without 1012.
+    state.shutdown = chat_api::Shutdown::new(Duration::from_secs(
+        settings.server.shutdown_timeout_seconds,
+    ));
     let body_limit = settings.api.limits.max_body_bytes;
     spawn_limiter_upkeep(state.limits.clone());
     spawn_event_log_pruning(database.clone(), &settings);

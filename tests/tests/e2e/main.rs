@@ -14,6 +14,7 @@ mod presence;
 mod reactions;
 mod smoke;
 mod stream;
+mod stream_faults;
 mod support;
 mod websocket;
 mod writer;

@@ -4,29 +4,7 @@
 use crate::support::*;
 use crate::ws_support::*;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// Two nodes on one database and one Redis, or `None` (with a note) when
-/// the run has no Redis.
-async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
-    let redis = redis.or_else(chat_tests::redis_url);
-    let Some(redis) = redis else {
-        eprintln!("skipped: multi-node tests need TEST_REDIS_URL");
-        return None;
-    };
-    let db = Arc::new(TestDb::new().await);
-    let prefix = format!("{}:", chat_tests::unique_name("mn"));
-    let options = ServerOptions {
-        redis_url: Some(redis),
-        channel_prefix: Some(prefix),
-        env: vec![],
-    };
-    let a = TestServer::start_on(db.clone(), options.clone()).await;
-    let b = TestServer::start_on(db, options).await;
-    Some((a, b))
-}
 
 #[tokio::test]
 async fn events_cross_nodes() {
@@ -80,15 +58,7 @@ async fn events_cross_nodes() {
     );
     next(&mut wb).await;
     // HTTP mark_read on node 1 reaches node 2.
-    let (status, _) = api1
-        .call(
-            "POST",
-            &format!("/api/chat/conversations/{conv}/mark_read/"),
-            Some(&ta),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
+    api1.mark_read(&ta, conv).await;
     let ev = next(&mut wb).await;
     assert_eq!(
         (ev["type"].as_str(), ev["user_id"].as_i64()),
@@ -119,59 +89,12 @@ async fn per_sender_order_holds_across_nodes() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn start_redis(port: u16) -> Child {
-    Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server")
-}
-
-async fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis on {port} did not come up");
-}
-
 #[tokio::test]
 async fn redis_outage_loses_nothing_and_recovers() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: redis-server is not installed");
+    let Some(mut redis) = PrivateRedis::start().await else {
         return;
-    }
-    let port = free_port();
-    let mut redis = start_redis(port);
-    wait_for_port(port).await;
-    let (node1, node2) = two_nodes(Some(format!("redis://127.0.0.1:{port}")))
+    };
+    let (node1, node2) = two_nodes(Some(redis.url()))
         .await
         .expect("a Redis URL was given");
     let (node1, api1, ta, tb, conv, _, _) = pair_on(node1).await;
@@ -187,8 +110,7 @@ async fn redis_outage_loses_nothing_and_recovers() {
         assert_eq!(next(ws).await["content"], "before");
     }
 
-    redis.kill().expect("kill redis");
-    let _ = redis.wait();
+    redis.kill();
     let (status, ready) = api1.call("GET", "/readyz", None, None).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["checks"]["redis"], "unavailable");
@@ -205,21 +127,13 @@ async fn redis_outage_loses_nothing_and_recovers() {
             "same-node delivery never stops"
         );
     }
-    let (_, history) = api1
-        .call(
-            "GET",
-            &format!("/api/chat/conversations/{conv}/messages/"),
-            Some(&tb),
-            None,
-        )
-        .await;
     assert_eq!(
-        history["count"], 6,
+        api1.history_len(&tb, conv).await,
+        6,
         "everything sent during the outage is stored"
     );
 
-    let mut redis = start_redis(port);
-    wait_for_port(port).await;
+    redis.restart().await;
     // Cross-node delivery resumes without restarting anything.
     let mut resumed = false;
     for attempt in 0..60 {
@@ -250,6 +164,4 @@ async fn redis_outage_loses_nothing_and_recovers() {
     assert!(resumed, "cross-node delivery resumed after Redis came back");
     let (status, _) = api1.call("GET", "/readyz", None, None).await;
     assert_eq!(status, 200);
-    let _ = redis.kill();
-    let _ = redis.wait();
 }

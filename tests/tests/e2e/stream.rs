@@ -6,21 +6,6 @@ use crate::support::*;
 use crate::ws_support::*;
 use serde_json::{Value, json};
 
-/// Opens the user stream with `query` (e.g. `since=3`) and returns it with
-/// its first frame.
-async fn stream(server: &TestServer, token: &str, query: &str) -> (Ws, Value) {
-    let url = server.ws_url(&format!("/ws/chat/?token={token}&{query}"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket upgrade");
-    let first = next(&mut ws).await;
-    (ws, first)
-}
-
-fn seq(v: &Value) -> i64 {
-    v["seq"].as_i64().unwrap_or_else(|| panic!("seq in {v}"))
-}
-
 #[tokio::test]
 async fn first_frame_has_seq_and_unread_counters() {
     let (server, api, ta, tb, conv, a, b) = pair_server().await;
@@ -86,15 +71,7 @@ async fn durable_events_reach_both_streams_with_their_own_counters() {
     );
 
     // Marked read over HTTP: messages_read on both, naming the conversation.
-    let (status, read) = api
-        .call(
-            "POST",
-            &format!("/api/chat/conversations/{conv}/mark_read/"),
-            Some(&tb),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{read}");
+    let read = api.mark_read(&tb, conv).await;
     let ra = next_of(&mut wa, "messages_read").await;
     let rb = next_of(&mut wb, "messages_read").await;
     for (e, before) in [(&ra, &on_a), (&rb, &on_b)] {
@@ -203,15 +180,7 @@ async fn connection_changes_reach_both_streams() {
     let (mut wa, _) = stream(&server, &ta, "").await;
     let (mut wb, _) = stream(&server, &tb, "").await;
 
-    let (status, requested) = api
-        .call(
-            "POST",
-            "/api/connections/",
-            Some(&ta),
-            Some(json!({"user_id": b})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let requested = api.request(&ta, b).await;
     let e = next(&mut wb).await;
     assert_eq!(e["type"], "connection_request");
     assert_eq!(e["connection"], requested);
@@ -219,14 +188,7 @@ async fn connection_changes_reach_both_streams() {
     silent(&mut wa, 200).await;
 
     let id = requested["id"].as_i64().expect("id");
-    let (_, accepted) = api
-        .call(
-            "POST",
-            &format!("/api/connections/{id}/accept/"),
-            Some(&tb),
-            None,
-        )
-        .await;
+    let accepted = api.accept(&tb, id).await;
     for (ws, me, other, first_seq) in [(&mut wa, a, b, 1), (&mut wb, b, a, 2)] {
         let updated = next(ws).await;
         assert_eq!(updated["type"], "connection_updated");
@@ -262,23 +224,9 @@ async fn connection_changes_reach_both_streams() {
     }
 
     // Reconnecting brings the old conversation back: conversation_updated.
-    let (_, again) = api
-        .call(
-            "POST",
-            "/api/connections/",
-            Some(&tb),
-            Some(json!({"user_id": a})),
-        )
-        .await;
-    let again_id = again["id"].as_i64().expect("id");
+    let again = api.request(&tb, a).await;
     assert_eq!(next(&mut wa).await["type"], "connection_request");
-    api.call(
-        "POST",
-        &format!("/api/connections/{again_id}/accept/"),
-        Some(&ta),
-        None,
-    )
-    .await;
+    api.accept(&ta, assert_id(&again["id"])).await;
     for ws in [&mut wa, &mut wb] {
         assert_eq!(next(ws).await["type"], "connection_updated");
         let conv = next(ws).await;
@@ -331,15 +279,7 @@ async fn stream_frames_name_their_conversation() {
     }
     silent(&mut wb, 200).await;
     silent(&mut conv_b, 100).await;
-    let (_, history) = api
-        .call(
-            "GET",
-            &format!("/api/chat/conversations/{conv}/messages/"),
-            Some(&tb),
-            None,
-        )
-        .await;
-    assert_eq!(history["count"], 0);
+    assert_eq!(api.history_len(&tb, conv).await, 0);
 
     // Typing on the stream: the other's stream (naming the conversation) and
     // conversation socket (as before); never the typist's own stream.

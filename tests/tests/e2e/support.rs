@@ -1,8 +1,11 @@
 //! Helpers shared by the end-to-end tests: the HTTP client, the set-up
 //! most tests start from, and the assertions of the API's conventions.
 
-pub use chat_tests::{ServerOptions, TEST_JWT_SECRET, TestDb, TestServer};
+pub use chat_tests::{NodeProcess, ServerOptions, TEST_JWT_SECRET, TestDb, TestServer};
 use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// An HTTP client for one server.
 #[derive(Debug, Clone)]
@@ -96,6 +99,42 @@ impl Api {
         msg
     }
 
+    /// How many messages the conversation holds, as `token`'s user reads it.
+    pub async fn history_len(&self, token: &str, conversation: i64) -> usize {
+        let path = format!("/api/chat/conversations/{conversation}/messages/");
+        let (status, page) = self.call("GET", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{page}");
+        usize::try_from(page["count"].as_u64().expect("count")).expect("count fits")
+    }
+
+    /// Marks everything of the other participant read over HTTP; asserts
+    /// 200 and returns the answer.
+    pub async fn mark_read(&self, token: &str, conversation: i64) -> Value {
+        let path = format!("/api/chat/conversations/{conversation}/mark_read/");
+        let (status, read) = self.call("POST", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{read}");
+        read
+    }
+
+    /// `token`'s user asks user `addressee_id` to connect; asserts 201 and
+    /// returns the connection.
+    pub async fn request(&self, token: &str, addressee_id: i64) -> Value {
+        let body = json!({"user_id": addressee_id});
+        let (status, conn) = self
+            .call("POST", "/api/connections/", Some(token), Some(body))
+            .await;
+        assert_eq!(status, 201, "{conn}");
+        conn
+    }
+
+    /// `token`'s user accepts connection `id`; asserts 200 and returns it.
+    pub async fn accept(&self, token: &str, id: i64) -> Value {
+        let path = format!("/api/connections/{id}/accept/");
+        let (status, conn) = self.call("POST", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{conn}");
+        conn
+    }
+
     /// The requester asks user `addressee_id`, who accepts; returns
     /// (conversation id, connection id).
     pub async fn connect(
@@ -104,20 +143,10 @@ impl Api {
         addressee_token: &str,
         addressee_id: i64,
     ) -> (i64, i64) {
-        let (status, conn) = self
-            .call(
-                "POST",
-                "/api/connections/",
-                Some(requester_token),
-                Some(json!({"user_id": addressee_id})),
-            )
-            .await;
-        assert_eq!(status, 201, "{conn}");
-        let connection = assert_id(&conn["id"]);
-        let path = format!("/api/connections/{connection}/accept/");
-        let (status, conn) = self.call("POST", &path, Some(addressee_token), None).await;
-        assert_eq!(status, 200, "{conn}");
-        let conversation = conn["conversation_id"]
+        let requested = self.request(requester_token, addressee_id).await;
+        let connection = assert_id(&requested["id"]);
+        let accepted = self.accept(addressee_token, connection).await;
+        let conversation = accepted["conversation_id"]
             .as_i64()
             .expect("accepted connection has a conversation");
         (conversation, connection)
@@ -146,6 +175,111 @@ pub async fn pair_on(server: TestServer) -> (TestServer, Api, String, String, i6
     let api = Api::new(&server);
     let (ta, tb, conv, a, b) = api.pair("alice", "bob").await;
     (server, api, ta, tb, conv, a, b)
+}
+
+// ------------------------------------------------------------ several nodes
+
+/// Two nodes on one database and one Redis (`redis`, else
+/// `TEST_REDIS_URL`), or `None` (with a note) when the run has no Redis.
+pub async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)> {
+    let redis = redis.or_else(chat_tests::redis_url);
+    let Some(redis) = redis else {
+        eprintln!("skipped: multi-node tests need TEST_REDIS_URL");
+        return None;
+    };
+    let db = Arc::new(TestDb::new().await);
+    let options = node_options(redis);
+    let a = TestServer::start_on(db.clone(), options.clone()).await;
+    let b = TestServer::start_on(db, options).await;
+    Some((a, b))
+}
+
+/// Options for nodes that work together: one Redis, one channel prefix.
+pub fn node_options(redis: String) -> ServerOptions {
+    ServerOptions {
+        redis_url: Some(redis),
+        channel_prefix: Some(format!("{}:", chat_tests::unique_name("mn"))),
+        env: vec![],
+    }
+}
+
+/// A redis-server of the test's own on a free port, to kill and restart;
+/// killed on drop.
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it takes connections; `None` (with a
+    /// note) when redis-server is not installed.
+    pub async fn start() -> Option<PrivateRedis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut redis = PrivateRedis { port, child: None };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: connections drop, nothing is saved.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill redis");
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits until it takes connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis on {} did not come up", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 // ------------------------------------------------- the API's conventions

@@ -5,19 +5,6 @@ use crate::support::*;
 use crate::ws_support::*;
 use serde_json::{Value, json};
 
-async fn history_len(api: &Api, conv: i64, token: &str) -> usize {
-    let (status, page) = api
-        .call(
-            "GET",
-            &format!("/api/chat/conversations/{conv}/messages/"),
-            Some(token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    page["count"].as_u64().expect("count") as usize
-}
-
 #[tokio::test]
 async fn seed_client_flow() {
     let (server, api, ta, tb, conv, a, b) = pair_server().await;
@@ -224,7 +211,7 @@ async fn bad_input_gets_error_events_and_keeps_the_socket() {
     let err = next(&mut wa).await;
     assert_eq!(err["type"], "error");
     // Only the good messages were stored and delivered.
-    assert_eq!(history_len(&api, conv, &ta).await, bad.len());
+    assert_eq!(api.history_len(&ta, conv).await, bad.len());
     for i in 0..bad.len() {
         let got = next(&mut wb).await;
         assert_eq!(
@@ -292,7 +279,7 @@ async fn sending_after_removal_is_refused_but_reading_works() {
     assert_eq!(err["type"], "error", "{err}");
     assert_eq!(err["client_id"], "late");
     silent(&mut wb, 300).await;
-    assert_eq!(history_len(&api, conv, &tb).await, 1);
+    assert_eq!(api.history_len(&tb, conv).await, 1);
     // Read receipts still work on a removed connection's history.
     send(
         &mut wb,
@@ -447,7 +434,7 @@ async fn idempotent_client_id_over_websocket() {
     );
     silent(&mut wb, 300).await;
     silent(&mut wa2, 100).await;
-    assert_eq!(history_len(&api, conv, &ta).await, 1);
+    assert_eq!(api.history_len(&ta, conv).await, 1);
     // Without client_id the event says null.
     send(&mut wa, json!({"type": "chat_message", "content": "plain"})).await;
     assert_eq!(next(&mut wa).await["client_id"], Value::Null);
@@ -488,7 +475,7 @@ async fn oversized_frame_closes_with_1009() {
     )
     .await;
     assert_eq!(close_code(&mut wa).await, 1009);
-    assert_eq!(history_len(&api, conv, &ta).await, 0);
+    assert_eq!(api.history_len(&ta, conv).await, 0);
 }
 
 #[tokio::test]

@@ -36,6 +36,22 @@ pub async fn open_with_header(base_ws: &str, conv: impl std::fmt::Display, token
     ws
 }
 
+/// Opens the user stream `/ws/chat/` with `query` (e.g. `since=3`) and
+/// returns it with its first frame.
+pub async fn stream(server: &chat_tests::TestServer, token: &str, query: &str) -> (Ws, Value) {
+    let url = server.ws_url(&format!("/ws/chat/?token={token}&{query}"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket upgrade");
+    let first = next(&mut ws).await;
+    (ws, first)
+}
+
+/// The `seq` of a stream frame.
+pub fn seq(v: &Value) -> i64 {
+    v["seq"].as_i64().unwrap_or_else(|| panic!("seq in {v}"))
+}
+
 /// Opens and checks the first frame is `connection_established`.
 pub async fn join(base_ws: &str, conv: i64, token: &str) -> Ws {
     let mut ws = open(base_ws, conv, token).await;

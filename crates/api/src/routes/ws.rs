@@ -313,7 +313,7 @@ enum Scope {
     Stream {
         seq: i64,
         /// Conversations this socket has seen the user take part in.
-        verified: Vec<ConversationId>,
+        verified: Vec<Conversation>,
     },
 }
 
@@ -439,12 +439,13 @@ impl Socket<'_> {
     }
 
     /// Delivers what reaches the queue until it has been quiet for a moment
-    /// (at most a second): the answers to frames handled before a drain.
+    /// (at most the shutdown's flush budget, so the close still goes out
+    /// within the drain time): the answers to frames handled before a drain.
     async fn flush(
         &mut self,
         outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     ) -> Result<(), Closing> {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + self.state.shutdown.flush_budget();
         while Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_millis(50), outbound.recv()).await {
                 Ok(Some(Outbound::Frame { json, position })) => {
@@ -834,6 +835,11 @@ impl Socket<'_> {
     /// The conversation if the user takes part in it (404 otherwise);
     /// remembers it, so typing does not cost a query per frame.
     async fn participant_of(&mut self, id: ConversationId) -> Result<Conversation, ApiError> {
+        if let Scope::Stream { verified, .. } = &self.scope
+            && let Some(known) = verified.iter().find(|c| c.id == id)
+        {
+            return Ok(known.clone());
+        }
         let me = self.user.id;
         let conversation = self
             .db(move |c| conversations::find_for(c, id, me))
@@ -842,10 +848,8 @@ impl Socket<'_> {
                 StatusCode::NOT_FOUND => ApiError::not_found("Conversation not found."),
                 _ => e,
             })?;
-        if let Scope::Stream { verified, .. } = &mut self.scope
-            && !verified.contains(&id)
-        {
-            verified.push(id);
+        if let Scope::Stream { verified, .. } = &mut self.scope {
+            verified.push(conversation.clone());
         }
         Ok(conversation)
     }
