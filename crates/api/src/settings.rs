@@ -57,7 +57,8 @@ pub struct AuthSettings {
 /// WebSocket limits and heartbeat.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebSocketSettings {
-    /// Largest frame accepted from a client; larger closes with 1009.
+    /// Largest message (a frame, or fragments in all) accepted from a client;
+    /// larger closes with 1009, judged from the frame header.
     pub max_frame_bytes: usize,
     /// How often the server pings.
     pub heartbeat_interval_seconds: u64,

@@ -10,16 +10,16 @@
 //! already delivered is skipped. If the log cannot fill it, the socket
 //! closes with 1012 and the client resumes with `since`/`after`.
 
+use super::ws_read::{self, Frames, Incoming};
 use crate::auth::{authenticate_with, bearer_token};
 use crate::error::ApiError;
 use crate::pagination::query_pairs;
 use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
 use crate::state::AppState;
+use actix_web::FromRequest;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{
-    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
-};
+use actix_ws::{CloseCode, CloseReason, Session};
 use chat_domain::{
     ClientEvent, ClientFrame, ClientId, Conversation, ConversationId, MessageContent, MessageId,
     ServerEvent, StreamStart, User,
@@ -81,7 +81,7 @@ pub(crate) async fn upgrade(
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|v| *v > 0)
         .map(ConversationId);
-    open(state, req, body, Kind::Conversation(conversation), "after")
+    open(state, req, body, Kind::Conversation(conversation), "after").await
 }
 
 /// Open the user stream
@@ -107,7 +107,7 @@ pub(crate) async fn upgrade_stream(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    open(state, req, body, Kind::Stream, "since")
+    open(state, req, body, Kind::Stream, "since").await
 }
 
 /// Which socket was asked for.
@@ -124,7 +124,7 @@ struct Ask {
     cursor: Result<Option<i64>, ()>,
 }
 
-fn open(
+async fn open(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
@@ -146,12 +146,12 @@ fn open(
             .map(Some)
             .ok_or(()),
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // Frames above the limit are refused from their header (see ws_read).
     let limit = state.settings.websocket.max_frame_bytes;
-    let stream = stream
-        .max_frame_size(limit)
-        .aggregate_continuations()
-        .max_continuation_size(limit);
+    let (mut guarded, verdict) = ws_read::guard(body.into_inner(), limit);
+    let body = web::Payload::from_request(&req, &mut guarded).await?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = Frames::new(stream, verdict, limit);
     // The socket's task logs in the upgrade request's span (its request id).
     let task = run(
         state.get_ref().clone(),
@@ -215,13 +215,7 @@ async fn admit(
     }
 }
 
-async fn run(
-    state: AppState,
-    ask: Ask,
-    kind: Kind,
-    session: Session,
-    mut stream: AggregatedMessageStream,
-) {
+async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream: Frames) {
     let (user, conversation) = match admit(&state, ask.token, kind).await {
         Ok(admitted) => admitted,
         Err(reason) => {
@@ -358,7 +352,7 @@ impl Socket<'_> {
     async fn serve(
         &mut self,
         cursor: Option<i64>,
-        stream: &mut AggregatedMessageStream,
+        stream: &mut Frames,
         outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     ) -> Closing {
         let mut draining = self.state.shutdown.watch();
@@ -384,25 +378,25 @@ impl Socket<'_> {
                 incoming = stream.recv() => {
                     last_heard = Instant::now();
                     match incoming {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
+                        Some(Ok(Incoming::Text(text))) => {
                             // Boxed: the frame handler's state lives only while
                             // a frame is handled, not in every idle socket.
                             Box::pin(self.handle_frame(&text)).await
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Incoming::Binary)) => {
                             self.error("Binary frames are not supported; send JSON text.", None).await;
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        Some(Ok(Incoming::Ping(bytes))) => {
                             if self.session.pong(&bytes).await.is_err() { return None; }
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => return None,
-                        Some(Err(ProtocolError::Overflow)) => {
-                            return Some(CloseReason { code: CloseCode::Size, description: Some("Frame too large.".into()) });
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket protocol error");
-                            return Some(CloseReason { code: CloseCode::Protocol, description: None });
+                        Some(Ok(Incoming::Pong)) => {}
+                        Some(Ok(Incoming::Close)) | None => return None,
+                        Some(Err(refused)) => {
+                            tracing::debug!(?refused, "websocket input refused");
+                            return Some(CloseReason {
+                                code: refused.close_code(),
+                                description: Some(refused.description().into()),
+                            });
                         }
                     }
                 }
