@@ -64,6 +64,10 @@ pub struct WebSocketSettings {
     pub heartbeat_interval_seconds: u64,
     /// A socket that answers nothing (no pong, no frame) for this long is closed.
     pub client_timeout_seconds: u64,
+    /// Every write to a client must be taken within this: a client that
+    /// stops reading is closed (1013) and its connection dropped (the
+    /// server also sets it as the connection's TCP user timeout on Linux).
+    pub write_timeout_seconds: u64,
 }
 
 /// Limits on input.
@@ -193,6 +197,10 @@ impl AuthSettings {
 impl WebSocketSettings {
     fn validate(&self) -> Result<(), InvalidSetting> {
         at_least_one("websocket.max_frame_bytes", self.max_frame_bytes)?;
+        at_least_one(
+            "websocket.write_timeout_seconds",
+            self.write_timeout_seconds,
+        )?;
         at_least_one(
             "websocket.heartbeat_interval_seconds",
             self.heartbeat_interval_seconds,

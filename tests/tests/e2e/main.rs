@@ -19,4 +19,5 @@ mod support;
 mod websocket;
 mod writer;
 mod ws_limits;
+mod ws_slow;
 mod ws_support;

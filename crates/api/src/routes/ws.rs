@@ -27,7 +27,7 @@ use chat_domain::{
 use chat_persistence::events;
 use chat_persistence::messages::{self, Cursor};
 use chat_persistence::{PersistenceError, conversations, users};
-use chat_realtime::{Frame, Outbound, Registration, Topic};
+use chat_realtime::{Dropped, Frame, Outbound, Registration, Topic};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -215,33 +215,30 @@ async fn admit(
     }
 }
 
+/// Closes the socket, waiting at most the write timeout for the close
+/// frame to be taken (a client that stops reading cannot hold the task).
+async fn close_within(session: Session, reason: Closing, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, session.close(reason)).await;
+}
+
 async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream: Frames) {
+    let write_timeout = Duration::from_secs(state.settings.websocket.write_timeout_seconds);
     let (user, conversation) = match admit(&state, ask.token, kind).await {
         Ok(admitted) => admitted,
-        Err(reason) => {
-            let _ = session.close(reason).await;
-            return;
-        }
+        Err(reason) => return close_within(session, reason, write_timeout).await,
     };
     let Ok(cursor) = ask.cursor else {
-        let _ = session
-            .close(close_reason(
-                CLOSE_BAD_CURSOR,
-                "The resume cursor must be a non-negative integer.",
-            ))
-            .await;
-        return;
+        let reason = close_reason(
+            CLOSE_BAD_CURSOR,
+            "The resume cursor must be a non-negative integer.",
+        );
+        return close_within(session, reason, write_timeout).await;
     };
     // Held until the socket ends; frees the user's slot when dropped.
-    let Some(_slot) = state.limits.open_socket(user.id) else {
+    let Some(slot) = state.limits.open_socket(user.id) else {
         state.metrics.limited("sockets");
-        let _ = session
-            .close(close_reason(
-                CLOSE_TOO_MANY_SOCKETS,
-                "Too many open connections.",
-            ))
-            .await;
-        return;
+        let reason = close_reason(CLOSE_TOO_MANY_SOCKETS, "Too many open connections.");
+        return close_within(session, reason, write_timeout).await;
     };
     let topic = match &conversation {
         Some(conv) => Topic::Conversation(conv.id),
@@ -250,12 +247,12 @@ async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream
     let Registration {
         socket,
         mut outbound,
+        dropped,
     } = match state.realtime.join(topic, user.id).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "realtime join failed");
-            let _ = session.close(unavailable()).await;
-            return;
+            return close_within(session, unavailable(), write_timeout).await;
         }
     };
     let presence = state.realtime.presence().clone();
@@ -279,6 +276,9 @@ async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream
         session: session.clone(),
         scope,
         acks: Acks::default(),
+        dropped,
+        write_timeout,
+        failed: None,
     };
     let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
     // Acks the client sent are stored even when it leaves within the window.
@@ -287,7 +287,11 @@ async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream
     }
     state.realtime.leave(topic, socket);
     presence.closed(user_id);
-    let _ = session.close(close).await;
+    drop(slot);
+    // A client too slow to read would not take the close frame either.
+    let slow = close.as_ref().is_some_and(|c| c.code == CloseCode::Again);
+    let wait = if slow { Duration::ZERO } else { write_timeout };
+    close_within(session, close, wait).await;
 }
 
 /// What a socket carries, and the last position it delivered.
@@ -327,6 +331,38 @@ struct Socket<'a> {
     session: Session,
     scope: Scope,
     acks: Acks,
+    /// Resolves once the hub dropped this socket (its queue overflowed).
+    dropped: Dropped,
+    /// Every write must be taken within this.
+    write_timeout: Duration,
+    /// Set when a write failed outside the paths that return a close
+    /// reason (events answering a frame); the loop closes with it.
+    failed: Option<Closing>,
+}
+
+/// The client does not read what it is sent (1013).
+fn too_slow() -> Closing {
+    Some(CloseReason {
+        code: CloseCode::Again,
+        description: Some("Client too slow.".into()),
+    })
+}
+
+/// Runs one write to the client with a deadline: a client that stopped
+/// reading makes it wait once the socket's buffers are full. It also gives
+/// up as soon as the hub drops the socket for a full queue, so the slow
+/// client is let go even while this write is pending.
+async fn bounded(
+    deadline: Duration,
+    dropped: &mut Dropped,
+    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), Closing> {
+    tokio::select! {
+        biased;
+        written = write => written.map_err(|_| None),
+        () = tokio::time::sleep(deadline) => Err(too_slow()),
+        () = dropped.wait() => Err(too_slow()),
+    }
 }
 
 /// Acks are coalesced: within [`ACK_WINDOW`] of the last one stored, a
@@ -370,6 +406,9 @@ impl Socket<'_> {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
+            if let Some(close) = self.failed.take() {
+                return close;
+            }
             let acks_due = self.acks.due;
             tokio::select! {
                 _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
@@ -387,7 +426,10 @@ impl Socket<'_> {
                             self.error("Binary frames are not supported; send JSON text.", None).await;
                         }
                         Some(Ok(Incoming::Ping(bytes))) => {
-                            if self.session.pong(&bytes).await.is_err() { return None; }
+                            let pong = self.session.pong(&bytes);
+                            if let Err(close) = bounded(self.write_timeout, &mut self.dropped, pong).await {
+                                return close;
+                            }
                         }
                         Some(Ok(Incoming::Pong)) => {}
                         Some(Ok(Incoming::Close)) | None => return None,
@@ -426,7 +468,10 @@ impl Socket<'_> {
                     if last_heard.elapsed() > timeout {
                         return Some(CloseReason { code: CloseCode::Policy, description: Some("Heartbeat timeout.".into()) });
                     }
-                    if self.session.ping(b"").await.is_err() { return None; }
+                    let ping = self.session.ping(b"");
+                    if let Err(close) = bounded(self.write_timeout, &mut self.dropped, ping).await {
+                        return close;
+                    }
                 }
             }
         }
@@ -733,11 +778,20 @@ impl Socket<'_> {
     }
 
     async fn write(&mut self, json: &str) -> Result<(), Closing> {
-        self.session.text(json.to_owned()).await.map_err(|_| None)
+        let text = self.session.text(json.to_owned());
+        let written = bounded(self.write_timeout, &mut self.dropped, text).await;
+        if written.as_ref().is_err_and(Option::is_some) {
+            self.state.metrics.slow_writes.inc();
+        }
+        written
     }
 
+    /// An event answering a frame; a failed write closes the socket once
+    /// the frame is handled.
     async fn send_event(&mut self, event: &ServerEvent) {
-        let _ = self.session.text(event.to_json()).await;
+        if let Err(close) = self.write(&event.to_json()).await {
+            self.failed.get_or_insert(close);
+        }
     }
 
     async fn error(&mut self, message: impl Into<String>, client_id: Option<String>) {
