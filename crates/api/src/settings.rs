@@ -28,6 +28,12 @@ pub struct RateLimitSettings {
     pub messages_per_second: u32,
     /// Messages a user may send in a burst above the sustained rate.
     pub messages_burst: u32,
+    /// Sustained client frames per second per user and kind (typing,
+    /// read marks, acks, frames that are not valid events; chat messages
+    /// have the message limit).
+    pub frames_per_second: u32,
+    /// Frames of one kind a user may send in a burst above that.
+    pub frames_burst: u32,
     /// Open WebSocket connections per user on one node.
     pub max_sockets_per_user: usize,
     /// Peers whose `X-Forwarded-For` is believed (e.g. the load balancer);

@@ -436,6 +436,8 @@ mod tests {
             ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "0"),
             ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND", "0"),
             ("CHAT__RATE_LIMITS__MESSAGES_BURST", "0"),
+            ("CHAT__RATE_LIMITS__FRAMES_PER_SECOND", "0"),
+            ("CHAT__RATE_LIMITS__FRAMES_BURST", "0"),
             ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER", "0"),
         ]);
         assert!(s.is_ok(), "{s:?}");

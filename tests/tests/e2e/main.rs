@@ -19,5 +19,6 @@ mod support;
 mod websocket;
 mod writer;
 mod ws_limits;
+mod ws_rate;
 mod ws_slow;
 mod ws_support;

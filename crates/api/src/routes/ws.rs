@@ -13,6 +13,7 @@
 use super::ws_read::{self, Frames, Incoming};
 use crate::auth::{authenticate_with, bearer_token};
 use crate::error::ApiError;
+use crate::limits::{FrameKind, too_many};
 use crate::pagination::query_pairs;
 use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
 use crate::state::AppState;
@@ -802,11 +803,48 @@ impl Socket<'_> {
         .await;
     }
 
+    /// `Err` (having answered with an `error` event) when the user sends
+    /// frames of this kind faster than `rate_limits.frames_per_second`.
+    async fn within_frame_rate(
+        &mut self,
+        kind: FrameKind,
+        client_id: Option<String>,
+    ) -> Result<(), ()> {
+        match self.state.check_frame_rate(self.user.id, kind) {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                self.error(error_message(&too_many(wait)), client_id).await;
+                Err(())
+            }
+        }
+    }
+
     async fn handle_frame(&mut self, text: &str) {
         let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
-            Err(e) => return self.error(e.message, e.client_id).await,
+            Err(e) => {
+                if self
+                    .within_frame_rate(FrameKind::Invalid, e.client_id.clone())
+                    .await
+                    .is_ok()
+                {
+                    self.error(e.message, e.client_id).await;
+                }
+                return;
+            }
         };
+        let kind = match &frame.event {
+            // Limited with HTTP sends, by the message limit.
+            ClientEvent::ChatMessage { .. } => None,
+            ClientEvent::TypingIndicator { .. } => Some(FrameKind::Typing),
+            ClientEvent::MessageRead { .. } => Some(FrameKind::Read),
+            ClientEvent::Ack { .. } => Some(FrameKind::Ack),
+        };
+        if let Some(kind) = kind
+            && self.within_frame_rate(kind, None).await.is_err()
+        {
+            return;
+        }
         let echo = match &frame.event {
             ClientEvent::ChatMessage { client_id, .. } => {
                 client_id.as_ref().map(|c| c.as_str().to_owned())
