@@ -13,6 +13,7 @@ mod operability;
 mod presence;
 mod raw_ws;
 mod reactions;
+mod read_events;
 mod smoke;
 mod stream;
 mod support;
