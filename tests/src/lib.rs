@@ -299,6 +299,7 @@ fn node_vars(db: &TestDb, options: &ServerOptions) -> Vec<(String, String)> {
         // Suites register many users from one address; limit tests switch them on.
         ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE".into(), "0".into()),
         ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND".into(), "0".into()),
+        ("CHAT__RATE_LIMITS__FRAMES_PER_SECOND".into(), "0".into()),
         ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER".into(), "0".into()),
         (
             "CHAT__REDIS__CHANNEL_PREFIX".into(),

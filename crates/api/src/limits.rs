@@ -61,10 +61,38 @@ fn per_second_with_burst(rate: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate)))
 }
 
+/// The kinds of client frame limited apart from each other (a flood of
+/// typing indicators does not hold back acks). Chat messages have the
+/// message limit, shared with HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// `typing_indicator`.
+    Typing,
+    /// `message_read`.
+    Read,
+    /// `ack`.
+    Ack,
+    /// Frames that are no valid event (each gets an `error` event).
+    Invalid,
+}
+
+impl FrameKind {
+    /// The `limit` label of the refusal metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Typing => "frames_typing",
+            Self::Read => "frames_read",
+            Self::Ack => "frames_ack",
+            Self::Invalid => "frames_invalid",
+        }
+    }
+}
+
 /// The limits of one node.
 pub struct RateLimits {
     auth: Limit<IpAddr>,
     messages: Limit<UserId>,
+    frames: Limit<(UserId, FrameKind)>,
     max_sockets_per_user: usize,
     sockets: Mutex<HashMap<UserId, usize>>,
     trusted_proxies: Vec<IpAddr>,
@@ -106,6 +134,10 @@ impl RateLimits {
             messages: Limit::new(per_second_with_burst(
                 settings.messages_per_second,
                 settings.messages_burst,
+            )),
+            frames: Limit::new(per_second_with_burst(
+                settings.frames_per_second,
+                settings.frames_burst,
             )),
             max_sockets_per_user: settings.max_sockets_per_user,
             sockets: Mutex::new(HashMap::new()),
@@ -150,6 +182,11 @@ impl RateLimits {
         self.messages.check(&user)
     }
 
+    /// Client frames of `kind` per user, on every socket of the node together.
+    pub fn check_frame(&self, user: UserId, kind: FrameKind) -> Result<(), Duration> {
+        self.frames.check(&(user, kind))
+    }
+
     /// Takes a socket slot for `user`, or `None` when they have too many open.
     pub fn open_socket(&self, user: UserId) -> Option<SocketSlot<'_>> {
         let mut open = self.sockets.lock().ok()?;
@@ -165,6 +202,7 @@ impl RateLimits {
     pub fn shrink(&self) {
         self.auth.shrink();
         self.messages.shrink();
+        self.frames.shrink();
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub messages_stored: IntCounter,
     /// Requests and frames refused by a rate limit, by limit.
     pub rate_limited: IntCounterVec,
+    /// Sockets closed because a write to them did not go through in time.
+    pub slow_writes: IntCounter,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
 }
@@ -56,6 +58,11 @@ impl Metrics {
             Opts::new("rate_limited_total", "Refusals by rate limit"),
             &["limit"],
         )?;
+        let slow_writes = IntCounter::new(
+            "websocket_slow_writes_total",
+            "Sockets closed because a write was not taken within the write timeout \
+             (or while it waited, their queue overflowed): clients that stopped reading",
+        )?;
         let pool_connections = IntGauge::new(
             "db_pool_connections",
             "Database connections held by the pool",
@@ -68,6 +75,7 @@ impl Metrics {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(messages_stored.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(slow_writes.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(RealtimeCollector::new(realtime.clone())?))?;
@@ -77,6 +85,7 @@ impl Metrics {
             http_duration,
             messages_stored,
             rate_limited,
+            slow_writes,
             pool_connections,
             pool_idle,
         })

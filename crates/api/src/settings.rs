@@ -28,6 +28,12 @@ pub struct RateLimitSettings {
     pub messages_per_second: u32,
     /// Messages a user may send in a burst above the sustained rate.
     pub messages_burst: u32,
+    /// Sustained client frames per second per user and kind (typing,
+    /// read marks, acks, frames that are not valid events; chat messages
+    /// have the message limit).
+    pub frames_per_second: u32,
+    /// Frames of one kind a user may send in a burst above that.
+    pub frames_burst: u32,
     /// Open WebSocket connections per user on one node.
     pub max_sockets_per_user: usize,
     /// Peers whose `X-Forwarded-For` is believed (e.g. the load balancer);
@@ -57,12 +63,17 @@ pub struct AuthSettings {
 /// WebSocket limits and heartbeat.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebSocketSettings {
-    /// Largest frame accepted from a client; larger closes with 1009.
+    /// Largest message (a frame, or fragments in all) accepted from a client;
+    /// larger closes with 1009, judged from the frame header.
     pub max_frame_bytes: usize,
     /// How often the server pings.
     pub heartbeat_interval_seconds: u64,
     /// A socket that answers nothing (no pong, no frame) for this long is closed.
     pub client_timeout_seconds: u64,
+    /// Every write to a client must be taken within this: a client that
+    /// stops reading is closed (1013) and its connection dropped (the
+    /// server also sets it as the connection's TCP user timeout on Linux).
+    pub write_timeout_seconds: u64,
 }
 
 /// Limits on input.
@@ -192,6 +203,10 @@ impl AuthSettings {
 impl WebSocketSettings {
     fn validate(&self) -> Result<(), InvalidSetting> {
         at_least_one("websocket.max_frame_bytes", self.max_frame_bytes)?;
+        at_least_one(
+            "websocket.write_timeout_seconds",
+            self.write_timeout_seconds,
+        )?;
         at_least_one(
             "websocket.heartbeat_interval_seconds",
             self.heartbeat_interval_seconds,

@@ -140,6 +140,17 @@ impl AppState {
             .inspect_err(|_| self.metrics.limited("auth"))
     }
 
+    /// The frame limit of `user` for `kind`; `Err` holds how long to wait.
+    pub fn check_frame_rate(
+        &self,
+        user: chat_domain::UserId,
+        kind: crate::limits::FrameKind,
+    ) -> Result<(), std::time::Duration> {
+        self.limits
+            .check_frame(user, kind)
+            .inspect_err(|_| self.metrics.limited(kind.label()))
+    }
+
     /// The message limit of `user`; `Err` holds how long to wait.
     pub fn check_message_rate(&self, user: chat_domain::UserId) -> Result<(), std::time::Duration> {
         self.limits

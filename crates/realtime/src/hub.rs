@@ -25,6 +25,9 @@ pub(crate) enum Command {
         user: UserId,
         socket: SocketId,
         sender: mpsc::Sender<Outbound>,
+        /// Dropped when the hub drops the socket, so its task learns of it
+        /// even while it waits on a write.
+        alive: oneshot::Sender<()>,
         /// Answered once the topic's channel is subscribed on the bus (or
         /// the bus gave up for now).
         ready: oneshot::Sender<()>,
@@ -90,7 +93,16 @@ impl Subscriptions {
     }
 }
 
-type Sockets = HashMap<SocketId, (UserId, mpsc::Sender<Outbound>)>;
+/// A registered socket: its user, its queue, and the signal its task
+/// watches (dropped with the entry).
+#[derive(Debug)]
+struct Entry {
+    user: UserId,
+    sender: mpsc::Sender<Outbound>,
+    _alive: oneshot::Sender<()>,
+}
+
+type Sockets = HashMap<SocketId, Entry>;
 
 /// How often sockets whose receiver is gone without a `leave` (a cancelled
 /// join, a panicked socket task) are removed, so their topic does not stay
@@ -136,13 +148,19 @@ impl Hub {
                 user,
                 socket,
                 sender,
+                alive,
                 ready,
             } => {
+                let entry = Entry {
+                    user,
+                    sender,
+                    _alive: alive,
+                };
                 let added = self
                     .registry
                     .entry(topic)
                     .or_default()
-                    .insert(socket, (user, sender))
+                    .insert(socket, entry)
                     .is_none();
                 if added {
                     self.stats.open_sockets.fetch_add(1, Ordering::Relaxed);
@@ -164,9 +182,9 @@ impl Hub {
         let Some(sockets) = self.registry.get(&topic) else {
             return;
         };
-        let recipients = sockets.iter().filter(|(_, (user, _))| match audience {
+        let recipients = sockets.iter().filter(|(_, entry)| match audience {
             Audience::Everyone => true,
-            Audience::ExceptUser(excluded) => *user != excluded,
+            Audience::ExceptUser(excluded) => entry.user != excluded,
         });
         let gone = offer_all(
             &self.stats,
@@ -217,7 +235,7 @@ impl Hub {
             .flat_map(|(topic, sockets)| {
                 sockets
                     .iter()
-                    .filter(|(_, (_, sender))| sender.is_closed())
+                    .filter(|(_, entry)| entry.sender.is_closed())
                     .map(|(id, _)| (*topic, *id))
             })
             .collect();
@@ -234,13 +252,13 @@ impl Hub {
 /// a closed one a socket task that ended without `leave`.
 fn offer_all<'a>(
     stats: &Stats,
-    recipients: impl Iterator<Item = (Topic, (&'a SocketId, &'a (UserId, mpsc::Sender<Outbound>)))>,
+    recipients: impl Iterator<Item = (Topic, (&'a SocketId, &'a Entry))>,
     item: &Outbound,
     counter: &AtomicU64,
 ) -> Vec<(Topic, SocketId)> {
     let mut gone = Vec::new();
     let mut sent = 0u64;
-    for (topic, (id, (user, sender))) in recipients {
+    for (topic, (id, Entry { user, sender, .. })) in recipients {
         match sender.try_send(item.clone()) {
             Ok(()) => sent += 1,
             Err(TrySendError::Full(_)) => {

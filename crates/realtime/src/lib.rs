@@ -180,6 +180,26 @@ pub struct Registration {
     /// queue overflowed, or the hub stopped): close the WebSocket; the
     /// client reconnects and catches up from history.
     pub outbound: mpsc::Receiver<Outbound>,
+    /// Resolves as soon as the hub drops this socket, before the queue is
+    /// drained: a task waiting on a write to a slow client watches it.
+    pub dropped: Dropped,
+}
+
+/// Resolves once the hub has dropped a socket (see [`Registration`]).
+#[derive(Debug)]
+pub struct Dropped {
+    signal: Option<oneshot::Receiver<()>>,
+}
+
+impl Dropped {
+    /// Waits until the hub drops the socket; at once if it has already.
+    pub async fn wait(&mut self) {
+        if let Some(signal) = self.signal.as_mut() {
+            // Never sent: only the hub dropping its end resolves it.
+            let _ = signal.await;
+            self.signal = None;
+        }
+    }
 }
 
 /// Why a realtime operation failed.
@@ -283,6 +303,7 @@ impl Realtime {
         let socket = SocketId(self.inner.next_socket.fetch_add(1, Ordering::Relaxed));
         // socket_queue >= 1 is checked in start().
         let (sender, outbound) = mpsc::channel(self.inner.socket_queue);
+        let (alive, dropped) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         self.inner
             .hub
@@ -291,6 +312,7 @@ impl Realtime {
                 user,
                 socket,
                 sender,
+                alive,
                 ready: ready_tx,
             })
             .await
@@ -306,7 +328,13 @@ impl Realtime {
                 debug!(topic = %topic, "join returned before SUBSCRIBE was confirmed");
             }
         }
-        Ok(Registration { socket, outbound })
+        Ok(Registration {
+            socket,
+            outbound,
+            dropped: Dropped {
+                signal: Some(dropped),
+            },
+        })
     }
 
     /// Deregisters a socket; also safe to call for a socket the hub already

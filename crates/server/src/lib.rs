@@ -132,6 +132,23 @@ fn spawn_event_log_pruning(db: Database, settings: &Settings) {
     });
 }
 
+/// Sets the connection's TCP user timeout (Linux): data the peer has not
+/// acknowledged for `timeout` ends the connection, zero-window probes
+/// included. A socket task gives up on a client that stopped reading after
+/// the same time, but actix keeps a connection while bytes wait in its
+/// write buffer; the kernel ends it, so neither memory nor the connection
+/// is held for ever.
+fn cut_off_stalled_peers(connection: &dyn std::any::Any, timeout: Duration) {
+    #[cfg(target_os = "linux")]
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout))
+    {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (connection, timeout);
+}
+
 /// Opens the database pool from settings.
 pub fn open_database(settings: &Settings) -> Result<Database, StartError> {
     let options = PoolOptions {
@@ -172,6 +189,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     spawn_limiter_upkeep(state.limits.clone());
     spawn_event_log_pruning(database.clone(), &settings);
     let shutdown = state.shutdown.clone();
+    let write_timeout = Duration::from_secs(settings.api.websocket.write_timeout_seconds);
     chat_api::service::presence::spawn_announcer(state.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
@@ -195,6 +213,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's
     // algorithm holds a frame back while an earlier one is unacknowledged.
     .tcp_nodelay(true)
+    .on_connect(move |connection, _| cut_off_stalled_peers(connection, write_timeout))
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
     // Signals are handled by the caller (see `drain`), so sockets are closed
     // with 1012 rather than cut when the timeout ends.

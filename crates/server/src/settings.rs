@@ -403,6 +403,10 @@ mod tests {
                 "CHAT__WEBSOCKET__HEARTBEAT_INTERVAL_SECONDS",
                 "websocket.heartbeat_interval_seconds",
             ),
+            (
+                "CHAT__WEBSOCKET__WRITE_TIMEOUT_SECONDS",
+                "websocket.write_timeout_seconds",
+            ),
             ("CHAT__LIMITS__MAX_BODY_BYTES", "limits.max_body_bytes"),
             ("CHAT__LIMITS__MAX_READ_IDS", "limits.max_read_ids"),
             ("CHAT__LIMITS__MAX_HEADER_BYTES", "limits.max_header_bytes"),
@@ -432,6 +436,8 @@ mod tests {
             ("CHAT__RATE_LIMITS__AUTH_PER_MINUTE", "0"),
             ("CHAT__RATE_LIMITS__MESSAGES_PER_SECOND", "0"),
             ("CHAT__RATE_LIMITS__MESSAGES_BURST", "0"),
+            ("CHAT__RATE_LIMITS__FRAMES_PER_SECOND", "0"),
+            ("CHAT__RATE_LIMITS__FRAMES_BURST", "0"),
             ("CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER", "0"),
         ]);
         assert!(s.is_ok(), "{s:?}");

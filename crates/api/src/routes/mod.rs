@@ -13,6 +13,7 @@ pub(crate) mod messages;
 pub(crate) mod presence;
 pub(crate) mod users;
 pub(crate) mod ws;
+pub(crate) mod ws_read;
 
 use actix_web::{FromRequest, Handler, Resource, Responder, Route, web};
 

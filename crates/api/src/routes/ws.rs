@@ -10,16 +10,17 @@
 //! already delivered is skipped. If the log cannot fill it, the socket
 //! closes with 1012 and the client resumes with `since`/`after`.
 
+use super::ws_read::{self, Frames, Incoming};
 use crate::auth::{authenticate_with, bearer_token};
 use crate::error::ApiError;
+use crate::limits::{FrameKind, too_many};
 use crate::pagination::query_pairs;
 use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
 use crate::state::AppState;
+use actix_web::FromRequest;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{
-    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
-};
+use actix_ws::{CloseCode, CloseReason, Session};
 use chat_domain::{
     ClientEvent, ClientFrame, ClientId, Conversation, ConversationId, MessageContent, MessageId,
     ServerEvent, StreamStart, User,
@@ -27,7 +28,7 @@ use chat_domain::{
 use chat_persistence::events;
 use chat_persistence::messages::{self, Cursor};
 use chat_persistence::{PersistenceError, conversations, users};
-use chat_realtime::{Frame, Outbound, Registration, Topic};
+use chat_realtime::{Dropped, Frame, Outbound, Registration, Topic};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -81,7 +82,7 @@ pub(crate) async fn upgrade(
         .and_then(|v| v.parse::<i64>().ok())
         .filter(|v| *v > 0)
         .map(ConversationId);
-    open(state, req, body, Kind::Conversation(conversation), "after")
+    open(state, req, body, Kind::Conversation(conversation), "after").await
 }
 
 /// Open the user stream
@@ -107,7 +108,7 @@ pub(crate) async fn upgrade_stream(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    open(state, req, body, Kind::Stream, "since")
+    open(state, req, body, Kind::Stream, "since").await
 }
 
 /// Which socket was asked for.
@@ -124,7 +125,7 @@ struct Ask {
     cursor: Result<Option<i64>, ()>,
 }
 
-fn open(
+async fn open(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
@@ -146,12 +147,12 @@ fn open(
             .map(Some)
             .ok_or(()),
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // Frames above the limit are refused from their header (see ws_read).
     let limit = state.settings.websocket.max_frame_bytes;
-    let stream = stream
-        .max_frame_size(limit)
-        .aggregate_continuations()
-        .max_continuation_size(limit);
+    let (mut guarded, verdict) = ws_read::guard(body.into_inner(), limit);
+    let body = web::Payload::from_request(&req, &mut guarded).await?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = Frames::new(stream, verdict, limit);
     // The socket's task logs in the upgrade request's span (its request id).
     let task = run(
         state.get_ref().clone(),
@@ -215,39 +216,30 @@ async fn admit(
     }
 }
 
-async fn run(
-    state: AppState,
-    ask: Ask,
-    kind: Kind,
-    session: Session,
-    mut stream: AggregatedMessageStream,
-) {
+/// Closes the socket, waiting at most the write timeout for the close
+/// frame to be taken (a client that stops reading cannot hold the task).
+async fn close_within(session: Session, reason: Closing, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, session.close(reason)).await;
+}
+
+async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream: Frames) {
+    let write_timeout = Duration::from_secs(state.settings.websocket.write_timeout_seconds);
     let (user, conversation) = match admit(&state, ask.token, kind).await {
         Ok(admitted) => admitted,
-        Err(reason) => {
-            let _ = session.close(reason).await;
-            return;
-        }
+        Err(reason) => return close_within(session, reason, write_timeout).await,
     };
     let Ok(cursor) = ask.cursor else {
-        let _ = session
-            .close(close_reason(
-                CLOSE_BAD_CURSOR,
-                "The resume cursor must be a non-negative integer.",
-            ))
-            .await;
-        return;
+        let reason = close_reason(
+            CLOSE_BAD_CURSOR,
+            "The resume cursor must be a non-negative integer.",
+        );
+        return close_within(session, reason, write_timeout).await;
     };
     // Held until the socket ends; frees the user's slot when dropped.
-    let Some(_slot) = state.limits.open_socket(user.id) else {
+    let Some(slot) = state.limits.open_socket(user.id) else {
         state.metrics.limited("sockets");
-        let _ = session
-            .close(close_reason(
-                CLOSE_TOO_MANY_SOCKETS,
-                "Too many open connections.",
-            ))
-            .await;
-        return;
+        let reason = close_reason(CLOSE_TOO_MANY_SOCKETS, "Too many open connections.");
+        return close_within(session, reason, write_timeout).await;
     };
     let topic = match &conversation {
         Some(conv) => Topic::Conversation(conv.id),
@@ -256,12 +248,12 @@ async fn run(
     let Registration {
         socket,
         mut outbound,
+        dropped,
     } = match state.realtime.join(topic, user.id).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "realtime join failed");
-            let _ = session.close(unavailable()).await;
-            return;
+            return close_within(session, unavailable(), write_timeout).await;
         }
     };
     let presence = state.realtime.presence().clone();
@@ -285,6 +277,9 @@ async fn run(
         session: session.clone(),
         scope,
         acks: Acks::default(),
+        dropped,
+        write_timeout,
+        failed: None,
     };
     let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
     // Acks the client sent are stored even when it leaves within the window.
@@ -293,7 +288,11 @@ async fn run(
     }
     state.realtime.leave(topic, socket);
     presence.closed(user_id);
-    let _ = session.close(close).await;
+    drop(slot);
+    // A client too slow to read would not take the close frame either.
+    let slow = close.as_ref().is_some_and(|c| c.code == CloseCode::Again);
+    let wait = if slow { Duration::ZERO } else { write_timeout };
+    close_within(session, close, wait).await;
 }
 
 /// What a socket carries, and the last position it delivered.
@@ -333,6 +332,38 @@ struct Socket<'a> {
     session: Session,
     scope: Scope,
     acks: Acks,
+    /// Resolves once the hub dropped this socket (its queue overflowed).
+    dropped: Dropped,
+    /// Every write must be taken within this.
+    write_timeout: Duration,
+    /// Set when a write failed outside the paths that return a close
+    /// reason (events answering a frame); the loop closes with it.
+    failed: Option<Closing>,
+}
+
+/// The client does not read what it is sent (1013).
+fn too_slow() -> Closing {
+    Some(CloseReason {
+        code: CloseCode::Again,
+        description: Some("Client too slow.".into()),
+    })
+}
+
+/// Runs one write to the client with a deadline: a client that stopped
+/// reading makes it wait once the socket's buffers are full. It also gives
+/// up as soon as the hub drops the socket for a full queue, so the slow
+/// client is let go even while this write is pending.
+async fn bounded(
+    deadline: Duration,
+    dropped: &mut Dropped,
+    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), Closing> {
+    tokio::select! {
+        biased;
+        written = write => written.map_err(|_| None),
+        () = tokio::time::sleep(deadline) => Err(too_slow()),
+        () = dropped.wait() => Err(too_slow()),
+    }
 }
 
 /// Acks are coalesced: within [`ACK_WINDOW`] of the last one stored, a
@@ -358,7 +389,7 @@ impl Socket<'_> {
     async fn serve(
         &mut self,
         cursor: Option<i64>,
-        stream: &mut AggregatedMessageStream,
+        stream: &mut Frames,
         outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     ) -> Closing {
         let mut draining = self.state.shutdown.watch();
@@ -376,6 +407,9 @@ impl Socket<'_> {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
+            if let Some(close) = self.failed.take() {
+                return close;
+            }
             let acks_due = self.acks.due;
             tokio::select! {
                 _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
@@ -384,25 +418,28 @@ impl Socket<'_> {
                 incoming = stream.recv() => {
                     last_heard = Instant::now();
                     match incoming {
-                        Some(Ok(AggregatedMessage::Text(text))) => {
+                        Some(Ok(Incoming::Text(text))) => {
                             // Boxed: the frame handler's state lives only while
                             // a frame is handled, not in every idle socket.
                             Box::pin(self.handle_frame(&text)).await
                         }
-                        Some(Ok(AggregatedMessage::Binary(_))) => {
+                        Some(Ok(Incoming::Binary)) => {
                             self.error("Binary frames are not supported; send JSON text.", None).await;
                         }
-                        Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                            if self.session.pong(&bytes).await.is_err() { return None; }
+                        Some(Ok(Incoming::Ping(bytes))) => {
+                            let pong = self.session.pong(&bytes);
+                            if let Err(close) = bounded(self.write_timeout, &mut self.dropped, pong).await {
+                                return close;
+                            }
                         }
-                        Some(Ok(AggregatedMessage::Pong(_))) => {}
-                        Some(Ok(AggregatedMessage::Close(_))) | None => return None,
-                        Some(Err(ProtocolError::Overflow)) => {
-                            return Some(CloseReason { code: CloseCode::Size, description: Some("Frame too large.".into()) });
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket protocol error");
-                            return Some(CloseReason { code: CloseCode::Protocol, description: None });
+                        Some(Ok(Incoming::Pong)) => {}
+                        Some(Ok(Incoming::Close)) | None => return None,
+                        Some(Err(refused)) => {
+                            tracing::debug!(?refused, "websocket input refused");
+                            return Some(CloseReason {
+                                code: refused.close_code(),
+                                description: Some(refused.description().into()),
+                            });
                         }
                     }
                 }
@@ -432,7 +469,10 @@ impl Socket<'_> {
                     if last_heard.elapsed() > timeout {
                         return Some(CloseReason { code: CloseCode::Policy, description: Some("Heartbeat timeout.".into()) });
                     }
-                    if self.session.ping(b"").await.is_err() { return None; }
+                    let ping = self.session.ping(b"");
+                    if let Err(close) = bounded(self.write_timeout, &mut self.dropped, ping).await {
+                        return close;
+                    }
                 }
             }
         }
@@ -740,11 +780,20 @@ impl Socket<'_> {
     }
 
     async fn write(&mut self, json: &str) -> Result<(), Closing> {
-        self.session.text(json.to_owned()).await.map_err(|_| None)
+        let text = self.session.text(json.to_owned());
+        let written = bounded(self.write_timeout, &mut self.dropped, text).await;
+        if written.as_ref().is_err_and(Option::is_some) {
+            self.state.metrics.slow_writes.inc();
+        }
+        written
     }
 
+    /// An event answering a frame; a failed write closes the socket once
+    /// the frame is handled.
     async fn send_event(&mut self, event: &ServerEvent) {
-        let _ = self.session.text(event.to_json()).await;
+        if let Err(close) = self.write(&event.to_json()).await {
+            self.failed.get_or_insert(close);
+        }
     }
 
     async fn error(&mut self, message: impl Into<String>, client_id: Option<String>) {
@@ -755,11 +804,48 @@ impl Socket<'_> {
         .await;
     }
 
+    /// `Err` (having answered with an `error` event) when the user sends
+    /// frames of this kind faster than `rate_limits.frames_per_second`.
+    async fn within_frame_rate(
+        &mut self,
+        kind: FrameKind,
+        client_id: Option<String>,
+    ) -> Result<(), ()> {
+        match self.state.check_frame_rate(self.user.id, kind) {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                self.error(error_message(&too_many(wait)), client_id).await;
+                Err(())
+            }
+        }
+    }
+
     async fn handle_frame(&mut self, text: &str) {
         let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
-            Err(e) => return self.error(e.message, e.client_id).await,
+            Err(e) => {
+                if self
+                    .within_frame_rate(FrameKind::Invalid, e.client_id.clone())
+                    .await
+                    .is_ok()
+                {
+                    self.error(e.message, e.client_id).await;
+                }
+                return;
+            }
         };
+        let kind = match &frame.event {
+            // Limited with HTTP sends, by the message limit.
+            ClientEvent::ChatMessage { .. } => None,
+            ClientEvent::TypingIndicator { .. } => Some(FrameKind::Typing),
+            ClientEvent::MessageRead { .. } => Some(FrameKind::Read),
+            ClientEvent::Ack { .. } => Some(FrameKind::Ack),
+        };
+        if let Some(kind) = kind
+            && self.within_frame_rate(kind, None).await.is_err()
+        {
+            return;
+        }
         let echo = match &frame.event {
             ClientEvent::ChatMessage { client_id, .. } => {
                 client_id.as_ref().map(|c| c.as_str().to_owned())

@@ -11,7 +11,7 @@ use chat_domain::{
     UserId,
 };
 use chat_persistence::events::Ledger;
-use chat_persistence::messages::{self, Delivered, Marked, SendOutcome};
+use chat_persistence::messages::{self, Delivered, SendOutcome};
 use chat_persistence::reactions::{self, Reacted};
 use chat_persistence::{SendRequest, conversations, users};
 use chat_realtime::Audience;
@@ -136,48 +136,59 @@ async fn read_and_publish(
                 return Ok((marked, Vec::new()));
             };
             let unread_of = |user: UserId| if user == conv.user_low { low } else { high };
-            let n = marked.ids.len() as i64;
             let mut ledger = Ledger::lock(c, &[conv.user_low, conv.user_high])?;
-            ledger.unread_removed(reader, unread_of(reader) + n, n);
-            let event = read_event(conversation, reader, &marked, true);
-            for user in [conv.user_low, conv.user_high] {
-                ledger.record(user, |seq, s| {
-                    event
-                        .clone()
-                        .on_stream(s.counters(seq, unread_of(user)))
-                        .to_json()
-                });
+            // One event per part, each with its own seq and the counters
+            // after it: the reader's unread count falls part by part.
+            let mut left = marked.ids.len() as i64;
+            for part in marked.ids.chunks(MAX_READ_EVENT_IDS) {
+                let n = part.len() as i64;
+                ledger.unread_removed(reader, unread_of(reader) + left, n);
+                left -= n;
+                let event = read_event(conversation, reader, part, marked.read_at, true);
+                for user in [conv.user_low, conv.user_high] {
+                    let unread = unread_of(user) + if user == reader { left } else { 0 };
+                    ledger.record(user, |seq, s| {
+                        event.clone().on_stream(s.counters(seq, unread)).to_json()
+                    });
+                }
             }
             let events = ledger.write(c, marked.read_at)?;
             Ok((marked, events))
         })
         .await?;
-    if !marked.ids.is_empty() {
-        let event = read_event(conversation, reader, &marked, false);
+    for part in marked.ids.chunks(MAX_READ_EVENT_IDS) {
+        let event = read_event(conversation, reader, part, marked.read_at, false);
         state
             .realtime
             .publish(conversation, &event, Audience::Everyone)
             .await;
-        notify::user_events(state, events).await;
     }
+    notify::user_events(state, events).await;
     Ok(Read {
         marked: marked.ids,
         read_at: marked.read_at,
     })
 }
 
-/// `messages_read`; `on_stream` names the conversation (user streams do).
+/// Most ids one `messages_read` event lists: a read that marks more (a
+/// `mark_read` of everything after a long absence) is told in several
+/// events, ids ascending across them, so no event grows with a backlog.
+pub const MAX_READ_EVENT_IDS: usize = 1000;
+
+/// `messages_read` for `ids` (one part of a read); `on_stream` names the
+/// conversation (user streams do).
 fn read_event(
     conversation: ConversationId,
     reader: UserId,
-    marked: &Marked,
+    ids: &[MessageId],
+    read_at: DateTime<Utc>,
     on_stream: bool,
 ) -> ServerEvent {
     ServerEvent::MessagesRead {
         conversation_id: on_stream.then_some(conversation),
         user_id: reader,
-        message_ids: marked.ids.clone(),
-        read_at: marked.read_at,
+        message_ids: ids.to_vec(),
+        read_at,
         stream: None,
     }
 }
