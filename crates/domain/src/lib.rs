@@ -24,6 +24,7 @@ pub mod conversation;
 pub mod events;
 pub mod ids;
 pub mod message;
+pub mod search;
 pub mod user;
 
 pub use connection::{Connection, ConnectionError, ConnectionStatus};

@@ -14,6 +14,7 @@ pub mod events;
 pub mod messages;
 mod rows;
 pub mod schema;
+pub mod search;
 pub mod users;
 pub mod writer;
 

@@ -11,6 +11,7 @@ mod multinode;
 mod openapi;
 mod operability;
 mod presence;
+mod search;
 mod smoke;
 mod stream;
 mod support;
