@@ -178,6 +178,15 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A query parameter that must be a positive integer (a cursor, a limit,
+/// an id); anything else is a 400 on `name`.
+pub(crate) fn positive(name: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::field(name, "Must be a positive integer."))
+}
+
 /// Collects per-field validation messages.
 #[derive(Debug, Default)]
 pub(crate) struct Validator(FieldErrors);

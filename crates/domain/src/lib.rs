@@ -25,6 +25,7 @@ pub mod events;
 pub mod ids;
 pub mod message;
 pub mod reaction;
+pub mod search;
 pub mod user;
 
 pub use connection::{Connection, ConnectionError, ConnectionStatus};

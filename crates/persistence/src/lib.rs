@@ -15,6 +15,7 @@ pub mod messages;
 pub mod reactions;
 mod rows;
 pub mod schema;
+pub mod search;
 pub mod users;
 pub mod writer;
 

@@ -14,6 +14,7 @@ mod presence;
 mod raw_ws;
 mod reactions;
 mod read_events;
+mod search;
 mod smoke;
 mod stream;
 mod stream_faults;

@@ -349,9 +349,14 @@ async fn document_describes_the_websocket_api() {
     );
 }
 
-/// The property names of a documented object schema.
+/// The property names of a documented object schema (those of every part
+/// of an `allOf`, as a flattened field documents them).
 fn properties(doc: &Value, schema: &Value) -> BTreeSet<String> {
-    resolve(doc, schema)["properties"]
+    let schema = resolve(doc, schema);
+    if let Some(parts) = schema["allOf"].as_array() {
+        return parts.iter().flat_map(|p| properties(doc, p)).collect();
+    }
+    schema["properties"]
         .as_object()
         .expect("object schema")
         .keys()
@@ -423,6 +428,18 @@ async fn documented_objects_match_real_responses() {
         .map(|s| properties(&doc, s))
         .collect();
     assert!(shapes.contains(&keys(&cursor)), "cursor read: {cursor}");
+
+    let (_, found) = api
+        .call("GET", "/api/chat/search/?q=hi", Some(&ta), None)
+        .await;
+    let schema = response_schema(&doc, "get", "/api/chat/search/", "200");
+    assert_eq!(properties(&doc, schema), keys(&found), "search page");
+    let item = &resolve(&doc, schema)["properties"]["results"]["items"];
+    assert_eq!(
+        properties(&doc, item),
+        keys(&found["results"][0]),
+        "search result"
+    );
 
     // A WebSocket `chat_message` event has the documented fields.
     let mut ws = ws_support::join(&server.ws_url(""), conv, &ta).await;

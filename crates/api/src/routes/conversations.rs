@@ -4,7 +4,7 @@ use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{ConversationView, MessageView, user_map};
 use crate::error::{ApiError, ErrorCode};
-use crate::extract::{integer, json_body, optional_json, path_id};
+use crate::extract::{integer, json_body, optional_json, path_id, positive};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
@@ -160,13 +160,6 @@ async fn detail(
 enum HistoryQuery {
     Page(PageRequest),
     Cursor(Option<Cursor>, i64),
-}
-
-fn positive(name: &str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::field(name, "Must be a positive integer."))
 }
 
 fn history_query(req: &HttpRequest) -> Result<HistoryQuery, ApiError> {

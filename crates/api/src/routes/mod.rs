@@ -11,6 +11,7 @@ pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod messages;
 pub(crate) mod presence;
+pub(crate) mod search;
 pub(crate) mod users;
 pub(crate) mod ws;
 pub(crate) mod ws_read;
@@ -29,6 +30,7 @@ fn register(r: &mut Router<'_>) {
     connections::configure(r);
     conversations::configure(r);
     messages::configure(r);
+    search::configure(r);
     presence::configure(r);
     ws::configure(r);
     docs::configure(r);

@@ -1,0 +1,169 @@
+//! Message search over the conversations a user is part of: PostgreSQL
+//! full-text search (a generated `tsvector` with a GIN index), SQLite FTS5.
+//!
+//! The engine's query is built from the parsed [`SearchQuery`], never from
+//! the user's text: on PostgreSQL the words are bound as arrays and the
+//! database turns each into a tsquery with `phraseto_tsquery` (plain text
+//! in, no operators); on SQLite each word is a quoted FTS5 string, bound
+//! as the `MATCH` parameter. Both statements are constant text, so each is
+//! prepared once per connection.
+//!
+//! The caller's conversations scope the match inside the statement, before
+//! ordering and the limit; results are newest first by id (keyset paging
+//! with `before`), not by rank.
+
+use crate::db::DbConnection;
+use crate::error::QueryResult;
+use crate::rows::MessageRow;
+use chat_domain::search::SearchQuery;
+use chat_domain::{ConversationId, Message, MessageId, UserId};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+
+/// Where to search and how much to return.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchScope {
+    /// Whose conversations.
+    pub viewer: UserId,
+    /// Only this one of them (when the viewer is part of it; none otherwise).
+    pub conversation: Option<ConversationId>,
+    /// Only messages older than this id.
+    pub before: Option<MessageId>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+const PG_SEARCH: &str = "\
+SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+       m.created_at, m.read_at, m.delivered_at, m.reactions \
+FROM messages m \
+WHERE m.conversation_id IN ( \
+        SELECT c.id FROM conversations c \
+        WHERE (c.user_low = $1 OR c.user_high = $1) AND ($2::int8 IS NULL OR c.id = $2)) \
+  AND m.id < $3 \
+  AND m.search_vector @@ ( \
+        SELECT chat_tsquery_and(t.q) FROM ( \
+            SELECT chat_tsquery_phrase(chat_search_word(w.word, w.prefix) ORDER BY w.n) AS q \
+            FROM unnest($4::int8[], $5::text[], $6::bool[]) WITH ORDINALITY \
+                 AS w(term, word, prefix, n) \
+            GROUP BY w.term) t) \
+ORDER BY m.id DESC \
+LIMIT $7";
+
+const SQLITE_SEARCH: &str = "\
+SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+       m.created_at, m.read_at, m.delivered_at, m.reactions \
+FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+WHERE messages_fts MATCH ?1 \
+  AND messages_fts.rowid < ?2 \
+  AND m.conversation_id IN ( \
+        SELECT c.id FROM conversations c \
+        WHERE (c.user_low = ?3 OR c.user_high = ?3) AND (?4 IS NULL OR c.id = ?4)) \
+ORDER BY messages_fts.rowid DESC \
+LIMIT ?5";
+
+/// Up to `scope.limit` messages matching `query` in the viewer's
+/// conversations, newest first, and whether more match beyond them.
+/// A query without terms matches nothing (and costs no statement).
+pub fn search(
+    conn: &mut DbConnection,
+    query: &SearchQuery,
+    scope: SearchScope,
+) -> QueryResult<(Vec<Message>, bool)> {
+    if query.is_empty() || scope.limit <= 0 {
+        return Ok((Vec::new(), false));
+    }
+    let before = scope.before.map_or(i64::MAX, |id| id.0);
+    let only = scope.conversation.map(|c| c.0);
+    let fetch = scope.limit.saturating_add(1);
+    let mut rows: Vec<MessageRow> = match conn {
+        DbConnection::Pg(pg) => {
+            let (terms, words, prefixes) = pg_arrays(query);
+            diesel::sql_query(PG_SEARCH)
+                .bind::<BigInt, _>(scope.viewer.0)
+                .bind::<Nullable<BigInt>, _>(only)
+                .bind::<BigInt, _>(before)
+                .bind::<Array<BigInt>, _>(terms)
+                .bind::<Array<Text>, _>(words)
+                .bind::<Array<Bool>, _>(prefixes)
+                .bind::<BigInt, _>(fetch)
+                .load(pg)?
+        }
+        DbConnection::Sqlite(lite) => diesel::sql_query(SQLITE_SEARCH)
+            .bind::<Text, _>(fts5_query(query))
+            .bind::<BigInt, _>(before)
+            .bind::<BigInt, _>(scope.viewer.0)
+            .bind::<Nullable<BigInt>, _>(only)
+            .bind::<BigInt, _>(fetch)
+            .load(lite)?,
+    };
+    let has_more = rows.len() as i64 > scope.limit;
+    rows.truncate(scope.limit as usize);
+    Ok((
+        rows.into_iter().map(MessageRow::into_message).collect(),
+        has_more,
+    ))
+}
+
+/// The query's words as three parallel arrays for PostgreSQL: the term
+/// each belongs to, the word, whether it is a prefix (in order, so a
+/// phrase's words aggregate in order).
+fn pg_arrays(query: &SearchQuery) -> (Vec<i64>, Vec<String>, Vec<bool>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for (i, term) in (0_i64..).zip(query.terms()) {
+        for word in term.words() {
+            out.0.push(i);
+            out.1.push(word.text().to_owned());
+            out.2.push(word.is_prefix());
+        }
+    }
+    out
+}
+
+/// The FTS5 query of `query`: every word a quoted string (a `"` inside
+/// doubled, though words never hold one), `*` after a prefix word, the
+/// words of a phrase joined with `+`, the terms with `AND`. Quoted, `AND`,
+/// `OR`, `NOT`, `NEAR`, `:` or `^` in a word are text, not syntax.
+fn fts5_query(query: &SearchQuery) -> String {
+    query
+        .terms()
+        .iter()
+        .map(|term| {
+            term.words()
+                .iter()
+                .map(|w| {
+                    let star = if w.is_prefix() { " *" } else { "" };
+                    format!("\"{}\"{star}", w.text().replace('"', "\"\""))
+                })
+                .collect::<Vec<_>>()
+                .join(" + ")
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> SearchQuery {
+        SearchQuery::parse(q).expect("query")
+    }
+
+    #[test]
+    fn fts5_query_quotes_every_word() {
+        assert_eq!(
+            fts5_query(&parse(r#"café hel* "good morn*" NEAR(a b) x:y"#)),
+            r#""café" AND "hel" * AND "good" + "morn" * AND "NEAR" + "a" AND "b" AND "x" + "y""#
+        );
+        assert_eq!(fts5_query(&parse("a OR b")), r#""a" AND "OR" AND "b""#);
+    }
+
+    #[test]
+    fn pg_arrays_number_the_terms() {
+        let (terms, words, prefixes) = pg_arrays(&parse(r#"x "good morn*""#));
+        assert_eq!(terms, [0, 1, 1]);
+        assert_eq!(words, ["x", "good", "morn"]);
+        assert_eq!(prefixes, [false, false, true]);
+    }
+}
