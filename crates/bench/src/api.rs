@@ -7,11 +7,26 @@ use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Batches of users created so far by this process.
 static BATCH: AtomicU64 = AtomicU64::new(0);
+
+/// Setup requests the server answered with a 5xx and that were retried.
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+/// The first few of those answers, to report.
+static RETRY_ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Attempts of one setup POST that the server answers with a 5xx.
+const SETUP_ATTEMPTS: u32 = 3;
+
+/// Setup requests retried so far, and the first few answers that made them.
+pub fn setup_retries() -> (u64, Vec<String>) {
+    let errors = RETRY_ERRORS.lock().map(|e| e.clone()).unwrap_or_default();
+    (RETRIES.load(Ordering::Relaxed), errors)
+}
 
 /// Password of every benchmark user (cost is set on the server side).
 const PASSWORD: &str = "bench-password-1";
@@ -119,6 +134,18 @@ impl Api {
         Ok(u.to_string())
     }
 
+    /// The URL of the user stream for a token, resuming after `since`.
+    pub fn stream_url(&self, token: &str, since: Option<i64>) -> Result<String> {
+        let mut u = self.url("/ws/chat/")?;
+        u.set_scheme("ws")
+            .map_err(|()| "cannot build the ws:// URL".to_owned())?;
+        u.query_pairs_mut().append_pair("token", token);
+        if let Some(since) = since {
+            u.query_pairs_mut().append_pair("since", &since.to_string());
+        }
+        Ok(u.to_string())
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -136,13 +163,31 @@ impl Api {
         Ok((status, value))
     }
 
+    /// A setup POST that must succeed. A 5xx answer (the server says
+    /// nothing was done) is retried with a growing pause, up to
+    /// [`SETUP_ATTEMPTS`] times; each retry is counted and reported, since
+    /// it is the server failing under the setup's load, not the benchmark.
     async fn post_ok(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Value> {
-        let (status, value) = self.post(path, token, body).await?;
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(format!("POST {path} answered {status}: {value}").into())
+        let mut pause = Duration::from_millis(50);
+        for attempt in 1..=SETUP_ATTEMPTS {
+            let (status, value) = self.post(path, token, body).await?;
+            if status.is_success() {
+                return Ok(value);
+            }
+            let error = format!("POST {path} answered {status}: {value}");
+            if !status.is_server_error() || attempt == SETUP_ATTEMPTS {
+                return Err(error.into());
+            }
+            RETRIES.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut errors) = RETRY_ERRORS.lock()
+                && errors.len() < 3
+            {
+                errors.push(error);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
+        Err(format!("POST {path}: no attempts").into())
     }
 
     /// A GET whose body is read and dropped; the time it took. Any status
@@ -357,6 +402,14 @@ mod tests {
         assert_eq!(
             api.ws_url(5, "a.b.c")?,
             "ws://127.0.0.1:8000/ws/chat/5/?token=a.b.c"
+        );
+        assert_eq!(
+            api.stream_url("a.b.c", Some(7))?,
+            "ws://127.0.0.1:8000/ws/chat/?token=a.b.c&since=7"
+        );
+        assert_eq!(
+            api.stream_url("a.b.c", None)?,
+            "ws://127.0.0.1:8000/ws/chat/?token=a.b.c"
         );
         Ok(())
     }

@@ -4,10 +4,12 @@
 
 mod api;
 mod args;
+mod compare;
 mod history;
 mod idle;
 mod pairs;
 mod report;
+mod resume;
 mod stats;
 mod sysinfo;
 mod ws;
@@ -43,16 +45,21 @@ usage: chat-bench <scenario> [options]
 
 scenarios:
   throughput  --pairs 100 --window 16 --duration 10 --warmup 2 [--sockets-per-user 2] [--drain 10]
+              [--user-streams: each user also holds one /ws/chat/ stream, reported apart]
   latency     --rate 2000 --pairs 50 --duration 10 [--warmup 1] [--sockets-per-user 2] [--drain 10]
   idle        --sockets 20000 --server-pid PID [--pairs 500] [--concurrency 64] [--idle 5] [--ramp-timeout 180]
               [--source-ips 16: spread sockets over 127.0.0.1..N]
   history     --messages 1000000 --small 1000 --conversations 1000 --reads 200
               --database-url postgres://...  [--deep-page 10000] [--max-seconds-per-kind 120]
-  all         the four above with their defaults (--quick: small sizes), one combined JSON;
+  resume      --events 1000 --resumes 200 [--warmup 3]: a user with that many missed events
+              reconnects with /ws/chat/?since=, timed to the last replayed event
+  all         the five above with their defaults (--quick: small sizes), one combined JSON;
               also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
               --skip idle,... leaves scenarios out
   report      --input all.json --out BENCHMARKS.md [--extra idle.json] [--machine FILE]
               [--settings FILE] [--notes FILE] [--merged-out FILE]
+  compare     --runs before=F,after=F,... [--before-rev R] [--after-rev R] [--json-out F]
+              combines throughput runs of two servers (crates/bench/compare.sh runs them)
 
 common options:
   --url http://127.0.0.1:8000   the server (loopback addresses only)
@@ -97,6 +104,7 @@ fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::
         mode: pairs::Mode::Closed { window },
         pairs: args.get("pairs", if quick { 10 } else { 100 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
+        user_streams: args.flag("user-streams")?,
         warmup: secs(args.get("warmup", if quick { 1.0 } else { 2.0 })?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,
@@ -114,6 +122,7 @@ fn latency_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Con
         mode: pairs::Mode::Open { rate },
         pairs: args.get("pairs", if quick { 10 } else { 50 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
+        user_streams: false,
         warmup: secs(args.get("warmup", 1.0)?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,
@@ -145,6 +154,16 @@ fn history_config(args: &mut Args, c: &Common, quick: bool) -> Result<history::C
         page_size: args.get("page-size", 50)?,
         max_seconds_per_kind: args.get("max-seconds-per-kind", 120.0)?,
         database_url: args.take("database-url"),
+        concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
+    })
+}
+
+fn resume_config(args: &mut Args, c: &Common, quick: bool) -> Result<resume::Config> {
+    Ok(resume::Config {
+        events: args.get("events", 1000)?,
+        resumes: args.get("resumes", if quick { 50 } else { 200 })?,
+        warmup: args.get("warmup", 3)?,
         concurrency: c.setup_concurrency,
         server_pid: c.server_pid,
     })
@@ -219,9 +238,67 @@ fn summarize(name: &str, r: &Value) {
                     "  FAILED"
                 }
             );
+            let s = &r["user_streams"];
+            if s.is_object() {
+                println!(
+                    "  user streams: {} sockets, {:.0} deliveries/s, latency {}, integrity {}",
+                    s["sockets"],
+                    get_f(s, &["deliveries_per_s"]),
+                    latency_line(&s["latency"]),
+                    if s["integrity"]["ok"].as_bool() == Some(true) {
+                        "OK"
+                    } else {
+                        "FAILED"
+                    }
+                );
+            }
             if r["cpu_cores"].is_object() {
                 println!("  cpu (cores) {}", r["cpu_cores"]);
             }
+        }
+        "resume" => {
+            println!(
+                "  {} resumes of {} events (since {} up to seq {}), {} errors",
+                r["resumes"], r["events_per_resume"], r["since"], r["seq"], r["errors"]
+            );
+            println!(
+                "  upgrade -> last replayed event {}",
+                latency_line(&r["latency"])
+            );
+            println!(
+                "  upgrade -> connection_established {}",
+                latency_line(&r["established_latency"])
+            );
+            if r["cpu_cores"].is_object() {
+                println!("  cpu (cores) {}", r["cpu_cores"]);
+            }
+        }
+        "compare" => {
+            for run in r["runs"].as_array().into_iter().flatten() {
+                println!(
+                    "  run {} {}: {:.0} deliveries/s ({:.0} persisted msgs/s){}",
+                    run["order"],
+                    run["label"].as_str().unwrap_or("?"),
+                    get_f(run, &[compare::METRIC]),
+                    get_f(run, &["persisted_msgs_per_s"]),
+                    if run["failed"].as_bool() == Some(true) {
+                        "  FAILED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            for (label, v) in r["by_label"].as_object().into_iter().flatten() {
+                println!(
+                    "  {label}: median {:.0} deliveries/s over {} runs",
+                    get_f(v, &["median"]),
+                    v["runs"]
+                );
+            }
+            println!(
+                "  ratio after/before {} (with user streams {})",
+                r["ratio_after_before"], r["ratio_after_streams_before"]
+            );
         }
         "idle" => {
             println!(
@@ -301,6 +378,7 @@ enum Plan {
     Pairs(pairs::Config),
     Idle(idle::Config),
     History(history::Config),
+    Resume(resume::Config),
 }
 
 fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
@@ -309,6 +387,7 @@ fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
         "latency" => Plan::Pairs(latency_config(args, c, quick)?),
         "idle" => Plan::Idle(idle_config(args, c, quick)?),
         "history" => Plan::History(history_config(args, c, quick)?),
+        "resume" => Plan::Resume(resume_config(args, c, quick)?),
         other => return Err(format!("unknown scenario '{other}'\n\n{USAGE}").into()),
     };
     std::mem::take(args).finish()?;
@@ -327,6 +406,7 @@ async fn run_plan(plan: &Plan, api: &Api) -> Result<Value> {
         }
         Plan::Idle(cfg) => idle::run(api, cfg).await?,
         Plan::History(cfg) => history::run(api, cfg).await?,
+        Plan::Resume(cfg) => resume::run(api, cfg).await?,
     })
 }
 
@@ -346,6 +426,20 @@ fn emit(result: &Value, json_out: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Records the setup requests retried since `before` (5xx answers), if any.
+fn note_retries(r: &mut Value, before: u64) {
+    let (now, errors) = api::setup_retries();
+    if now > before {
+        r["setup_retries"] = json!(now - before);
+        r["first_setup_retry_errors"] = json!(errors);
+    }
+}
+
+/// The machine's load average (1, 5, 15 min) as JSON, null when unknown.
+fn load_avg() -> Value {
+    sysinfo::load_avg().map_or(Value::Null, |l| json!(l))
+}
+
 fn failed(v: &Value) -> bool {
     v["failed"].as_bool() == Some(true) || v.get("error").is_some()
 }
@@ -354,6 +448,11 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
     if scenario == "report" {
         report::run(args)?;
         return Ok(true);
+    }
+    if scenario == "compare" {
+        let r = compare::run(args)?;
+        summarize("compare", &r);
+        return Ok(!failed(&r));
     }
     let common = Common::take(&mut args)?;
     let api = Api::new(&common.url, run_tag())?;
@@ -379,7 +478,7 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
             .filter(|s| !s.is_empty())
             .collect();
         for s in &skip {
-            if !["throughput", "latency", "history", "idle"].contains(&s.as_str()) {
+            if !["throughput", "latency", "history", "resume", "idle"].contains(&s.as_str()) {
                 return Err(format!("--skip: unknown scenario '{s}'").into());
             }
         }
@@ -401,6 +500,7 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
             None => Args::default(),
         };
         jobs.push(("history".into(), "history", history_args));
+        jobs.push(("resume".into(), "resume", Args::default()));
         // Idle goes last: its thousands of closed sockets linger in TIME_WAIT.
         jobs.push(("idle".into(), "idle", Args::default()));
         let mut results = serde_json::Map::new();
@@ -417,13 +517,18 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
                 "chat-bench: running {key}{}",
                 if quick { " (quick)" } else { "" }
             );
-            let r = match run_plan(&plan, &api).await {
+            let load_start = load_avg();
+            let retries_before = api::setup_retries().0;
+            let mut r = match run_plan(&plan, &api).await {
                 Ok(mut v) => {
                     v["scenario"] = json!(name);
                     v
                 }
                 Err(e) => json!({"scenario": name, "error": e.to_string(), "failed": true}),
             };
+            r["load_avg_start"] = load_start;
+            r["load_avg_end"] = load_avg();
+            note_retries(&mut r, retries_before);
             summarize(name, &r);
             if key.starts_with("latency_at_") {
                 // Informative: not part of the pass/fail verdict.
@@ -450,7 +555,11 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
     }
     let plan = plan(&scenario, &mut args, &common, false)?;
     ready(&api, &common).await?;
+    let load_start = load_avg();
     let mut r = run_plan(&plan, &api).await?;
+    r["load_avg_start"] = load_start;
+    r["load_avg_end"] = load_avg();
+    note_retries(&mut r, 0);
     r["scenario"] = json!(scenario);
     r["url"] = json!(common.url);
     r["started_at"] = json!(started.to_rfc3339());

@@ -2,6 +2,9 @@
 //! sockets each on the pair's conversation; one socket of user `a` sends,
 //! every socket of user `b` is checked for exactly-once, in-order delivery
 //! and timed (send time → receipt, one monotonic clock in this process).
+//! With `user_streams` each user also holds one user stream (`/ws/chat/`),
+//! checked the same way and reported apart, so the figures of the
+//! conversation sockets stay comparable with runs without streams.
 
 use crate::api::{Api, Pair, bounded};
 use crate::stats::{Percentiles, round3};
@@ -33,6 +36,8 @@ pub struct Config {
     pub mode: Mode,
     pub pairs: usize,
     pub sockets_per_user: usize,
+    /// Each user also holds one user stream `/ws/chat/` open.
+    pub user_streams: bool,
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
@@ -438,6 +443,22 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         async move { ws::connect(&url?, false, None).await }
     })
     .await?;
+    // (pair, is_a) of each user stream.
+    let stream_plan: Vec<(usize, bool)> = if cfg.user_streams {
+        (0..pairs.len())
+            .flat_map(|p| [(p, true), (p, false)])
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let streams: Vec<Ws> = bounded(stream_plan.len(), cfg.concurrency, |i| {
+        let (p, is_a) = stream_plan[i];
+        let pair: &Pair = &pairs[p];
+        let user = if is_a { &pair.a } else { &pair.b };
+        let url = api.stream_url(&user.token, None);
+        async move { ws::connect(&url?, false, None).await }
+    })
+    .await?;
     let setup_seconds = setup_started.elapsed().as_secs_f64();
 
     let start = Instant::now() + Duration::from_millis(300);
@@ -482,6 +503,17 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
                 receivers.push((matches!(role, Role::Receiver), task));
             }
         }
+    }
+    // Both users' streams carry every message of the pair's sender.
+    let mut stream_tasks = Vec::new();
+    for ((p, _), socket) in stream_plan.into_iter().zip(streams) {
+        let pair = &pairs[p];
+        stream_tasks.push(tokio::spawn(receiver(
+            socket,
+            pair.a.id,
+            states[p].clone(),
+            tl,
+        )));
     }
     let scheduler = match cfg.mode {
         Mode::Open { rate } => Some(spawn_schedule(rate, schedule_txs, tl)?),
@@ -532,12 +564,34 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
             integrity_sender_side.add(&r);
         }
     }
+    let mut integrity_streams = Integrity::default();
+    let (mut stream_delivered, mut stream_lat) = (0u64, Vec::new());
+    for task in stream_tasks {
+        let r = task.await?;
+        integrity_streams.add(&r);
+        stream_delivered += r.in_window;
+        stream_lat.extend(r.latency_ns);
+    }
     let cpu = cpu.await.unwrap_or(Value::Null);
     let secs = cfg.duration.as_secs_f64();
     let latency = Percentiles::from_ns(&mut lat);
     let latency_send = Percentiles::from_ns(&mut lat_send);
     let lag = Percentiles::from_ns(&mut sent.send_lag_ns);
-    let failed = !integrity.ok() || !sender_errors.is_empty() || sent.error_events > 0;
+    let failed = !integrity.ok()
+        || !integrity_streams.ok()
+        || !sender_errors.is_empty()
+        || sent.error_events > 0;
+    let user_streams = if cfg.user_streams {
+        json!({
+            "sockets": integrity_streams.sockets,
+            "deliveries_in_window": stream_delivered,
+            "deliveries_per_s": round3(stream_delivered as f64 / secs),
+            "latency": Percentiles::from_ns(&mut stream_lat).to_json(),
+            "integrity": integrity_streams.to_json(),
+        })
+    } else {
+        Value::Null
+    };
     Ok(json!({
         "pairs": pairs.len(),
         "sockets": pairs.len() * per_user * 2,
@@ -562,6 +616,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "sender_errors": sender_errors.len(),
         "first_sender_errors": sender_errors.iter().take(3).collect::<Vec<_>>(),
         "error_events": sent.error_events,
+        "user_streams": user_streams,
         "cpu_cores": cpu,
         "failed": failed,
     }))

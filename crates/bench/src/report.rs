@@ -216,7 +216,102 @@ fn targets(r: &Value) -> Vec<Row> {
             rows.push((t.into(), error_of(hi), verdict(None)));
         }
     }
+    rows.push(resume_target(&r["resume"]));
+    if r["compare"].is_object() {
+        rows.push(compare_target(&r["compare"]));
+    }
     rows
+}
+
+const RESUME_TARGET: &str = "replaying 1,000 missed events on resume p99 < 50 ms";
+
+fn resume_target(rs: &Value) -> Row {
+    if rs.get("error").is_some() || !rs.is_object() {
+        return (RESUME_TARGET.into(), error_of(rs), verdict(None));
+    }
+    let p99 = f(&rs["latency"]["p99_ms"]);
+    let errors = rs["errors"].as_u64().unwrap_or(0);
+    let mut measured = format!(
+        "p99 {} ms (p50 {} ms, max {} ms) from the upgrade request to the {} replayed event, {} resumes",
+        num(&rs["latency"]["p99_ms"], 3),
+        num(&rs["latency"]["p50_ms"], 3),
+        num(&rs["latency"]["max_ms"], 3),
+        ordinal(&rs["events_per_resume"]),
+        rs["resumes"]
+    );
+    if errors > 0 {
+        measured.push_str(&format!("; {errors} RESUMES FAILED (see details)"));
+    }
+    (
+        RESUME_TARGET.into(),
+        measured,
+        verdict(p99.map(|p| p < 50.0 && errors == 0)),
+    )
+}
+
+/// 1000 -> "1,000th".
+fn ordinal(v: &Value) -> String {
+    match v.as_u64() {
+        Some(n) => {
+            let suffix = match (n % 10, n % 100) {
+                (_, 11..=13) => "th",
+                (1, _) => "st",
+                (2, _) => "nd",
+                (3, _) => "rd",
+                _ => "th",
+            };
+            format!("{}{suffix}", thousands(n as f64))
+        }
+        None => "last".into(),
+    }
+}
+
+fn rev(v: &Value) -> String {
+    v.as_str()
+        .map(|s| s.chars().take(7).collect())
+        .filter(|s: &String| !s.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn compare_target(c: &Value) -> Row {
+    let target = format!(
+        "throughput with the event log not below before it ({}), same machine, one run",
+        rev(&c["before_rev"])
+    );
+    let median = |label: &str| f(&c["by_label"][label]["median"]);
+    let runs = |label: &str| c["by_label"][label]["runs"].as_u64().unwrap_or(0);
+    let (Some(before), Some(after), Some(ratio)) = (
+        median("before"),
+        median("after"),
+        f(&c["ratio_after_before"]),
+    ) else {
+        return (target, "no figures (see details)".into(), verdict(None));
+    };
+    let mut measured = format!(
+        "after ({}) {} vs before {} deliveries/s, medians of {}, alternating, on fresh databases \
+         (persisted msgs/s {} vs {}): ratio {ratio:.3}",
+        rev(&c["after_rev"]),
+        thousands(after),
+        thousands(before),
+        if runs("after") == runs("before") {
+            format!("{} runs each", runs("after"))
+        } else {
+            format!("{} and {} runs", runs("after"), runs("before"))
+        },
+        f(&c["by_label"]["after"]["persisted_median"]).map_or("n/a".into(), thousands),
+        f(&c["by_label"]["before"]["persisted_median"]).map_or("n/a".into(), thousands),
+    );
+    if let (Some(s), Some(sr)) = (median("after_streams"), f(&c["ratio_after_streams_before"])) {
+        measured.push_str(&format!(
+            "; with one user stream per user also open: {} ({sr:.3})",
+            thousands(s)
+        ));
+    }
+    let failed = c["failed"].as_bool() == Some(true);
+    if failed {
+        measured.push_str("; SOME RUNS FAILED (see details)");
+    }
+    (target, measured, verdict(Some(ratio >= 1.0 && !failed)))
 }
 
 fn error_of(v: &Value) -> String {
@@ -396,6 +491,10 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
         ));
         out.push('\n');
     }
+    resume_details(&r["resume"], out)?;
+    if r["compare"].is_object() {
+        compare_details(&r["compare"], out)?;
+    }
     let v = &r["history"];
     writeln!(out, "### history\n")?;
     if v.get("error").is_some() || !v.is_object() {
@@ -458,6 +557,144 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
     Ok(())
 }
 
+fn resume_details(v: &Value, out: &mut String) -> std::fmt::Result {
+    writeln!(out, "### resume\n")?;
+    if v.get("error").is_some() || !v.is_object() {
+        return writeln!(out, "{}\n", error_of(v));
+    }
+    writeln!(
+        out,
+        "One user with {} events in the log (a partner sent that many messages over a conversation \
+         socket); {} resumes in a row, each `/ws/chat/?since={}` (the user stood at seq {}), after {} \
+         untimed ones. Each is timed from the start of the connect (TCP connect and upgrade request) \
+         and checked: `recovered: true`, the current seq, then exactly the events {}..={} in order.\n",
+        f(&v["events_per_resume"]).map_or("?".into(), thousands),
+        v["resumes"],
+        v["since"],
+        v["seq"],
+        v["warmup_resumes"],
+        f(&v["since"]).map_or("?".into(), |s| format!("{}", s as i64 + 1)),
+        v["seq"],
+    )?;
+    writeln!(out, "| figure | value |\n|---|---|")?;
+    writeln!(
+        out,
+        "| resumes / failed | {} / {} {} |",
+        v["resumes"], v["errors"], v["first_errors"]
+    )?;
+    writeln!(
+        out,
+        "| replayed events per s at p50 | {} |",
+        num(&v["events_per_s_p50"], 0)
+    )?;
+    writeln!(
+        out,
+        "| CPU during the resumes (cores) | `{}` |\n",
+        v["cpu_cores"]
+    )?;
+    out.push_str(LAT_HEAD);
+    out.push_str(&lat_row(
+        "upgrade → connection_established",
+        &v["established_latency"],
+    ));
+    out.push_str(&lat_row(
+        &format!(
+            "upgrade → {} replayed event",
+            ordinal(&v["events_per_resume"])
+        ),
+        &v["latency"],
+    ));
+    out.push('\n');
+    Ok(())
+}
+
+fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
+    writeln!(out, "### throughput before and after\n")?;
+    writeln!(
+        out,
+        "`crates/bench/compare.sh`: the throughput scenario (the settings above, the same `chat-bench` \
+         binary) against the release server built from {} (before) and from {} (after), alternately, \
+         each run on a fresh database and a freshly started server. `after_streams` is the after \
+         server with one user stream `/ws/chat/` per user also open (one more socket per user, \
+         each getting every message of its pair); its conversation sockets are measured as in the other runs.\n",
+        rev(&c["before_rev"]),
+        rev(&c["after_rev"])
+    )?;
+    writeln!(
+        out,
+        "| run | server | deliveries/s | persisted msgs/s | p50 ms | p99 ms | user-stream deliveries/s | CPU server / postgres / bench / other (cores) | load avg at start | integrity |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")?;
+    for run in c["runs"].as_array().into_iter().flatten() {
+        if run.get("error").is_some() {
+            writeln!(
+                out,
+                "| {} | {} | {} | | | | | | | |",
+                run["order"],
+                run["label"].as_str().unwrap_or("?"),
+                error_of(run)
+            )?;
+            continue;
+        }
+        let cpu = &run["cpu_cores"];
+        let load = run["load_avg_start"]
+            .as_array()
+            .and_then(|l| l.first())
+            .map_or("?".into(), |l| num(l, 2));
+        let ok = run["integrity_ok"].as_bool() == Some(true)
+            && run["user_stream_integrity_ok"].as_bool() != Some(false)
+            && run["failed"].as_bool() != Some(true);
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {load} | {} |",
+            run["order"],
+            run["label"].as_str().unwrap_or("?"),
+            num(&run[crate::compare::METRIC], 0),
+            num(&run["persisted_msgs_per_s"], 0),
+            num(&run["latency_p50_ms"], 3),
+            num(&run["latency_p99_ms"], 3),
+            if run["user_stream_deliveries_per_s"].is_null() {
+                "".into()
+            } else {
+                num(&run["user_stream_deliveries_per_s"], 0)
+            },
+            num(&cpu["server"], 2),
+            num(&cpu["postgres"], 2),
+            num(&cpu["bench"], 2),
+            num(&cpu["other"], 2),
+            if ok { "ok" } else { "FAILED" }
+        )?;
+    }
+    out.push('\n');
+    let mut summary = Vec::new();
+    for (label, v) in c["by_label"].as_object().into_iter().flatten() {
+        summary.push(format!(
+            "{label} median {} (min {}, max {}) deliveries/s over {} runs",
+            num(&v["median"], 0),
+            num(&v["min"], 0),
+            num(&v["max"], 0),
+            v["runs"]
+        ));
+    }
+    writeln!(
+        out,
+        "{}. Ratio of the medians after / before: {}; run by run: {}{}.\n",
+        summary.join("; "),
+        num(&c["ratio_after_before"], 3),
+        c["round_ratios_after_before"],
+        if c["ratio_after_streams_before"].is_null() {
+            String::new()
+        } else {
+            format!(
+                "; with user streams {} (run by run {})",
+                num(&c["ratio_after_streams_before"], 3),
+                c["round_ratios_after_streams_before"]
+            )
+        }
+    )?;
+    Ok(())
+}
+
 fn cores(v: &Value) -> String {
     let Some(map) = v.as_object() else {
         return "n/a".into();
@@ -486,19 +723,31 @@ fn other_cores(v: &Value) -> f64 {
 /// Sentences drawn from the figures: where the time went, what limited a run.
 fn observations(r: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let disturbed: Vec<String> = [
-        ("throughput", &r["throughput"]["cpu_cores"]),
-        ("latency", &r["latency"]["cpu_cores"]),
-        ("idle ramp", &r["idle"]["ramp_cpu_cores"]),
+    let mut watched: Vec<(String, &Value)> = vec![
+        ("throughput".into(), &r["throughput"]["cpu_cores"]),
+        ("latency".into(), &r["latency"]["cpu_cores"]),
+        ("idle ramp".into(), &r["idle"]["ramp_cpu_cores"]),
         (
-            "history reads",
+            "history reads".into(),
             &r["history"]["cpu_cores_during_history_reads"],
         ),
-    ]
-    .iter()
-    .filter(|(_, c)| other_cores(c) >= 0.15)
-    .map(|(name, c)| format!("{name} {:.2} cores", other_cores(c)))
-    .collect();
+        ("resume".into(), &r["resume"]["cpu_cores"]),
+    ];
+    for run in r["compare"]["runs"].as_array().into_iter().flatten() {
+        watched.push((
+            format!(
+                "before/after run {} ({})",
+                run["order"],
+                run["label"].as_str().unwrap_or("?")
+            ),
+            &run["cpu_cores"],
+        ));
+    }
+    let disturbed: Vec<String> = watched
+        .iter()
+        .filter(|(_, c)| other_cores(c) >= 0.15)
+        .map(|(name, c)| format!("{name} {:.2} cores", other_cores(c)))
+        .collect();
     if !disturbed.is_empty() {
         out.push(format!(
             "**Disturbed run:** processes other than the server, PostgreSQL, Redis and chat-bench \
@@ -506,6 +755,15 @@ fn observations(r: &Value) -> Vec<String> {
              figures understate what the server can do.",
             disturbed.join(", ")
         ));
+    }
+    for (name, v) in r.as_object().into_iter().flatten() {
+        if let Some(n) = v["setup_retries"].as_u64() {
+            out.push(format!(
+                "**Server errors during setup ({name}):** {n} setup request(s) were answered with a \
+                 5xx and retried (the setup, not the measured part; first answers: {}).",
+                v["first_setup_retry_errors"]
+            ));
+        }
     }
     let tp = &r["throughput"];
     if tp["cpu_cores"].is_object() {
@@ -575,6 +833,31 @@ fn observations(r: &Value) -> Vec<String> {
              the ramp: {}.",
             cores(&id["ramp_cpu_cores"]),
             id["handshakes_per_s_by_quarter"]
+        ));
+    }
+    let c = &r["compare"];
+    if let (Some(ratio), Some(a_max), Some(b_min), Some(a_min), Some(b_max)) = (
+        f(&c["ratio_after_before"]),
+        f(&c["by_label"]["after"]["max"]),
+        f(&c["by_label"]["before"]["min"]),
+        f(&c["by_label"]["after"]["min"]),
+        f(&c["by_label"]["before"]["max"]),
+    ) {
+        let overlap = a_max >= b_min && b_max >= a_min;
+        out.push(format!(
+            "Before/after: the after server's median is {:.1} % {} the before server's; the two \
+             servers' runs {} (after {}–{}, before {}–{} deliveries/s).",
+            (ratio - 1.0).abs() * 100.0,
+            if ratio >= 1.0 { "above" } else { "below" },
+            if overlap {
+                "overlap, so part of the difference is run-to-run spread"
+            } else {
+                "do not overlap"
+            },
+            thousands(a_min),
+            thousands(a_max),
+            thousands(b_min),
+            thousands(b_max)
         ));
     }
     let hi = &r["history"];
@@ -669,8 +952,16 @@ pub fn run(mut args: Args) -> Result<()> {
         all["failed"] = Value::Bool(
             all["failed"].as_bool() == Some(true) || one["failed"].as_bool() == Some(true),
         );
-        if let Some(finished) = one.get("finished_at").cloned() {
-            all["finished_at"] = finished;
+        // The run spans every part (RFC 3339 times in UTC compare as text).
+        if let Some(o) = one["finished_at"].as_str()
+            && all["finished_at"].as_str().is_none_or(|a| o > a)
+        {
+            all["finished_at"] = Value::String(o.to_owned());
+        }
+        if let Some(o) = one["started_at"].as_str()
+            && all["started_at"].as_str().is_none_or(|a| o < a)
+        {
+            all["started_at"] = Value::String(o.to_owned());
         }
         all["results"][name] = one;
     }
@@ -706,9 +997,23 @@ mod tests {
                                "sockets_per_user": 2, "pairs": 100, "integrity": {"ok": true}},
                 "latency": {"latency": {"p99_ms": 7.5, "p50_ms": 1.0}, "integrity": {"ok": true}},
                 "history": {"error": "no psql"},
+                "resume": {"latency": {"p99_ms": 12.5, "p50_ms": 9.0, "max_ms": 20.0},
+                           "events_per_resume": 1000, "resumes": 200, "errors": 0},
+                "compare": crate::compare::combine(&[
+                    ("before".into(), json!({"delivered_msgs_per_s": 100.0, "failed": false})),
+                    ("after".into(), json!({"delivered_msgs_per_s": 95.0, "failed": false})),
+                ], "8ea6d49fa8", "1670a3f00"),
             }
         });
         let md = render(&all, "m", "s", "")?;
+        assert!(
+            md.contains("| replaying 1,000 missed events on resume p99 < 50 ms | p99 12.500 ms")
+        );
+        assert!(md.contains("to the 1,000th replayed event"));
+        assert!(md.contains("not below before it (8ea6d49)"));
+        assert!(md.contains("after (1670a3f) 95 vs before 100 deliveries/s"));
+        assert!(md.contains("ratio 0.950 | **not met** |"));
+        assert!(md.contains("### throughput before and after"));
         assert!(md.contains("30,000 deliveries/s"));
         assert!(md.contains("| **met** |"));
         assert!(md.contains("| **not met** |"));

@@ -50,6 +50,13 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
+/// This machine's load average over 1, 5 and 15 minutes.
+pub fn load_avg() -> Option<[f64; 3]> {
+    let raw = fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = raw.split_whitespace().filter_map(|s| s.parse().ok());
+    Some([it.next()?, it.next()?, it.next()?])
+}
+
 /// The local ephemeral port range (for the idle scenario's arithmetic).
 pub fn ephemeral_ports() -> Option<(u32, u32)> {
     let raw = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
@@ -100,6 +107,9 @@ fn machine_busy_ticks() -> Option<u64> {
 #[derive(Debug, Clone, Default)]
 pub struct CpuSnapshot {
     ticks: BTreeMap<&'static str, u64>,
+    /// PostgreSQL and Redis per process: backends come and go, and a sum
+    /// would fall when one ends between two snapshots.
+    procs: BTreeMap<(&'static str, u32), u64>,
 }
 
 impl CpuSnapshot {
@@ -107,6 +117,7 @@ impl CpuSnapshot {
     /// with that name (the benchmark is alone on this machine).
     pub fn take(server_pid: Option<u32>) -> Self {
         let mut ticks = BTreeMap::new();
+        let mut procs = BTreeMap::new();
         if let Some(pid) = server_pid
             && let Some((_, t)) = stat(&pid.to_string())
         {
@@ -119,22 +130,22 @@ impl CpuSnapshot {
             for entry in dir.flatten() {
                 let name = entry.file_name();
                 let Some(pid) = name.to_str() else { continue };
-                if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                let Ok(number) = pid.parse::<u32>() else {
                     continue;
-                }
+                };
                 let Some((comm, t)) = stat(pid) else { continue };
                 let key = match comm.as_str() {
                     "postgres" => "postgres",
                     "redis-server" => "redis",
                     _ => continue,
                 };
-                *ticks.entry(key).or_insert(0) += t;
+                procs.insert((key, number), t);
             }
         }
         if let Some(busy) = machine_busy_ticks() {
             ticks.insert("machine_busy", busy);
         }
-        Self { ticks }
+        Self { ticks, procs }
     }
 
     /// Cores used by each between `self` and `later` over `seconds`
@@ -145,8 +156,22 @@ impl CpuSnapshot {
         let hz = clock_ticks();
         let mut out = serde_json::Map::new();
         let mut named = 0.0;
-        for (k, &t1) in &later.ticks {
-            if let Some(&t0) = self.ticks.get(k) {
+        // Per process: what each used since the first snapshot (all of it
+        // for one started since); one that ended in between is not seen.
+        let mut ticks = later.ticks.clone();
+        let mut earlier = self.ticks.clone();
+        for key in ["postgres", "redis"] {
+            let used: u64 = later
+                .procs
+                .iter()
+                .filter(|((k, _), _)| *k == key)
+                .map(|(id, &t1)| t1.saturating_sub(self.procs.get(id).copied().unwrap_or(0)))
+                .sum();
+            ticks.insert(key, used);
+            earlier.insert(key, 0);
+        }
+        for (k, &t1) in &ticks {
+            if let Some(&t0) = earlier.get(k) {
                 let cores = t1.saturating_sub(t0) as f64 / hz / seconds.max(1e-9);
                 if *k != "machine_busy" {
                     named += cores;
@@ -174,6 +199,7 @@ mod tests {
         assert!(rss_kib(pid)? > 0);
         assert!(open_fds(pid).unwrap_or(0) > 0);
         assert!(nofile_limit("self").unwrap_or(0) > 0);
+        assert!(load_avg().is_some_and(|l| l.iter().all(|x| *x >= 0.0)));
         let (comm, _) = stat("self").ok_or("no stat")?;
         assert!(!comm.is_empty());
         let a = CpuSnapshot::take(Some(pid));

@@ -27,9 +27,26 @@ pub struct Route {
     pub server: SocketAddr,
 }
 
+/// What `connection_established` says about the stream position (user
+/// streams only; `None` on a conversation socket).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Established {
+    pub seq: Option<i64>,
+    pub recovered: Option<bool>,
+}
+
 /// Connects and waits for `connection_established`. `small` shrinks the
 /// client's buffers (many idle sockets); otherwise tungstenite's defaults.
 pub async fn connect(url: &str, small: bool, route: Option<Route>) -> Result<Ws> {
+    Ok(connect_established(url, small, route).await?.0)
+}
+
+/// [`connect`], also returning what `connection_established` said.
+pub async fn connect_established(
+    url: &str,
+    small: bool,
+    route: Option<Route>,
+) -> Result<(Ws, Established)> {
     let config = if small {
         WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -66,7 +83,11 @@ pub async fn connect(url: &str, small: bool, route: Option<Route>) -> Result<Ws>
                 Some(Ok(Message::Text(text))) => {
                     let event: Event<'_> = serde_json::from_str(text.as_str())?;
                     if event.kind == "connection_established" {
-                        return Ok(ws);
+                        let established = Established {
+                            seq: event.seq,
+                            recovered: event.recovered,
+                        };
+                        return Ok((ws, established));
                     }
                     return Err(
                         format!("first frame was not connection_established: {text}").into(),
@@ -96,6 +117,12 @@ pub struct Event<'a> {
     pub sender_id: Option<i64>,
     #[serde(default, borrow)]
     pub content: Option<Cow<'a, str>>,
+    /// The user's seq (user streams: durable events and `connection_established`).
+    #[serde(default)]
+    pub seq: Option<i64>,
+    /// `connection_established` on a user stream opened with `since`.
+    #[serde(default)]
+    pub recovered: Option<bool>,
 }
 
 /// What the benchmark puts in a message: its sequence number in its

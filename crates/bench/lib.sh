@@ -1,0 +1,140 @@
+# Shell helpers shared by run.sh and compare.sh (sourced, not run): file
+# limits, fresh PostgreSQL databases, a free port, starting and stopping a
+# release server with the benchmark's settings, and waiting for a quiet
+# machine.
+#
+# The caller sets: redis_url, jwt_secret, work (a scratch directory).
+
+# Thousands of sockets: the server and the tool inherit this limit.
+# Raising the hard limit needs CAP_SYS_RESOURCE; where it is refused the
+# idle scenario opens as many sockets as the limit allows and says so.
+bench_raise_nofile() {
+  local hard
+  hard=$(ulimit -Hn)
+  if [[ "$hard" != unlimited && "$hard" -lt 65536 ]]; then
+    ulimit -Hn 65536 2>/dev/null || true
+  fi
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# The PostgreSQL base URL that can create databases (postgres://USER@HOST:PORT).
+pg_base=""
+
+# bench_create_db NAME: creates the database (the first call picks pg_base).
+bench_create_db() {
+  local db=$1 base
+  if [[ -n "$pg_base" ]]; then
+    psql "$pg_base/postgres" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" >/dev/null
+    return
+  fi
+  for base in ${BENCH_PG_BASE:-postgres://postgres@127.0.0.1:5432 postgres://root@127.0.0.1:5432}; do
+    if psql "$base/postgres" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" >/dev/null 2>"$work/pg.err"; then
+      pg_base="$base"
+      return
+    fi
+  done
+  echo "cannot create a PostgreSQL database:" >&2
+  cat "$work/pg.err" >&2
+  return 1
+}
+
+# bench_drop_db NAME
+bench_drop_db() {
+  [[ -n "$pg_base" ]] || return 0
+  psql "$pg_base/postgres" -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null \
+    && echo "== dropped database $1"
+}
+
+# A free port below the ephemeral range (so client ports never collide with it).
+bench_free_port() {
+  local p
+  for p in $(shuf -i 20000-30000 -n 100); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+server_pid=""
+
+# bench_start_server BINARY DATABASE_URL PORT LOG CHANNEL_PREFIX: starts a
+# release server with the benchmark's settings and waits until it is ready;
+# sets server_pid.
+bench_start_server() {
+  local binary=$1 database_url=$2 port=$3 log=$4 prefix=$5
+  echo "== starting $binary on 127.0.0.1:$port"
+  env HOST=127.0.0.1 PORT="$port" \
+    DATABASE_URL="$database_url" \
+    REDIS_URL="$redis_url" \
+    JWT_SECRET="$jwt_secret" \
+    RUST_LOG=warn \
+    CHAT__REDIS__CHANNEL_PREFIX="$prefix" \
+    CHAT__AUTH__ARGON2_MEMORY_KIB=1024 \
+    CHAT__AUTH__ARGON2_ITERATIONS=1 \
+    CHAT__RATE_LIMITS__AUTH_PER_MINUTE=0 \
+    CHAT__RATE_LIMITS__MESSAGES_PER_SECOND=0 \
+    CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER=0 \
+    "$binary" serve >>"$log" 2>&1 &
+  server_pid=$!
+  local ready=""
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$port/readyz/" >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ -z "$ready" ]]; then
+    echo "the server did not become ready; its log:" >&2
+    tail -n 50 "$log" >&2
+    return 1
+  fi
+}
+
+bench_stop_server() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid"
+    for _ in $(seq 1 150); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$server_pid" 2>/dev/null && kill -KILL "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+
+# bench_check_server LOG: says so when the server died during a run.
+bench_check_server() {
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "the server exited during the run; its log:" >&2
+    tail -n 50 "$1" >&2
+  fi
+}
+
+# With BENCH_QUIET_LOAD=X, waits until the 1-minute load average is below
+# X (other work on this machine skews every figure), polling every 15 s for
+# at most BENCH_QUIET_TIMEOUT seconds (default 1500), then measures anyway
+# and says so. Prints what it saw; the caller records it.
+bench_wait_quiet() {
+  local limit=${BENCH_QUIET_LOAD:-} timeout=${BENCH_QUIET_TIMEOUT:-1500} waited=0 load
+  [[ -n "$limit" ]] || return 0
+  while :; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    if awk -v l="$load" -v m="$limit" 'BEGIN { exit !(l < m) }'; then
+      echo "== machine quiet: 1-minute load $load < $limit after ${waited} s"
+      return 0
+    fi
+    if ((waited >= timeout)); then
+      echo "== machine still busy after ${waited} s (1-minute load $load >= $limit); measuring anyway"
+      return 0
+    fi
+    echo "== waiting for a quiet machine: 1-minute load $load >= $limit (${waited} s)"
+    sleep 15
+    waited=$((waited + 15))
+  done
+}
