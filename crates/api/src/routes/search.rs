@@ -110,12 +110,15 @@ async fn search_request(
 #[utoipa::path(get, path = SEARCH, tag = "search", operation_id = "search_messages",
     security(("jwt" = [])),
     params(
-        ("q" = String, Query, description = "What to look for: 1 to 256 characters.",
-            example = "\"good morning\" caf*"),
-        ("conversation_id" = Option<i64>, Query,
+        ("q" = String, Query, description = "What to look for: 1 to 256 characters, not \
+            only whitespace.", example = "\"good morning\" caf*", min_length = 1,
+            max_length = 256, pattern = r"\S"),
+        ("conversation_id" = Option<i64>, Query, minimum = 1,
             description = "Only this conversation (404 if you are not part of it)."),
-        ("before" = Option<i64>, Query, description = "Only messages older than this id."),
-        ("limit" = Option<i64>, Query, description = "Default 20, larger values clamped to 100."),
+        ("before" = Option<i64>, Query, minimum = 1,
+            description = "Only messages older than this id."),
+        ("limit" = Option<i64>, Query, minimum = 1,
+            description = "Default 20, larger values clamped to 100."),
     ),
     responses(
         (status = 200, description = "Matching messages, newest first.", body = SearchPage),
