@@ -56,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-quiet_log=$(bench_wait_quiet | tee /dev/stderr | tail -n 1)
+quiet_log=$(bench_wait_quiet | tee /dev/stderr | tail -n 1 | sed "s/^== //")
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
