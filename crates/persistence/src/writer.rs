@@ -319,6 +319,9 @@ fn store_batch_pg(
     Ok(outcomes)
 }
 
+/// A stored message and the range of the ledger's events that are its own.
+type Pending = (Stored, Range<usize>);
+
 /// A locked conversation with its connection's status and, on every row,
 /// the message ids the batch may use.
 #[derive(QueryableByName)]
@@ -377,7 +380,7 @@ fn record_stream_events(
     conn: &mut DbConnection,
     convs: &HashMap<ConversationId, Conversation>,
     stored: Vec<Message>,
-) -> QueryResult<(Vec<(Stored, Range<usize>)>, Ledger)> {
+) -> QueryResult<(Vec<Pending>, Ledger)> {
     let users: Vec<UserId> = stored
         .iter()
         .filter_map(|m| convs.get(&m.conversation_id))
@@ -429,7 +432,7 @@ fn record_stream_events(
 fn write_batch(
     pg: &mut PgConnection,
     convs: &HashMap<ConversationId, Conversation>,
-    pending: &[(Stored, Range<usize>)],
+    pending: &[Pending],
     changed: &[(UserId, StreamState)],
     events: &[UserEvent],
     now: chrono::NaiveDateTime,
