@@ -13,12 +13,11 @@ use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::events::{Ledger, StreamState, UserEvent};
 use crate::messages::{self, SendOutcome, Stored};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
-use crate::schema::conversations;
 use chat_domain::{
     ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
 };
-use diesel::Connection as _;
 use diesel::PgConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
@@ -160,10 +159,48 @@ pub fn store_batch_atomic(
     conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<SendOutcome>> {
-    match conn {
-        DbConnection::Pg(_) => conn.transaction(|conn| store_batch_pg(conn, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    begin_locked(pg, &ids)?;
+    let stored = store_batch_pg(conn, requests, &ids);
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    match stored {
+        Ok(outcomes) => {
+            AnsiTransactionManager::commit_transaction(pg)?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            // The cause is what the caller needs; a failed rollback leaves
+            // the connection broken, which the pool notices.
+            let _ = AnsiTransactionManager::rollback_transaction(pg);
+            Err(e)
+        }
     }
+}
+
+/// Opens the batch's transaction and locks its conversations, in id order
+/// (no deadlock between writers) and before any message id is taken, so
+/// the ids of a conversation follow commit order: one round trip for both.
+/// The ids are integers formatted here, never text from a client.
+fn begin_locked(pg: &mut PgConnection, ids: &[i64]) -> QueryResult<()> {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "BEGIN; SELECT 1 FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        if list.is_empty() { "NULL" } else { &list }
+    );
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
+        // BEGIN may have run before the lock failed: leave no transaction
+        // open on a pooled connection.
+        let _ = pg.batch_execute("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// What to do with one request of a batch.
@@ -177,22 +214,12 @@ enum Plan {
 fn store_batch_pg(
     conn: &mut DbConnection,
     requests: &[SendRequest],
+    ids: &[i64],
 ) -> QueryResult<Vec<SendOutcome>> {
     let DbConnection::Pg(pg) = conn else {
         return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
-    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Lock the conversations in id order (no deadlock between writers) before
-    // any id is allocated, so ids of a conversation follow commit order.
-    conversations::table
-        .filter(conversations::id.eq_any(ids.clone()))
-        .order(conversations::id)
-        .select(conversations::id)
-        .for_update()
-        .load::<i64>(pg)?;
-    let (convs, mut fresh_ids) = load_locked(pg, &ids, requests.len())?;
+    let (convs, mut fresh_ids) = load_locked(pg, ids, requests.len())?;
 
     // Earlier sends with the same keys: one index probe per exact
     // (conversation, sender, client_id), whatever the history size.
