@@ -191,7 +191,7 @@ pub fn store_batch_atomic(
 fn begin_locked(pg: &mut PgConnection, ids: &[i64]) -> QueryResult<()> {
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "BEGIN; SELECT 1 FROM conversations WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        "BEGIN; SELECT 1 FROM conversations WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
         if list.is_empty() { "NULL" } else { &list }
     );
     if let Err(e) = AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
