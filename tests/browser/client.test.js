@@ -297,6 +297,27 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
     await shot(bob, 'history-all');
   });
 
+  await t.test('retry after a failure (the server refuses sends over its rate limit)', async () => {
+    // Sending faster than the allowance (bursts of 30, 10 a second): a refused send gets an
+    // `error` event with its client_id and shows "Not sent" with Retry.
+    // 40 sends through the composer at once (faster than a person types).
+    const sent = Array.from({ length: 40 }, (_, i) => `Quick ${i + 1}`);
+    await alice.evaluate((texts) => {
+      const input = document.getElementById('composer-input');
+      for (const text of texts) {
+        input.value = text;
+        document.getElementById('composer').requestSubmit();
+      }
+    }, sent);
+    await alice.waitForSelector('#messages li.failed button.retry', { timeout: WAIT });
+    await shot(alice, 'send-failed');
+    await new Promise((r) => setTimeout(r, 3000)); // the allowance refills
+    for (const retry of await alice.$$('#messages li.failed button.retry')) await retry.click();
+    await showsOnce(alice, [...conversation, ...sent]);
+    await showsOnce(bob, [...conversation, ...sent]);
+    conversation.splice(0, conversation.length, ...(await texts(alice)));
+  });
+
   await t.test('presence: Bob goes offline when he leaves', async () => {
     await bobContext.close();
     await alice.waitForFunction(() => document.querySelector('#chat-presence').textContent !== 'online'

@@ -123,16 +123,23 @@ async function established(info) {
     events.forEach(apply);
   }
   chat?.resend();
+  // What the last connection may have lost to the drop: acks and reads are idempotent.
+  ackAll();
+  chat?.markRead();
+}
+
+/** Acknowledges each conversation's last message from the other user. */
+function ackAll() {
+  for (const c of store.conversations.values()) {
+    const last = c.last_message;
+    if (last && last.sender_id !== store.me.id) ack(c.id, last.id);
+  }
 }
 
 async function reload() {
   const [conversations, connections] = await Promise.all([api.conversations(), api.connections()]);
   for (const c of conversations) store.setConversation(c);
   for (const c of connections) store.setConnection(c);
-  for (const c of conversations) {
-    const last = c.last_message;
-    if (last && last.sender_id !== store.me.id && last.status === 'sent') ack(c.id, last.id);
-  }
   await chat?.catchUp();
 }
 
@@ -162,9 +169,7 @@ function apply(ev) {
         store.setTyping(m.conversation_id, '', false);
         ack(m.conversation_id, m.id);
         chat?.incoming(m);
-        if (chat?.conversationId !== m.conversation_id || document.hidden) {
-          announce(`New message from ${m.sender_name}: ${m.content}`);
-        }
+        announce(`New message from ${m.sender_name}: ${m.content}`);
       }
       break;
     }
