@@ -110,6 +110,10 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
   const bob = await bobContext.newPage();
   watch(alice, server.url, problems);
   watch(bob, server.url, problems);
+  let refreshes = 0;
+  alice.on('request', (req) => {
+    if (req.url().endsWith('/api/auth/token/refresh/')) refreshes += 1;
+  });
   const conversation = [];
   let bobId = 0;
 
@@ -318,6 +322,39 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
     conversation.splice(0, conversation.length, ...(await texts(alice)));
   });
 
+  await t.test('reject and remove, live on both sides', async () => {
+    const carolContext = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    const carol = await carolContext.newPage();
+    watch(carol, server.url, problems);
+    await register(carol, server.url, 'carol', 'Carol');
+    const aliceId = Number(await alice.textContent('#me-id'));
+    const request = async () => {
+      await carol.click('#tab-contacts');
+      await carol.fill('#find-input', String(aliceId));
+      await carol.press('#find-input', 'Enter');
+      await carol.click('#found button.primary');
+      await carol.waitForSelector('#outgoing li', { timeout: WAIT });
+      await alice.click('#tab-contacts');
+      await alice.waitForSelector('#incoming li:has-text("Carol")', { timeout: WAIT });
+    };
+    await request();
+    await alice.click('#incoming button:has-text("Reject")');
+    await carol.waitForSelector('#outgoing li', { state: 'detached', timeout: WAIT });
+    await request();
+    await alice.click('#incoming button:has-text("Accept")');
+    await carol.waitForSelector('#accepted li:has-text("Alice")', { timeout: WAIT });
+    await carol.click('#accepted button:has-text("Chat")');
+    await carol.waitForSelector('#composer:not([hidden])', { timeout: WAIT });
+    alice.once('dialog', (dialog) => dialog.accept());
+    await alice.click('#accepted li:has-text("Carol") button:has-text("Remove")');
+    await alice.waitForSelector('#accepted li:has-text("Carol")', { state: 'detached', timeout: WAIT });
+    // Carol keeps the history but can no longer send.
+    await carol.waitForSelector('#cannot-send:not([hidden])', { timeout: WAIT });
+    await shot(carol, 'removed');
+    await carolContext.close();
+    await alice.click('#tab-chats');
+  });
+
   await t.test('presence: Bob goes offline when he leaves', async () => {
     await bobContext.close();
     await alice.waitForFunction(() => document.querySelector('#chat-presence').textContent !== 'online'
@@ -327,5 +364,7 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
 
   await t.test('no errors, no CSP violations, no request to another origin', () => {
     assert.deepEqual(problems, []);
+    // Access tokens live a minute here: the client refreshed them as it went.
+    assert.ok(refreshes > 0, 'no token refresh');
   });
 });

@@ -58,6 +58,8 @@ export class ServerProcess {
       CHAT__SERVER__SHUTDOWN_TIMEOUT_SECONDS: '2',
       CHAT__AUTH__ARGON2_MEMORY_KIB: '1024',
       CHAT__AUTH__ARGON2_ITERATIONS: '1',
+      // Short-lived access tokens, so the client's refresh runs during the test.
+      CHAT__AUTH__ACCESS_TOKEN_MINUTES: '1',
       CHAT__RATE_LIMITS__AUTH_PER_MINUTE: '0',
       CHAT__REDIS__PRESENCE_GRACE_MS: '1000',
     };

@@ -76,6 +76,11 @@ async fn the_page_is_served_at_root_and_app_with_a_strict_policy() {
         bodies.push(res.text().await.expect("body"));
     }
     assert!(bodies.iter().all(|b| b == &bodies[0]));
+    // The socket origins are the Host asked, never a forwarded one.
+    let forwarded = get(&api, "/", &[("X-Forwarded-Host", "evil.example")]).await;
+    let csp = header(&forwarded, "content-security-policy");
+    assert!(!csp.contains("evil"), "{csp}");
+    assert!(csp.contains(&format!("ws://{}", server.addr)), "{csp}");
     let page = &bodies[0];
     assert!(page.contains("<script type=\"module\" src=\"/app/app.js\">"));
     // Nothing inline for the policy to refuse.

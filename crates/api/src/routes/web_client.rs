@@ -61,6 +61,9 @@ macro_rules! asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// Index of the page in [`ASSETS`].
+const PAGE: usize = 0;
+
 /// Every file; a file not listed here is not served (a test checks that
 /// nothing the page loads is missing).
 static ASSETS: [Asset; 9] = [
@@ -82,7 +85,7 @@ static ASSETS: [Asset; 9] = [
     responses((status = 200, description = "The web client's page.", content_type = "text/html",
         body = String)))]
 async fn root(req: HttpRequest) -> HttpResponse {
-    serve(&req, &ASSETS[0])
+    serve(&req, PAGE)
 }
 
 /// The client's page (again)
@@ -92,7 +95,7 @@ async fn root(req: HttpRequest) -> HttpResponse {
     responses((status = 200, description = "The web client's page.", content_type = "text/html",
         body = String)))]
 async fn app(req: HttpRequest) -> HttpResponse {
-    serve(&req, &ASSETS[0])
+    serve(&req, PAGE)
 }
 
 /// A web client asset
@@ -110,8 +113,8 @@ async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let name = req.match_info().get("file").unwrap_or_default();
     ASSETS
         .iter()
-        .find(|a| a.name == name)
-        .map(|a| serve(&req, a))
+        .position(|a| a.name == name)
+        .map(|index| serve(&req, index))
         .ok_or_else(|| ApiError::not_found("Not found."))
 }
 
@@ -167,10 +170,15 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
 }
 
 /// The policy: scripts, styles, images and sockets from this host only.
-/// `connect-src` names this host's ws:/wss: origins as well as `'self'`,
-/// for browsers that do not count same-host sockets as `'self'`.
+/// `connect-src` names the `Host` the page was asked from, as ws:/wss:
+/// origins, beside `'self'`, for browsers that do not count same-host
+/// sockets as `'self'` (never a forwarded host: that is the client's say).
 fn content_security_policy(req: &HttpRequest) -> String {
-    let host = req.connection_info().host().to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let host_ok = !host.is_empty()
         && host
             .bytes()
@@ -187,11 +195,9 @@ fn content_security_policy(req: &HttpRequest) -> String {
     )
 }
 
-fn serve(req: &HttpRequest, asset: &'static Asset) -> HttpResponse {
-    let index = ASSETS
-        .iter()
-        .position(|a| std::ptr::eq(a, asset))
-        .unwrap_or_default();
+/// Serves `ASSETS[index]`: 304 when `If-None-Match` holds its ETag, gzip when accepted.
+fn serve(req: &HttpRequest, index: usize) -> HttpResponse {
+    let asset = &ASSETS[index];
     let gz = if accepts_gzip(req) {
         gzipped(index)
     } else {
