@@ -44,9 +44,11 @@ export class ServerProcess {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start() {
+  /** Starts (again) on the same port and file; `env` adds settings. */
+  async start(env = {}) {
     if (!this.port) this.port = await freePort();
-    const env = {
+    const vars = {
+      ...env,
       PATH: process.env.PATH,
       CHAT_CONFIG_DIR: join(this.dir, 'no-config'),
       HOST: '127.0.0.1',
@@ -64,7 +66,7 @@ export class ServerProcess {
       CHAT__REDIS__PRESENCE_GRACE_MS: '1000',
     };
     const out = openSync(this.log, 'a');
-    this.proc = spawn(this.binary, ['serve'], { env, stdio: ['ignore', out, out] });
+    this.proc = spawn(this.binary, ['serve'], { env: vars, stdio: ['ignore', out, out] });
     const exited = new Promise((ok) => this.proc.once('exit', ok));
     this.exited = exited;
     for (let i = 0; i < 200; i++) {
