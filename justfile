@@ -48,6 +48,10 @@ test-pg *ARGS:
 api-fuzz:
     scripts/api-fuzz.sh
 
+# The web client in headless Chromium against the real server (needs /usr/bin/chromium: apt-get install chromium).
+test-browser:
+    cd tests/browser && npm ci --no-audit --no-fund && npm test
+
 # Formatting and clippy, as CI runs them.
 lint:
     cargo fmt --all -- --check

@@ -285,6 +285,13 @@ values = ["index.css", "swagger-ui-bundle.js", "swagger-initializer.js", "oauth2
 include-name = "GET /api/docs/{{file}}/"
 parameters = {{ "path.file" = {{ dictionary = "assets", probability = 0.5 }} }}
 
+[dictionaries.client_files]
+values = ["app.js", "app.css", "api.js", "stream.js", "store.js", "dom.js", "chat.js", "contacts.js"]
+
+[[operations]]
+include-name = "GET /app/{{file}}/"
+parameters = {{ "path.file" = {{ dictionary = "client_files", probability = 0.5 }} }}
+
 [[operations]]
 include-name = "GET /api/users/{{id}}/"
 parameters = {{ "path.id" = {{ dictionary = "users", probability = 0.5 }} }}

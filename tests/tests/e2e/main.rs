@@ -19,6 +19,7 @@ mod smoke;
 mod stream;
 mod stream_faults;
 mod support;
+mod web_client;
 mod webhooks;
 mod websocket;
 mod writer;

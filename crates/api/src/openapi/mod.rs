@@ -61,6 +61,9 @@ pub const BEARER: &str = "jwt";
         routes::docs::schema,
         routes::docs::index,
         routes::docs::asset,
+        routes::web_client::root,
+        routes::web_client::app,
+        routes::web_client::asset,
     ),
     components(
         schemas(chat_domain::ClientEvent, chat_domain::ServerEvent),
@@ -88,6 +91,7 @@ pub const BEARER: &str = "jwt";
         (name = "websocket", description = "Live events of one conversation; the frames, close codes and idempotent sends are described at the top of this document."),
         (name = "health", description = "Liveness, readiness and metrics."),
         (name = "docs", description = "This document and its browsable view."),
+        (name = "web client", description = "The chat web client served by this service (HTML, scripts, styles; see the README)."),
     ),
 )]
 pub struct ApiDoc;

@@ -13,6 +13,7 @@ pub(crate) mod messages;
 pub(crate) mod presence;
 pub(crate) mod search;
 pub(crate) mod users;
+pub(crate) mod web_client;
 pub(crate) mod ws;
 pub(crate) mod ws_read;
 
@@ -34,6 +35,7 @@ fn register(r: &mut Router<'_>) {
     presence::configure(r);
     ws::configure(r);
     docs::configure(r);
+    web_client::configure(r);
 }
 
 /// Mounts every route.
