@@ -114,7 +114,7 @@ impl AppState {
         let jwt = JwtKeys::new(&settings.auth);
         let passwords = PasswordHashing::new(&settings.auth)?;
         let limits = RateLimits::new(&settings.rate_limits);
-        let metrics = Metrics::new(&realtime)?;
+        let metrics = Metrics::new(&realtime, &writer)?;
         Ok(Self {
             db,
             writer,

@@ -83,6 +83,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    token_blacklist (jti) {
+        jti -> Text,
+        user_id -> BigInt,
+        expires_at -> Timestamp,
+        blacklisted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deployment (id) {
+        id -> BigInt,
+        deployment_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
@@ -92,5 +109,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     reactions,
-    user_events
+    user_events,
+    token_blacklist,
+    deployment
 );

@@ -23,6 +23,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// One send.
@@ -45,39 +46,70 @@ type Job = (SendRequest, oneshot::Sender<QueryResult<SendOutcome>>);
 pub struct MessageWriter {
     db: Database,
     queue: Option<mpsc::Sender<Job>>,
+    stored: Arc<AtomicU64>,
+}
+
+/// Counts the sends of `outcome` that stored a row: counted where the
+/// commit's outcome is known, so a sender that went away is counted too.
+fn count_stored(stored: &AtomicU64, outcome: &QueryResult<SendOutcome>) {
+    if matches!(outcome, Ok(SendOutcome::Stored(_))) {
+        stored.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl MessageWriter {
     /// Starts `writers` writer tasks taking batches of up to `max_batch`
     /// sends (PostgreSQL); SQLite needs none. Call inside a tokio runtime.
     pub fn start(db: Database, writers: usize, max_batch: usize) -> Self {
+        let stored = Arc::new(AtomicU64::new(0));
         if db.is_sqlite() {
-            return Self { db, queue: None };
+            return Self {
+                db,
+                queue: None,
+                stored,
+            };
         }
         let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * writers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run_writer(db.clone(), rx.clone(), max_batch.max(1)));
+            tokio::spawn(run_writer(
+                db.clone(),
+                rx.clone(),
+                max_batch.max(1),
+                stored.clone(),
+            ));
         }
         Self {
             db,
             queue: Some(tx),
+            stored,
         }
+    }
+
+    /// Messages stored through this writer since start (new rows only,
+    /// not retries found by `client_id`).
+    pub fn stored_total(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
     }
 
     /// Stores a send (or finds its original) and answers once committed.
     pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
         let Some(queue) = &self.queue else {
+            let stored = self.stored.clone();
+            // Counted inside the blocking task, which runs to its end even
+            // when this future is dropped.
             return self
                 .db
                 .run(move |c| {
-                    messages::send(
+                    let outcome = messages::send(
                         c,
                         request.conversation,
                         request.sender,
                         &request.content,
                         request.client_id.as_ref(),
-                    )
+                    );
+                    count_stored(&stored, &outcome);
+                    outcome
                 })
                 .await;
         };
@@ -92,7 +124,12 @@ impl MessageWriter {
     }
 }
 
-async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+async fn run_writer(
+    db: Database,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    stored: Arc<AtomicU64>,
+) {
     loop {
         let mut batch: Vec<Job> = Vec::new();
         {
@@ -113,6 +150,7 @@ async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
         match outcomes {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    count_stored(&stored, &outcome);
                     let _ = reply.send(outcome);
                 }
             }
