@@ -103,7 +103,7 @@ impl Ledger {
                 ),
             ));
         let rows: Vec<ProfileColumns> = match conn {
-            DbConnection::Pg(pg) => query.for_update().load(pg)?,
+            DbConnection::Pg(pg) => query.for_no_key_update().load(pg)?,
             // One writer at a time: the transaction holds SQLite's write lock.
             DbConnection::Sqlite(lite) => query.load(lite)?,
         };
@@ -236,18 +236,26 @@ impl Ledger {
         Some(sender)
     }
 
-    /// Writes the counters and the events; returns the events to publish
-    /// once the transaction has committed.
-    pub fn write(self, conn: &mut DbConnection, now: DateTime<Utc>) -> QueryResult<Vec<UserEvent>> {
-        let now = now.naive_utc();
-        let changed: Vec<(UserId, StreamState)> = self
+    /// The users whose state changed, with that state, and the events:
+    /// what [`Ledger::write`] stores, for a caller that folds it into a
+    /// statement of its own.
+    pub(crate) fn into_writes(self) -> (Vec<(UserId, StreamState)>, Vec<UserEvent>) {
+        let changed = self
             .users
             .iter()
             .filter(|(_, e)| e.changed)
             .map(|(id, e)| (*id, e.state))
             .collect();
+        (changed, self.events)
+    }
+
+    /// Writes the counters and the events; returns the events to publish
+    /// once the transaction has committed.
+    pub fn write(self, conn: &mut DbConnection, now: DateTime<Utc>) -> QueryResult<Vec<UserEvent>> {
+        let now = now.naive_utc();
+        let (changed, events) = self.into_writes();
         match conn {
-            DbConnection::Pg(pg) => write_pg(pg, &changed, &self.events, now)?,
+            DbConnection::Pg(pg) => write_pg(pg, &changed, &events, now)?,
             DbConnection::Sqlite(_) => {
                 for (id, s) in &changed {
                     diesel::update(users::table.find(id.0))
@@ -258,7 +266,7 @@ impl Ledger {
                         ))
                         .execute(conn)?;
                 }
-                for e in &self.events {
+                for e in &events {
                     diesel::insert_into(user_events::table)
                         .values((
                             user_events::user_id.eq(e.user.0),
@@ -270,7 +278,7 @@ impl Ledger {
                 }
             }
         }
-        Ok(self.events)
+        Ok(events)
     }
 }
 

@@ -112,7 +112,8 @@ pub(crate) struct NewConnectionRow {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Queryable, Selectable)]
+/// `QueryableByName` too, for the writer's lock-and-load statement.
+#[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = conversations)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct ConversationRow {

@@ -10,18 +10,18 @@
 
 use crate::db::{Database, DbConnection};
 use crate::error::{Constraint, PersistenceError, QueryResult};
-use crate::events::Ledger;
+use crate::events::{Ledger, StreamState, UserEvent};
 use crate::messages::{self, SendOutcome, Stored};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
-use crate::schema::{connections, conversations};
 use chat_domain::{
-    ClientId, Conversation, ConversationId, Message, MessageContent, SendDenied, UserId,
+    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
 };
-use diesel::Connection as _;
 use diesel::PgConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -197,10 +197,48 @@ pub fn store_batch_atomic(
     conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<SendOutcome>> {
-    match conn {
-        DbConnection::Pg(_) => conn.transaction(|conn| store_batch_pg(conn, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    begin_locked(pg, &ids)?;
+    let stored = store_batch_pg(conn, requests, &ids);
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    match stored {
+        Ok(outcomes) => {
+            AnsiTransactionManager::commit_transaction(pg)?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            // The cause is what the caller needs; a failed rollback leaves
+            // the connection broken, which the pool notices.
+            let _ = AnsiTransactionManager::rollback_transaction(pg);
+            Err(e)
+        }
     }
+}
+
+/// Opens the batch's transaction and locks its conversations, in id order
+/// (no deadlock between writers) and before any message id is taken, so
+/// the ids of a conversation follow commit order: one round trip for both.
+/// The ids are integers formatted here, never text from a client.
+fn begin_locked(pg: &mut PgConnection, ids: &[i64]) -> QueryResult<()> {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "BEGIN; SELECT 1 FROM conversations WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
+        if list.is_empty() { "NULL" } else { &list }
+    );
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
+        // BEGIN may have run before the lock failed: leave no transaction
+        // open on a pooled connection.
+        let _ = pg.batch_execute("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// What to do with one request of a batch.
@@ -214,31 +252,12 @@ enum Plan {
 fn store_batch_pg(
     conn: &mut DbConnection,
     requests: &[SendRequest],
+    ids: &[i64],
 ) -> QueryResult<Vec<SendOutcome>> {
     let DbConnection::Pg(pg) = conn else {
         return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
-    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Lock the conversations in id order (no deadlock between writers) before
-    // any id is allocated, so ids of a conversation follow commit order.
-    conversations::table
-        .filter(conversations::id.eq_any(ids.clone()))
-        .order(conversations::id)
-        .select(conversations::id)
-        .for_update()
-        .load::<i64>(pg)?;
-    let rows: Vec<(ConversationRow, String)> = conversations::table
-        .inner_join(connections::table)
-        .filter(conversations::id.eq_any(ids.clone()))
-        .select((ConversationRow::as_select(), connections::status))
-        .load(pg)?;
-    let convs: HashMap<ConversationId, Conversation> = rows
-        .into_iter()
-        .map(|(r, s)| r.into_conversation(&s))
-        .map(|c| (c.id, c))
-        .collect();
+    let (convs, mut fresh_ids) = load_locked(pg, ids, requests.len())?;
 
     // Earlier sends with the same keys: one index probe per exact
     // (conversation, sender, client_id), whatever the history size.
@@ -300,46 +319,49 @@ fn store_batch_pg(
         plans.push(plan);
     }
 
-    let now = to_naive(chat_domain::now());
-    let new: Vec<&SendRequest> = requests
+    // The messages as they will be stored: ids taken in request order, so
+    // a sender's messages are numbered in the order they were sent.
+    let created_at = chat_domain::now();
+    let mut stored: Vec<Message> = Vec::new();
+    for (r, _) in requests
         .iter()
         .zip(&plans)
         .filter(|(_, p)| matches!(p, Plan::Insert))
-        .map(|(r, _)| r)
-        .collect();
-    let stored: Vec<Message> = if new.is_empty() {
-        Vec::new()
-    } else {
-        // Arrays instead of a VALUES list: the statement text is the same
-        // for every batch size, so it is prepared once and cached.
-        let rows: Vec<MessageRow> = diesel::sql_query(
-            "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at) \
-             SELECT k.conversation_id, k.sender_id, k.content, k.client_id, $5 \
-             FROM unnest($1, $2, $3, $4) WITH ORDINALITY \
-               AS k(conversation_id, sender_id, content, client_id, n) \
-             ORDER BY k.n \
-             RETURNING id, conversation_id, sender_id, content, client_id, created_at, read_at, \
-                       delivered_at, reactions",
-        )
-        .bind::<Array<BigInt>, _>(new.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(new.iter().map(|r| r.sender.0).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(new.iter().map(|r| r.content.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(
-            new.iter()
-                .map(|r| r.client_id.as_ref().map(ClientId::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Timestamp, _>(now)
-        .load(pg)?;
-        pair_inserted(
-            &new,
-            rows.into_iter().map(MessageRow::into_message).collect(),
-        )?
+    {
+        let id = fresh_ids
+            .next()
+            .ok_or_else(|| PersistenceError::other("fewer message ids than sends"))?;
+        stored.push(Message {
+            id: MessageId(id),
+            conversation_id: r.conversation,
+            sender_id: r.sender,
+            content: r.content.as_str().to_owned(),
+            client_id: r.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            created_at,
+            read_at: None,
+            delivered_at: None,
+            reactions: Vec::new(),
+        });
+    }
+    let (pending, ledger) = record_stream_events(conn, &convs, stored)?;
+    let (changed, events) = ledger.into_writes();
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
-    update_conversations(pg, &convs, &stored, now)?;
-    let stored = record_stream_events(conn, &convs, stored)?;
+    write_batch(
+        pg,
+        &convs,
+        &pending,
+        &changed,
+        &events,
+        to_naive(created_at),
+    )?;
+    let stored = pending.into_iter().map(|(mut s, range)| {
+        s.events = events.get(range).map(<[_]>::to_vec).unwrap_or_default();
+        s
+    });
 
-    let mut inserted = stored.into_iter();
+    let mut inserted = stored;
     let mut by_index: Vec<Option<Message>> = vec![None; requests.len()];
     let mut outcomes = Vec::with_capacity(requests.len());
     for (i, plan) in plans.into_iter().enumerate() {
@@ -348,7 +370,7 @@ fn store_batch_pg(
             Plan::Insert => {
                 let s = inserted
                     .next()
-                    .ok_or_else(|| PersistenceError::other("insert returned too few rows"))?;
+                    .ok_or_else(|| PersistenceError::other("fewer stored messages than sends"))?;
                 by_index[i] = Some(s.message.clone());
                 SendOutcome::Stored(Box::new(s))
             }
@@ -362,14 +384,68 @@ fn store_batch_pg(
     Ok(outcomes)
 }
 
+/// A stored message and the range of the ledger's events that are its own.
+type Pending = (Stored, Range<usize>);
+
+/// A locked conversation with its connection's status and, on every row,
+/// the message ids the batch may use.
+#[derive(QueryableByName)]
+struct LockedConversation {
+    #[diesel(embed)]
+    conversation: ConversationRow,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Array<BigInt>)]
+    fresh_ids: Vec<i64>,
+}
+
+/// Loads the locked conversations and takes `wanted` message ids from the
+/// messages' sequence, ascending, in the same round trip. The ids are taken
+/// after the conversations' locks, so they follow commit order; ids a batch
+/// does not use are gaps, as after any rollback.
+fn load_locked(
+    pg: &mut PgConnection,
+    ids: &[i64],
+    wanted: usize,
+) -> QueryResult<(
+    HashMap<ConversationId, Conversation>,
+    std::vec::IntoIter<i64>,
+)> {
+    let rows: Vec<LockedConversation> = diesel::sql_query(
+        "WITH fresh AS MATERIALIZED ( \
+           SELECT coalesce(array_agg(v ORDER BY v), '{}') AS fresh_ids \
+           FROM (SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS v \
+                 FROM generate_series(1, $2)) s) \
+         SELECT c.id, c.connection_id, c.user_low, c.user_high, c.last_message_id, \
+                c.unread_for_low, c.unread_for_high, c.created_at, c.updated_at, \
+                c.message_count, k.status, fresh.fresh_ids \
+         FROM conversations c JOIN connections k ON k.id = c.connection_id CROSS JOIN fresh \
+         WHERE c.id = ANY($1)",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<BigInt, _>(i64::try_from(wanted).unwrap_or(i64::MAX))
+    .load(pg)?;
+    let fresh = rows
+        .first()
+        .map(|r| r.fresh_ids.clone())
+        .unwrap_or_default();
+    let convs = rows
+        .into_iter()
+        .map(|r| r.conversation.into_conversation(&r.status))
+        .map(|c| (c.id, c))
+        .collect();
+    Ok((convs, fresh.into_iter()))
+}
+
 /// Records the batch's messages in their participants' streams, in id
-/// order, after the conversations (locked first) and under the users' row
-/// locks: two more statements per batch, whatever its size.
+/// order, under the users' row locks (taken after the conversations').
+/// Nothing is written yet: [`write_batch`] stores it all. Each message
+/// comes with the range of the ledger's events that are its own.
 fn record_stream_events(
     conn: &mut DbConnection,
     convs: &HashMap<ConversationId, Conversation>,
     stored: Vec<Message>,
-) -> QueryResult<Vec<Stored>> {
+) -> QueryResult<(Vec<Pending>, Ledger)> {
     let users: Vec<UserId> = stored
         .iter()
         .filter_map(|m| convs.get(&m.conversation_id))
@@ -401,64 +477,34 @@ fn record_stream_events(
         let sender = ledger
             .record_message(c, (state.0, state.1), &m)
             .ok_or(PersistenceError::NotFound)?;
-        pending.push((m, sender, state.2, first..ledger.recorded()));
+        pending.push((
+            Stored {
+                message: m,
+                sender,
+                position: state.2,
+                events: Vec::new(),
+            },
+            first..ledger.recorded(),
+        ));
     }
-    let now = pending
-        .first()
-        .map_or_else(chat_domain::now, |p| p.0.created_at);
-    let events = ledger.write(conn, now)?;
-    Ok(pending
-        .into_iter()
-        .map(|(message, sender, position, range)| Stored {
-            message,
-            sender,
-            position,
-            events: events.get(range).map(<[_]>::to_vec).unwrap_or_default(),
-        })
-        .collect())
+    Ok((pending, ledger))
 }
 
-/// Orders the inserted rows as the sends they came from, checking each.
-///
-/// `RETURNING` has no order and cannot return the ordinal of the source
-/// row, so rows are sorted by id: `ORDER BY k.n` makes ids follow request
-/// order. That is checked, not assumed: a row that does not match its send
-/// fails the batch (and rolls it back) rather than answering a sender with
-/// someone else's message.
-fn pair_inserted(new: &[&SendRequest], mut rows: Vec<Message>) -> QueryResult<Vec<Message>> {
-    if rows.len() != new.len() {
-        return Err(PersistenceError::other(format!(
-            "batch insert returned {} rows for {} sends",
-            rows.len(),
-            new.len()
-        )));
-    }
-    rows.sort_by_key(|m| m.id);
-    for (i, (m, r)) in rows.iter().zip(new).enumerate() {
-        let matches = m.conversation_id == r.conversation
-            && m.sender_id == r.sender
-            && m.client_id.as_deref() == r.client_id.as_ref().map(ClientId::as_str)
-            && m.content == r.content.as_str();
-        if !matches {
-            return Err(PersistenceError::other(format!(
-                "batch insert row {} (message {}) does not match its send",
-                i, m.id.0
-            )));
-        }
-    }
-    Ok(rows)
-}
-
-/// One statement for every conversation of the batch: unread counters,
-/// last message and activity time.
-fn update_conversations(
+/// One statement for the whole batch: the messages, every conversation's
+/// counters, last message and activity time, the users' stream state and
+/// the stream events. The values are computed here, so the statement joins
+/// nothing; one round trip instead of four.
+fn write_batch(
     pg: &mut PgConnection,
     convs: &HashMap<ConversationId, Conversation>,
-    stored: &[Message],
+    pending: &[Pending],
+    changed: &[(UserId, StreamState)],
+    events: &[UserEvent],
     now: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
+    let stored: Vec<&Message> = pending.iter().map(|(s, _)| &s.message).collect();
     let mut per_conv: HashMap<ConversationId, (i64, i64, i64)> = HashMap::new();
-    for m in stored {
+    for m in &stored {
         let Some(c) = convs.get(&m.conversation_id) else {
             continue;
         };
@@ -471,85 +517,73 @@ fn update_conversations(
         }
         entry.2 = entry.2.max(m.id.0);
     }
-    if per_conv.is_empty() {
+    if stored.is_empty() && per_conv.is_empty() && changed.is_empty() && events.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::new();
-    let mut low = Vec::new();
-    let mut high = Vec::new();
-    let mut last = Vec::new();
+    let (mut conv_ids, mut low, mut high, mut last) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (id, (l, h, m)) in per_conv {
-        ids.push(id.0);
+        conv_ids.push(id.0);
         low.push(l);
         high.push(h);
         last.push(m);
     }
     diesel::sql_query(
-        "UPDATE conversations AS c SET \
-           unread_for_low = c.unread_for_low + v.low, \
-           unread_for_high = c.unread_for_high + v.high, \
-           message_count = c.message_count + v.low + v.high, \
-           last_message_id = v.last, updated_at = $5 \
-         FROM unnest($1, $2, $3, $4) AS v(id, low, high, last) \
-         WHERE c.id = v.id",
+        "WITH m AS ( \
+           INSERT INTO messages (id, conversation_id, sender_id, content, client_id, created_at) \
+           SELECT k.id, k.conversation_id, k.sender_id, k.content, k.client_id, $6 \
+           FROM unnest($1, $2, $3, $4, $5) AS k(id, conversation_id, sender_id, content, client_id)), \
+         c AS ( \
+           UPDATE conversations AS c SET \
+             unread_for_low = c.unread_for_low + v.low, \
+             unread_for_high = c.unread_for_high + v.high, \
+             message_count = c.message_count + v.low + v.high, \
+             last_message_id = v.last, updated_at = $6 \
+           FROM unnest($7, $8, $9, $10) AS v(id, low, high, last) WHERE c.id = v.id), \
+         u AS ( \
+           UPDATE users AS u SET event_seq = v.seq, total_unread = v.total, \
+             unread_conversations = v.convs \
+           FROM unnest($11, $12, $13, $14) AS v(id, seq, total, convs) WHERE u.id = v.id) \
+         INSERT INTO user_events (user_id, seq, payload, created_at) \
+         SELECT v.user_id, v.seq, v.payload, $6 FROM unnest($15, $16, $17) AS v(user_id, seq, payload)",
     )
-    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(stored.iter().map(|m| m.id.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(
+        stored
+            .iter()
+            .map(|m| m.conversation_id.0)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(stored.iter().map(|m| m.sender_id.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        stored
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        stored
+            .iter()
+            .map(|m| m.client_id.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Timestamp, _>(now)
+    .bind::<Array<BigInt>, _>(conv_ids)
     .bind::<Array<BigInt>, _>(low)
     .bind::<Array<BigInt>, _>(high)
     .bind::<Array<BigInt>, _>(last)
-    .bind::<Timestamp, _>(now)
+    .bind::<Array<BigInt>, _>(changed.iter().map(|(u, _)| u.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.total_unread).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(
+        changed
+            .iter()
+            .map(|(_, s)| s.unread_conversations)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(events.iter().map(|e| e.user.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(events.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
     .execute(pg)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chat_domain::MessageId;
-
-    fn request(conversation: i64, sender: i64, text: &str, key: Option<&str>) -> SendRequest {
-        SendRequest {
-            conversation: ConversationId(conversation),
-            sender: UserId(sender),
-            content: MessageContent::parse(text).expect("content"),
-            client_id: key.map(|k| ClientId::parse(k).expect("client id")),
-        }
-    }
-
-    fn row(id: i64, r: &SendRequest) -> Message {
-        Message {
-            id: MessageId(id),
-            conversation_id: r.conversation,
-            sender_id: r.sender,
-            content: r.content.as_str().to_owned(),
-            client_id: r.client_id.as_ref().map(|c| c.as_str().to_owned()),
-            created_at: chat_domain::now(),
-            read_at: None,
-            delivered_at: None,
-            reactions: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn inserted_rows_are_paired_by_id_order() {
-        let (a, b) = (request(1, 10, "a", Some("ka")), request(2, 20, "b", None));
-        let paired = pair_inserted(&[&a, &b], vec![row(8, &b), row(7, &a)]).expect("paired");
-        assert_eq!(paired.iter().map(|m| m.id.0).collect::<Vec<_>>(), [7, 8]);
-    }
-
-    #[test]
-    fn a_row_that_is_not_its_send_fails_the_batch() {
-        let (a, b) = (
-            request(1, 10, "a", Some("ka")),
-            request(1, 10, "b", Some("kb")),
-        );
-        // Ids allocated against request order: each row would go to the other sender.
-        assert!(pair_inserted(&[&a, &b], vec![row(8, &a), row(7, &b)]).is_err());
-        // Same keys, other content.
-        let c = request(1, 10, "c", Some("ka"));
-        assert!(pair_inserted(&[&a], vec![row(7, &c)]).is_err());
-        // Too few or too many rows.
-        assert!(pair_inserted(&[&a, &b], vec![row(7, &a)]).is_err());
-        assert!(pair_inserted(&[&a], vec![row(7, &a), row(8, &b)]).is_err());
-    }
 }
