@@ -6,7 +6,7 @@
 //! to N times the configured rate.
 
 use crate::error::{ApiError, ErrorCode};
-use crate::settings::RateLimitSettings;
+use crate::settings::{IpNet, RateLimitSettings};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use chat_domain::UserId;
@@ -95,7 +95,7 @@ pub struct RateLimits {
     frames: Limit<(UserId, FrameKind)>,
     max_sockets_per_user: usize,
     sockets: Mutex<HashMap<UserId, usize>>,
-    trusted_proxies: Vec<IpAddr>,
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -145,26 +145,37 @@ impl RateLimits {
         }
     }
 
-    /// The client's address: the peer's, or the nearest untrusted hop of
-    /// `X-Forwarded-For` when the peer is a trusted proxy.
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+
+    /// Whether the request came straight from a trusted proxy, so its
+    /// forwarded headers (client address, host, scheme) may be believed.
+    pub fn from_trusted_proxy(&self, req: &HttpRequest) -> bool {
+        req.peer_addr().is_some_and(|p| self.is_trusted(p.ip()))
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted
+    /// proxy, the right-most untrusted hop of `X-Forwarded-For` over every
+    /// line of that header in order (proxies may add a line each).
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        let peer = req.peer_addr()?.ip();
-        if !self.trusted_proxies.contains(&peer) {
+        let peer = req.peer_addr()?.ip().to_canonical();
+        if !self.is_trusted(peer) {
             return Some(peer);
         }
-        let forwarded = req
+        let hops: Vec<IpAddr> = req
             .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let hops: Vec<IpAddr> = forwarded
-            .split(',')
-            .filter_map(|h| h.trim().parse().ok())
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|line| line.split(','))
+            .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
             .collect();
         Some(
             hops.into_iter()
                 .rev()
-                .find(|ip| !self.trusted_proxies.contains(ip))
+                .find(|ip| !self.is_trusted(*ip))
                 .unwrap_or(peer),
         )
     }
@@ -172,7 +183,7 @@ impl RateLimits {
     /// Login, register and refresh attempts per client address.
     pub fn check_auth(&self, req: &HttpRequest) -> Result<(), ApiError> {
         match self.client_ip(req) {
-            Some(ip) => self.auth.check(&ip).map_err(too_many),
+            Some(ip) => self.auth.check(&address_key(ip)).map_err(too_many),
             None => Ok(()),
         }
     }
@@ -203,6 +214,18 @@ impl RateLimits {
         self.auth.shrink();
         self.messages.shrink();
         self.frames.shrink();
+    }
+}
+
+/// The key an address is limited under: an IPv4 address itself, an IPv6
+/// address by its /64, since one client (one subnet, as ISPs hand them out)
+/// can pick any address of it.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
+use chat_persistence::MessageWriter;
 use chat_realtime::Realtime;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
@@ -18,8 +19,6 @@ pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    /// Messages stored (HTTP and WebSocket).
-    pub messages_stored: IntCounter,
     /// Requests and frames refused by a rate limit, by limit.
     pub rate_limited: IntCounterVec,
     /// Sockets closed because a write to them did not go through in time.
@@ -38,13 +37,14 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric in a fresh registry; the WebSocket and relay
-    /// figures are read from `realtime` at each scrape.
-    pub fn new(realtime: &Realtime) -> Result<Self, prometheus::Error> {
+    /// figures are read from `realtime`, the stored messages from `writer`
+    /// (counted where the row is committed), at each scrape.
+    pub fn new(realtime: &Realtime, writer: &MessageWriter) -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("chat".into()), None)?;
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
-                "HTTP requests by route pattern, method and status",
+                "HTTP requests by route pattern, method and status class",
             ),
             &["route", "method", "status"],
         )?;
@@ -57,10 +57,6 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["route", "method"],
-        )?;
-        let messages_stored = IntCounter::new(
-            "messages_stored_total",
-            "Messages stored, over HTTP and WebSocket",
         )?;
         let rate_limited = IntCounterVec::new(
             Opts::new("rate_limited_total", "Refusals by rate limit"),
@@ -101,17 +97,18 @@ impl Metrics {
         registry.register(Box::new(webhooks_oldest_pending.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(messages_stored.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(slow_writes.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
-        registry.register(Box::new(RealtimeCollector::new(realtime.clone())?))?;
+        registry.register(Box::new(RealtimeCollector::new(
+            realtime.clone(),
+            writer.clone(),
+        )?))?;
         Ok(Self {
             registry,
             http_requests,
             http_duration,
-            messages_stored,
             rate_limited,
             slow_writes,
             pool_connections,
@@ -128,10 +125,21 @@ impl Metrics {
         self.rate_limited.with_label_values(&[limit]).inc();
     }
 
-    /// Counts one answered request and its latency.
-    pub(crate) fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    /// Counts one answered request and its latency. Every label comes from
+    /// a fixed set, so no client can grow the metrics: `route` is a pattern
+    /// of the route table (or `other`), the method a known one (or
+    /// `other`), the status its class.
+    pub(crate) fn record_request(
+        &self,
+        route: Option<&str>,
+        method: &actix_web::http::Method,
+        status: u16,
+        seconds: f64,
+    ) {
+        let route = route.unwrap_or("other");
+        let method = method_label(method);
         self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, status_class(status)])
             .inc();
         self.http_duration
             .with_label_values(&[route, method])
@@ -139,12 +147,48 @@ impl Metrics {
     }
 }
 
-/// The realtime layer's figures, read from its atomics at scrape time: the
-/// running totals as counters (so `rate()` works on them), the open
-/// sockets as a gauge. One snapshot per scrape keeps them consistent.
+/// The method's label: one of the methods of RFC 9110 and PATCH, else `other`.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or("other", |(_, label)| label)
+}
+
+/// `1xx` … `5xx` (`other` for a code outside them).
+fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    }
+}
+
+/// The realtime layer's and the writer's figures, read from their atomics
+/// at scrape time: the running totals as counters (so `rate()` works on
+/// them), the open sockets as a gauge. One snapshot per scrape keeps them
+/// consistent.
 #[derive(Debug)]
 struct RealtimeCollector {
     realtime: Realtime,
+    writer: MessageWriter,
+    messages_stored: Desc,
+    events_refused: Desc,
     open_sockets: Desc,
     frames_delivered: Desc,
     slow_sockets_dropped: Desc,
@@ -153,12 +197,22 @@ struct RealtimeCollector {
 }
 
 impl RealtimeCollector {
-    fn new(realtime: Realtime) -> Result<Self, prometheus::Error> {
+    fn new(realtime: Realtime, writer: MessageWriter) -> Result<Self, prometheus::Error> {
         let desc = |name: &str, help: &str| {
             Desc::new(name.into(), help.into(), Vec::new(), Default::default())
         };
         Ok(Self {
             realtime,
+            writer,
+            messages_stored: desc(
+                "messages_stored_total",
+                "Messages stored, over HTTP and WebSocket (counted at the commit)",
+            )?,
+            events_refused: desc(
+                "redis_events_refused_total",
+                "Payloads from Redis refused before reaching sockets \
+                 (malformed, oversized, or not an event object)",
+            )?,
             open_sockets: desc(
                 "websocket_open_sockets",
                 "WebSocket connections open on this node",
@@ -215,6 +269,8 @@ impl Collector for RealtimeCollector {
             &self.slow_sockets_dropped,
             &self.relay_failures,
             &self.resyncs,
+            &self.messages_stored,
+            &self.events_refused,
         ]
     }
 
@@ -226,6 +282,8 @@ impl Collector for RealtimeCollector {
             counter(&self.slow_sockets_dropped, stats.slow_sockets_dropped),
             counter(&self.relay_failures, stats.relay_failures),
             counter(&self.resyncs, stats.resyncs_sent),
+            counter(&self.messages_stored, self.writer.stored_total()),
+            counter(&self.events_refused, stats.redis_events_refused),
         ]
     }
 }

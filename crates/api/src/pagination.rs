@@ -180,9 +180,36 @@ impl<T: PageItem> ToSchema for Paginated<T> {
     }
 }
 
+/// The scheme and host links are built on: the forwarded ones
+/// (`Forwarded`, `X-Forwarded-Host`/`-Proto`) only from a trusted proxy,
+/// else the request's own `Host`, so a client cannot make the server hand
+/// out links to a host of its choosing.
+fn origin(req: &HttpRequest) -> (String, String) {
+    let trusted = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .is_some_and(|s| s.limits.from_trusted_proxy(req));
+    if trusted {
+        let info = req.connection_info();
+        return (info.scheme().to_owned(), info.host().to_owned());
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(ToString::to_string))
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    (scheme.to_owned(), host)
+}
+
 /// The request's absolute URL with `page` replaced (DRF drops it for page 1).
 fn page_url(req: &HttpRequest, page: i64) -> String {
-    let info = req.connection_info();
+    let (scheme, host) = origin(req);
     let mut params: Vec<String> = req
         .query_string()
         .split('&')
@@ -197,5 +224,5 @@ fn page_url(req: &HttpRequest, page: i64) -> String {
     } else {
         format!("?{}", params.join("&"))
     };
-    format!("{}://{}{}{}", info.scheme(), info.host(), req.path(), query)
+    format!("{scheme}://{host}{}{query}", req.path())
 }

@@ -40,9 +40,74 @@ pub struct RateLimitSettings {
     pub frames_burst: u32,
     /// Open WebSocket connections per user on one node.
     pub max_sockets_per_user: usize,
-    /// Peers whose `X-Forwarded-For` is believed (e.g. the load balancer);
-    /// parsed at load so a typo stops the start, not a request.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` (and forwarded host) is believed,
+    /// e.g. the load balancer: addresses or CIDR ranges, parsed at load so
+    /// a typo stops the start, not a request.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address range, `10.0.0.0/8` or `2001:db8::/32`; a bare address is
+/// a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in the range (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u128::from(net.to_bits()), self.prefix, 32)
+                    == masked(u128::from(ip.to_bits()), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(net.to_bits(), self.prefix, 128) == masked(ip.to_bits(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The top `prefix` bits of a `width`-bit address.
+fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+    let drop = u32::from(width.saturating_sub(prefix));
+    bits.checked_shr(drop).unwrap_or(0)
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an address or CIDR range"))?;
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= width)
+                .ok_or_else(|| format!("\"{s}\": prefix length must be 0 to {width}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Tokens and password hashing.
@@ -89,6 +154,10 @@ pub struct LimitSettings {
     pub max_read_ids: usize,
     /// Largest request line plus headers (431 above).
     pub max_header_bytes: usize,
+    /// Milliseconds a request body may take to arrive in full (408 after,
+    /// and the connection is closed), so a client trickling a body or
+    /// sending less than its `Content-Length` cannot hold a connection.
+    pub body_timeout_ms: u64,
 }
 
 /// A configuration value that must not reach logs: `Debug` and `Display`
@@ -168,7 +237,8 @@ impl ApiSettings {
         let l = &self.limits;
         at_least_one("limits.max_body_bytes", l.max_body_bytes)?;
         at_least_one("limits.max_read_ids", l.max_read_ids)?;
-        at_least_one("limits.max_header_bytes", l.max_header_bytes)
+        at_least_one("limits.max_header_bytes", l.max_header_bytes)?;
+        at_least_one("limits.body_timeout_ms", l.body_timeout_ms)
     }
 }
 
@@ -249,5 +319,21 @@ mod tests {
             "invalid setting limits.max_read_ids: must be at least 1"
         );
         assert!(at_least_one("auth.access_token_minutes", -5_i64).is_err());
+    }
+
+    #[test]
+    fn ip_nets_parse_and_match() {
+        let net: IpNet = "10.1.0.0/16".parse().expect("cidr");
+        assert!(net.contains("10.1.200.3".parse().expect("ip")));
+        assert!(net.contains("::ffff:10.1.0.9".parse().expect("mapped")));
+        assert!(!net.contains("10.2.0.1".parse().expect("ip")));
+        let one: IpNet = "::1".parse().expect("bare address");
+        assert!(one.contains("::1".parse().expect("ip")));
+        assert!(!one.contains("::2".parse().expect("ip")));
+        let all: IpNet = "0.0.0.0/0".parse().expect("everything");
+        assert!(all.contains("192.0.2.1".parse().expect("ip")));
+        for bad in ["10.0.0.0/33", "nope", "1.2.3.4/x", "::/129"] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
     }
 }

@@ -116,7 +116,7 @@ impl AppState {
         let jwt = JwtKeys::new(&settings.auth);
         let passwords = PasswordHashing::new(&settings.auth)?;
         let limits = RateLimits::new(&settings.rate_limits);
-        let metrics = Metrics::new(&realtime)?;
+        let metrics = Metrics::new(&realtime, &writer)?;
         let webhooks = crate::webhooks::Webhooks::new(&settings.webhooks)?.map(Arc::new);
         Ok(Self {
             db,

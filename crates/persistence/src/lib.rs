@@ -9,6 +9,7 @@
 pub mod connections;
 pub mod conversations;
 pub mod db;
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod messages;
@@ -17,6 +18,7 @@ pub mod reactions;
 mod rows;
 pub mod schema;
 pub mod search;
+pub mod tokens;
 pub mod users;
 pub mod writer;
 

@@ -101,6 +101,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    token_blacklist (jti) {
+        jti -> Text,
+        user_id -> BigInt,
+        expires_at -> Timestamp,
+        blacklisted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deployment (id) {
+        id -> BigInt,
+        deployment_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
@@ -111,5 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     reactions,
     user_events,
-    webhook_outbox
+    webhook_outbox,
+    token_blacklist,
+    deployment
 );

@@ -23,6 +23,7 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -49,6 +50,15 @@ pub struct MessageWriter {
     /// Set when webhooks are configured: each stored message gets its
     /// webhook event in its transaction, due this long after it.
     webhook_delay: Option<Duration>,
+    stored: Arc<AtomicU64>,
+}
+
+/// Counts the sends of `outcome` that stored a row: counted where the
+/// commit's outcome is known, so a sender that went away is counted too.
+fn count_stored(stored: &AtomicU64, outcome: &QueryResult<SendOutcome>) {
+    if matches!(outcome, Ok(SendOutcome::Stored(_))) {
+        stored.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl MessageWriter {
@@ -61,11 +71,13 @@ impl MessageWriter {
         max_batch: usize,
         webhook_delay: Option<Duration>,
     ) -> Self {
+        let stored = Arc::new(AtomicU64::new(0));
         if db.is_sqlite() {
             return Self {
                 db,
                 queue: None,
                 webhook_delay,
+                stored,
             };
         }
         let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * writers.max(1) * 4);
@@ -76,20 +88,37 @@ impl MessageWriter {
                 rx.clone(),
                 max_batch.max(1),
                 webhook_delay,
+                stored.clone(),
             ));
         }
         Self {
             db,
             queue: Some(tx),
             webhook_delay,
+            stored,
         }
+    }
+
+    /// Messages stored through this writer since start (new rows only,
+    /// not retries found by `client_id`).
+    pub fn stored_total(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
     }
 
     /// Stores a send (or finds its original) and answers once committed.
     pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
         let Some(queue) = &self.queue else {
-            let delay = self.webhook_delay;
-            return self.db.run(move |c| send_one(c, &request, delay)).await;
+            let (delay, stored) = (self.webhook_delay, self.stored.clone());
+            // Counted inside the blocking task, which runs to its end even
+            // when this future is dropped.
+            return self
+                .db
+                .run(move |c| {
+                    let outcome = send_one(c, &request, delay);
+                    count_stored(&stored, &outcome);
+                    outcome
+                })
+                .await;
         };
         let (reply, answer) = oneshot::channel();
         queue
@@ -123,6 +152,7 @@ async fn run_writer(
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
     webhook_delay: Option<Duration>,
+    stored: Arc<AtomicU64>,
 ) {
     loop {
         let mut batch: Vec<Job> = Vec::new();
@@ -146,6 +176,7 @@ async fn run_writer(
         match outcomes {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    count_stored(&stored, &outcome);
                     let _ = reply.send(outcome);
                 }
             }

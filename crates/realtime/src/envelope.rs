@@ -81,9 +81,46 @@ pub(crate) struct Envelope<'a> {
     pub json: &'a str,
 }
 
+/// Largest payload taken from Redis. The largest event this service
+/// publishes (a message of 5,000 characters with its reactions, or a
+/// `messages_read` of 1,000 ids) is far below it.
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Longest node id taken (ours are 16 hex digits).
+const MAX_NODE_ID: usize = 64;
+
+/// Whether `id` could be a node id: short, letters and digits.
+fn is_node_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_NODE_ID && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Whether `json` has the shape of an event: one well-formed JSON object
+/// whose `type` is a short snake_case name. Events are forwarded as they
+/// come, so this is what stands between Redis and a client.
+pub(crate) fn is_event_json(json: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    let Ok(shape) = serde_json::from_str::<Shape<'_>>(json) else {
+        return false;
+    };
+    json.trim_start().starts_with('{')
+        && !shape.kind.is_empty()
+        && shape.kind.len() <= 64
+        && shape
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
 /// Splits a payload built by [`encode`]; `None` for anything else.
 pub(crate) fn decode(payload: &str) -> Option<Envelope<'_>> {
     let (node_id, rest) = payload.split_once('|')?;
+    if !is_node_id(node_id) {
+        return None;
+    }
     let (header, json) = rest.split_once('|')?;
     let (audience, position) = match header.split_once('@') {
         Some((audience, position)) => (audience, Some(position.parse().ok()?)),
@@ -109,13 +146,37 @@ pub(crate) fn encode_resync(node_id: &str) -> String {
 
 /// The announcing node of a payload built by [`encode_resync`].
 pub(crate) fn decode_resync(payload: &str) -> Option<&str> {
-    payload.strip_prefix("resync|")
+    payload.strip_prefix("resync|").filter(|id| is_node_id(id))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_event_objects_pass() {
+        assert!(is_event_json(
+            r#"{"type":"chat_message","message":{"id":1}}"#
+        ));
+        assert!(is_event_json(r#" {"id":2,"type":"typing_indicator"}"#));
+        for bad in [
+            "",
+            "garbage",
+            "[1,2]",
+            r#"{"type":1}"#,
+            r#"{"kind":"x"}"#,
+            r#"{"type":"<script>"}"#,
+            r#"{"type":"chat_message""#,
+            r#"{"type":"chat_message"} trailing"#,
+        ] {
+            assert!(!is_event_json(bad), "{bad}");
+        }
+        assert!(decode("n1|*|{}").is_some());
+        assert!(decode("bad id|*|{}").is_none());
+        assert_eq!(decode_resync("resync|n1"), Some("n1"));
+        assert_eq!(decode_resync("resync|"), None);
+    }
 
     #[test]
     fn round_trip() {

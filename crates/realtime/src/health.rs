@@ -25,6 +25,8 @@ pub(crate) struct Health {
     dropped: AtomicU64,
     /// Events never relayed, since start (for metrics).
     dropped_total: AtomicU64,
+    /// Payloads from Redis refused before reaching sockets, since start.
+    refused_total: AtomicU64,
     /// Events were dropped and other nodes have not been told yet (they
     /// resync their sockets when told).
     announce: AtomicBool,
@@ -37,6 +39,7 @@ impl Health {
             overflowing: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
             announce: AtomicBool::new(false),
         }
     }
@@ -71,6 +74,16 @@ impl Health {
                 "redis available again; cross-node delivery resumed"
             );
         }
+    }
+
+    /// Payloads from Redis refused since start.
+    pub(crate) fn refused_total(&self) -> u64 {
+        self.refused_total.load(Ordering::Relaxed)
+    }
+
+    /// Counts one payload from Redis that was not let through.
+    pub(crate) fn add_refused(&self) {
+        self.refused_total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts events that other nodes will never see.

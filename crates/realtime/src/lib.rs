@@ -54,6 +54,9 @@ pub struct RealtimeStats {
     pub relay_failures: u64,
     /// [`Outbound::Resync`] items handed to local sockets' queues since start.
     pub resyncs_sent: u64,
+    /// Payloads read from Redis and refused (malformed, oversized, not an
+    /// event object) before reaching any socket, since start.
+    pub redis_events_refused: u64,
 }
 
 /// A pre-serialized JSON text frame, shared by every recipient so an event is
@@ -439,6 +442,11 @@ impl Realtime {
                 .redis
                 .as_ref()
                 .map_or(0, RedisBus::relay_failures),
+            redis_events_refused: self
+                .inner
+                .redis
+                .as_ref()
+                .map_or(0, RedisBus::events_refused),
         }
     }
 

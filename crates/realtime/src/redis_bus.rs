@@ -83,6 +83,11 @@ impl RedisBus {
         self.health.dropped_total()
     }
 
+    /// Payloads from Redis refused before reaching sockets, since start.
+    pub(crate) fn events_refused(&self) -> u64 {
+        self.health.refused_total()
+    }
+
     /// Builds and connects the clients and spawns the bus tasks. Fails only
     /// on an invalid configuration: an unreachable server is retried in the
     /// background.
@@ -198,6 +203,7 @@ impl RedisBus {
             hub.clone(),
             node_id.clone(),
             prefix.clone(),
+            health.clone(),
         )));
         let (sub_tx, sub_rx) = mpsc::unbounded_channel();
         let manager = Manager {
@@ -440,6 +446,54 @@ async fn send_batch(
     false
 }
 
+/// What a payload read from Redis asks of the hub: `None` for nothing (this
+/// node's own echo or announcement), `Err` for a payload refused (not
+/// text, over [`envelope::MAX_PAYLOAD_BYTES`], malformed, or an event that
+/// is no JSON object with a `type`).
+fn command_for(
+    message: &Message,
+    channel: Channel,
+    node_id: &str,
+) -> Option<Result<hub::Command, &'static str>> {
+    let Some(payload) = message.value.as_str() else {
+        return Some(Err("not text"));
+    };
+    if payload.len() > envelope::MAX_PAYLOAD_BYTES {
+        return Some(Err("too large"));
+    }
+    let command = match channel {
+        Channel::Topic(topic) => {
+            let Some(env) = envelope::decode(&payload) else {
+                return Some(Err("malformed envelope"));
+            };
+            if env.node_id == node_id {
+                return None; // already delivered locally
+            }
+            if !envelope::is_event_json(env.json) {
+                return Some(Err("not an event"));
+            }
+            hub::Command::Deliver {
+                topic,
+                json: Frame::from(env.json),
+                position: env.position,
+                audience: env.audience,
+            }
+        }
+        Channel::Control => match envelope::decode_resync(&payload) {
+            Some(from) if from == node_id => return None,
+            Some(from) => {
+                info!(
+                    node = from,
+                    "another node failed to relay events; resyncing sockets"
+                );
+                hub::Command::Resync(Resync::All)
+            }
+            None => return Some(Err("malformed control payload")),
+        },
+    };
+    Some(Ok(command))
+}
+
 /// Forwards other nodes' events to the hub; resyncs every local socket when
 /// another node announces it failed to relay, or when this receiver lagged
 /// (fred's broadcast channel overwrote messages before they were read).
@@ -448,6 +502,7 @@ async fn run_receiver(
     hub: mpsc::Sender<hub::Command>,
     node_id: String,
     prefix: String,
+    health: Arc<Health>,
 ) {
     let mut lost_total: u64 = 0;
     loop {
@@ -470,40 +525,18 @@ async fn run_receiver(
         let Some(channel) = envelope::parse_channel(&prefix, &message.channel) else {
             continue;
         };
-        let Some(payload) = message.value.as_str() else {
-            warn!(channel = %message.channel, "non-text payload on a realtime channel");
+        // Anyone who can reach Redis can publish here: nothing goes to a
+        // socket before it is checked, and what is refused is counted.
+        let Some(command) = command_for(&message, channel, &node_id) else {
             continue;
         };
-        let command = match channel {
-            Channel::Topic(topic) => {
-                let Some(env) = envelope::decode(&payload) else {
-                    warn!(channel = %message.channel, "malformed payload on a topic channel");
-                    continue;
-                };
-                if env.node_id == node_id {
-                    continue; // already delivered locally
-                }
-                hub::Command::Deliver {
-                    topic,
-                    json: Frame::from(env.json),
-                    position: env.position,
-                    audience: env.audience,
-                }
+        let command = match command {
+            Ok(command) => command,
+            Err(why) => {
+                health.add_refused();
+                debug!(channel = %message.channel, why, "payload from redis refused");
+                continue;
             }
-            Channel::Control => match envelope::decode_resync(&payload) {
-                Some(from) if from == node_id => continue,
-                Some(from) => {
-                    info!(
-                        node = from,
-                        "another node failed to relay events; resyncing sockets"
-                    );
-                    hub::Command::Resync(Resync::All)
-                }
-                None => {
-                    warn!(channel = %message.channel, "malformed payload on the control channel");
-                    continue;
-                }
-            },
         };
         if hub.send(command).await.is_err() {
             break;
@@ -753,6 +786,8 @@ mod tests {
     use fred::types::MessageKind;
     use fred::types::config::Server;
 
+    const EVENT: &str = r#"{"type":"typing_indicator"}"#;
+
     fn message(channel: Channel, payload: &str) -> Message {
         Message {
             channel: envelope::channel_name("p:", channel).into(),
@@ -769,17 +804,24 @@ mod tests {
         let topic = Channel::Topic(Topic::User(UserId(1)));
         let (tx, rx) = broadcast::channel(4);
         for position in 0..6 {
-            let payload = envelope::encode("other", Audience::Everyone, Some(position), "{}");
+            let payload = envelope::encode("other", Audience::Everyone, Some(position), EVENT);
             tx.send(message(topic, &payload)).unwrap();
         }
         let (hub_tx, mut hub_rx) = mpsc::channel(16);
-        let receiver = tokio::spawn(run_receiver(rx, hub_tx, "me".into(), "p:".into()));
+        let health = Arc::new(Health::new());
+        let receiver = tokio::spawn(run_receiver(
+            rx,
+            hub_tx,
+            "me".into(),
+            "p:".into(),
+            health.clone(),
+        ));
         // The first two were overwritten before the receiver read them.
         let mut got = Vec::new();
         while got.len() < 5 {
             got.push(hub_rx.recv().await.unwrap());
         }
-        let echo = envelope::encode("me", Audience::Everyone, Some(9), "{}");
+        let echo = envelope::encode("me", Audience::Everyone, Some(9), EVENT);
         tx.send(message(topic, &echo)).unwrap();
         tx.send(message(Channel::Control, &envelope::encode_resync("me")))
             .unwrap();

@@ -108,8 +108,8 @@ fn spawn_limiter_upkeep(limits: std::sync::Arc<chat_api::limits::RateLimits>) {
     });
 }
 
-/// Prunes the user-stream log in the background (every node may: the
-/// delete is idempotent).
+/// Prunes the user-stream log and the expired rows of the token blacklist
+/// in the background (every node may: the deletes are idempotent).
 fn spawn_event_log_pruning(db: Database, settings: &Settings) {
     let d = &settings.database;
     let keep_events = i64::try_from(d.event_log_keep_events).unwrap_or(i64::MAX);
@@ -127,6 +127,15 @@ fn spawn_event_log_pruning(db: Database, settings: &Settings) {
             {
                 Ok(n) => tracing::debug!(pruned = n, "user event log pruned"),
                 Err(e) => tracing::warn!(error = %e.report(), "user event log pruning failed"),
+            }
+            // Blacklisted refresh tokens past their expiry are refused anyway.
+            let now = chrono::Utc::now();
+            match db
+                .run(move |c| chat_persistence::tokens::prune_expired(c, now))
+                .await
+            {
+                Ok(n) => tracing::debug!(pruned = n, "expired blacklisted tokens pruned"),
+                Err(e) => tracing::warn!(error = %e.report(), "token blacklist pruning failed"),
             }
         }
     });
@@ -149,6 +158,58 @@ fn cut_off_stalled_peers(connection: &dyn std::any::Any, timeout: Duration) {
     let _ = (connection, timeout);
 }
 
+/// The Redis channel prefix: `redis.channel_prefix` when set, else one
+/// derived from this deployment's id (kept in its database) and the Redis
+/// database number, `chat:{deployment}:{db}:`. Redis pub/sub ignores the
+/// database number, so without this two deployments sharing one Redis
+/// would hear each other's conversations.
+async fn channel_prefix(settings: &Settings, db: &Database) -> Result<String, StartError> {
+    if !settings.redis.channel_prefix.is_empty() {
+        return Ok(settings.redis.channel_prefix.clone());
+    }
+    let Some(url) = settings.redis_url() else {
+        return Ok("chat:".into()); // the in-process bus: nothing is shared
+    };
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    let id = db
+        .run(move |c| chat_persistence::deployment::identity(c, &fresh))
+        .await?;
+    Ok(format!("chat:{id}:{}:", redis_database(url.expose())))
+}
+
+/// The database number of a Redis URL (`redis://host:6379/2` is 2); 0 when
+/// it names none.
+fn redis_database(url: &str) -> u32 {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme
+        .split_once('/')
+        .map(|(_, path)| path.split(['?', '#']).next().unwrap_or(""))
+        .and_then(|db| db.parse().ok())
+        .unwrap_or(0)
+}
+
+/// actix-http logs at ERROR what a client did wrong on its connection (a
+/// malformed request line or header, a body cut short, a peer gone while
+/// written to): "stream error: …", "write zero; closing", "unexpected
+/// eof". None is a fault of the service (the response or a 400 already
+/// told the client), and ERROR is kept for those, so its dispatcher is
+/// silenced unless `RUST_LOG` names actix_http itself.
+const QUIET_CLIENT_ERRORS: &str = "actix_http::h1::dispatcher=off";
+
+/// The log filter: `RUST_LOG` (default `info`), with actix-http's
+/// per-connection client errors off (see [`QUIET_CLIENT_ERRORS`]).
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let wanted = rust_log.filter(|v| !v.trim().is_empty()).unwrap_or("info");
+    let directives = if wanted.contains("actix_http") {
+        wanted.to_owned()
+    } else {
+        format!("{wanted},{QUIET_CLIENT_ERRORS}")
+    };
+    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("info,{QUIET_CLIENT_ERRORS}"))
+    })
+}
+
 /// Opens the database pool from settings.
 pub fn open_database(settings: &Settings) -> Result<Database, StartError> {
     let options = PoolOptions {
@@ -166,9 +227,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let applied = database.migrate().await?;
         tracing::info!(applied, "migrations up to date");
     }
+    let channel_prefix = channel_prefix(&settings, &database).await?;
+    tracing::debug!(%channel_prefix, "redis channel prefix");
     let realtime = Realtime::start(RealtimeConfig {
         redis_url: settings.redis_url().map(|url| url.expose().to_owned()),
-        channel_prefix: settings.redis.channel_prefix.clone(),
+        channel_prefix,
         socket_queue: settings.redis.socket_queue,
         command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
         presence_grace: Duration::from_millis(settings.redis.presence_grace_ms),
@@ -207,6 +270,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     "Not found.",
                 ))
             }))
+            // Inside the header limit: oversized headers are refused before any body is read.
+            .wrap(from_fn(middleware::read_body_in_time))
             .wrap(from_fn(middleware::limit_headers))
             .wrap(chat_api::error::json_error_handlers())
             .wrap(NormalizePath::new(TrailingSlash::Always))
@@ -217,6 +282,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     .tcp_nodelay(true)
     .on_connect(move |connection, _| cut_off_stalled_peers(connection, write_timeout))
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+    .max_connections(settings.server.max_connections)
+    .backlog(settings.server.backlog)
     // Signals are handled by the caller (see `drain`), so sockets are closed
     // with 1012 rather than cut when the timeout ends.
     .disable_signals()
@@ -237,4 +304,20 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         database,
         shutdown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_redis_database_number_comes_from_the_url_path() {
+        for (url, db) in [
+            ("redis://127.0.0.1:6379", 0),
+            ("redis://127.0.0.1:6379/", 0),
+            ("redis://127.0.0.1:6379/2", 2),
+            ("redis://:pw@h:6379/15?timeout=1", 15),
+            ("rediss://h/3", 3),
+        ] {
+            assert_eq!(super::redis_database(url), db, "{url}");
+        }
+    }
 }

@@ -15,8 +15,12 @@ use std::path::{Path, PathBuf};
 /// `config/default.toml`, compiled in so a deployed binary runs anywhere.
 const DEFAULTS: &str = include_str!("../../../config/default.toml");
 
-/// Development placeholder key; production refuses to run with it.
+/// Development placeholder key; production refuses to run with it, and a
+/// server using it listens only on a loopback address.
 const DEV_SECRET: &str = "insecure-development-secret-change-me";
+
+/// Shortest JWT secret production accepts: HS256's own 256 bits.
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
 /// All settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +138,11 @@ pub struct ServerSettings {
     pub run_migrations: bool,
     /// Grace period on shutdown.
     pub shutdown_timeout_seconds: u64,
+    /// Most connections each worker serves at once; more wait in the
+    /// listen backlog (bounds what slow clients can hold).
+    pub max_connections: usize,
+    /// Connections the kernel queues while every slot is taken.
+    pub backlog: u32,
 }
 
 /// Storage settings.
@@ -191,6 +200,19 @@ pub enum SettingsError {
         "webhooks.secret must come from the environment (WEBHOOK_SECRET or CHAT__WEBHOOKS__SECRET), not a file"
     )]
     WebhookSecretInFile,
+    /// No secret, and an address other machines can reach: the placeholder
+    /// key is in the source, so anyone could mint tokens.
+    #[error(
+        "JWT_SECRET must be set to listen on {0} (without it the server signs with a \
+         development key from its source, so it only listens on a loopback address)"
+    )]
+    SecretNeededToListen(String),
+    /// A production secret too short to resist guessing.
+    #[error(
+        "JWT_SECRET is {0} bytes; production needs at least {MIN_PRODUCTION_SECRET_BYTES} \
+         (HS256 keys shorter than the hash can be brute-forced)"
+    )]
+    WeakSecret(usize),
     /// A value was read but cannot work.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
@@ -255,14 +277,31 @@ impl Settings {
             return Err(SettingsError::WebhookSecretInFile);
         }
         settings.api.webhooks.secret = env_secret.map(Secret::new);
+        settings.check_secret()?;
         if settings.api.auth.jwt_secret.is_empty() {
-            if settings.is_production() {
-                return Err(SettingsError::MissingSecret);
-            }
             settings.api.auth.jwt_secret = Secret::new(DEV_SECRET);
         }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Production needs a secret of at least 32 bytes; without one the
+    /// placeholder key is used, and only on a loopback address.
+    fn check_secret(&self) -> Result<(), SettingsError> {
+        let secret = &self.api.auth.jwt_secret;
+        if secret.is_empty() {
+            if self.is_production() {
+                return Err(SettingsError::MissingSecret);
+            }
+            if !is_loopback(&self.server.host) {
+                return Err(SettingsError::SecretNeededToListen(
+                    self.server.host.clone(),
+                ));
+            }
+        } else if self.is_production() && secret.expose().len() < MIN_PRODUCTION_SECRET_BYTES {
+            return Err(SettingsError::WeakSecret(secret.expose().len()));
+        }
+        Ok(())
     }
 
     /// Refuses values that cannot work. Zero stays allowed where it means
@@ -292,6 +331,8 @@ impl Settings {
                 "must be at least 86400 (24 hours) in production",
             ));
         }
+        at_least_one("server.max_connections", self.server.max_connections)?;
+        at_least_one("server.backlog", self.server.backlog)?;
         self.api.validate()
     }
 
@@ -319,6 +360,15 @@ impl Settings {
     pub fn redis_url(&self) -> Option<Secret> {
         Some(self.redis.url.clone()).filter(|u| !u.is_empty())
     }
+}
+
+/// Whether `host` names only this machine (`localhost`, 127.0.0.0/8, ::1).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn optional_file(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
@@ -383,7 +433,30 @@ mod tests {
             ("CHAT_ENV", "production"),
             ("JWT_SECRET", "x"),
         ]));
+        assert!(matches!(ok, Err(SettingsError::WeakSecret(1))), "{ok:?}");
+        let ok = Settings::load_from(&vars(&[
+            ("CHAT_CONFIG_DIR", "/nonexistent"),
+            ("CHAT_ENV", "production"),
+            ("JWT_SECRET", LONG_SECRET),
+        ]));
         assert!(ok.is_ok());
+    }
+
+    const LONG_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn without_a_secret_only_loopback() {
+        for host in ["127.0.0.1", "localhost", "::1", "127.0.0.2"] {
+            assert!(load(&[("HOST", host)]).is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.5", "example.com"] {
+            let message = refusal(&[("HOST", host)]);
+            assert!(
+                message.contains("JWT_SECRET") && message.contains(host),
+                "{message}"
+            );
+        }
+        assert!(load(&[("HOST", "0.0.0.0"), ("JWT_SECRET", "dev")]).is_ok());
     }
 
     fn load(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
@@ -437,6 +510,9 @@ mod tests {
             ("CHAT__LIMITS__MAX_BODY_BYTES", "limits.max_body_bytes"),
             ("CHAT__LIMITS__MAX_READ_IDS", "limits.max_read_ids"),
             ("CHAT__LIMITS__MAX_HEADER_BYTES", "limits.max_header_bytes"),
+            ("CHAT__LIMITS__BODY_TIMEOUT_MS", "limits.body_timeout_ms"),
+            ("CHAT__SERVER__MAX_CONNECTIONS", "server.max_connections"),
+            ("CHAT__SERVER__BACKLOG", "server.backlog"),
         ] {
             let message = refusal(&[(var, "0")]);
             assert!(message.contains(key), "{var}=0: {message}");
@@ -484,7 +560,7 @@ mod tests {
 
     #[test]
     fn environment_and_log_format_are_enums() {
-        let s = load(&[("CHAT_ENV", "production"), ("JWT_SECRET", "x")]).expect("loads");
+        let s = load(&[("CHAT_ENV", "production"), ("JWT_SECRET", LONG_SECRET)]).expect("loads");
         assert_eq!(s.server.environment, Environment::Production);
         let s = load(&[("CHAT__SERVER__LOG_FORMAT", "json")]).expect("loads");
         assert_eq!(s.server.log_format, LogFormat::Json);

@@ -229,7 +229,7 @@ async fn metrics_are_exported() {
         metric(
             &text,
             "chat_http_requests_total",
-            &["route=\"/api/connections/{id}/\"", "status=\"404\""]
+            &["route=\"/api/connections/{id}/\"", "status=\"4xx\""]
         ),
         Some(1.0),
         "requests are counted by route pattern, not by raw path"

@@ -41,6 +41,17 @@ fn user_id_number_or_digits<'de, D: Deserializer<'de>>(d: D) -> Result<String, D
     }
 }
 
+/// A token that passed [`JwtKeys::verify_claims`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Whose it is.
+    pub user: UserId,
+    /// Its unique id (SimpleJWT's `jti`), what the blacklist records.
+    pub jti: String,
+    /// When it expires (`exp`).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Signing key, lifetimes and the validation rules.
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -95,6 +106,11 @@ impl JwtKeys {
 
     /// Checks signature, expiry and type; returns the user id.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<UserId, ApiError> {
+        self.verify_claims(token, expected).map(|v| v.user)
+    }
+
+    /// Checks signature, expiry and type; returns what the blacklist needs.
+    pub fn verify_claims(&self, token: &str, expected: TokenType) -> Result<Verified, ApiError> {
         let invalid =
             || ApiError::unauthorized(ErrorCode::TokenNotValid, "Token is invalid or expired.");
         let data =
@@ -112,6 +128,12 @@ impl JwtKeys {
             .ok()
             .filter(|id| *id > 0)
             .ok_or_else(invalid)?;
-        Ok(UserId(id))
+        let expires_at =
+            chrono::DateTime::from_timestamp(data.claims.exp, 0).ok_or_else(invalid)?;
+        Ok(Verified {
+            user: UserId(id),
+            jti: data.claims.jti,
+            expires_at,
+        })
     }
 }

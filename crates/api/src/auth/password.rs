@@ -61,20 +61,27 @@ impl PasswordHashing {
             .await
     }
 
+    /// Runs `work` on the blocking pool once a permit is free. The permit
+    /// moves into the blocking task: a client hanging up drops this future,
+    /// not the hash, so the permit is held until the hash has finished.
     async fn limited<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(ApiError::internal_because)?;
         // The work logs in the request's span, though on another thread.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .await
-            .map_err(ApiError::internal_because)
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .await
+        .map_err(ApiError::internal_because)
     }
 
     /// Hashes a password into a PHC string.
@@ -100,5 +107,64 @@ impl PasswordHashing {
             })
             .unwrap_or(false);
         matched && hash.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hashing() -> Arc<PasswordHashing> {
+        let settings = AuthSettings {
+            jwt_secret: crate::Secret::new("k"),
+            access_token_minutes: 1,
+            refresh_token_days: 1,
+            leeway_seconds: 0,
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+        };
+        Arc::new(PasswordHashing::new(&settings).expect("hashing"))
+    }
+
+    #[tokio::test]
+    async fn a_hash_keeps_its_permit_after_the_caller_hangs_up() {
+        let hashing = hashing();
+        let all = hashing.permits.available_permits();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let caller = {
+            let hashing = hashing.clone();
+            tokio::spawn(async move {
+                hashing
+                    .limited(move || {
+                        let _ = started_tx.send(());
+                        let _ = finish_rx.recv();
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("the work started");
+        // The client hangs up: the request's future is dropped mid-hash.
+        caller.abort();
+        let _ = caller.await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            hashing.permits.available_permits(),
+            all - 1,
+            "the running hash still holds its permit"
+        );
+        finish_tx.send(()).expect("finish");
+        for _ in 0..100 {
+            if hashing.permits.available_permits() == all {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the permit is returned once the hash ends");
     }
 }

@@ -33,6 +33,7 @@ pub const BEARER: &str = "jwt";
         routes::auth::register,
         routes::auth::token,
         routes::auth::refresh,
+        routes::auth::blacklist,
         routes::users::me,
         routes::users::update_me,
         routes::users::by_id,

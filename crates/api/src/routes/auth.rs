@@ -1,10 +1,11 @@
 //! Registration and tokens.
 
 use super::Router;
-use crate::auth::jwt::TokenType;
+use crate::auth::jwt::{TokenType, Verified};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{Validator, json_body, required_text, text_field};
 use crate::openapi::responses as resp;
+use crate::service::tokens;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Avatar, NamePart, Password, UserView, Username};
@@ -16,13 +17,15 @@ use utoipa::ToSchema;
 const REGISTER: &str = "/api/auth/register/";
 const TOKEN: &str = "/api/auth/token/";
 const REFRESH: &str = "/api/auth/token/refresh/";
+const BLACKLIST: &str = "/api/auth/token/blacklist/";
 
-/// `POST /api/auth/register/`, `/api/auth/token/`, `/api/auth/token/refresh/`
-/// (other methods: 405).
+/// `POST /api/auth/register/`, `/api/auth/token/`, `/api/auth/token/refresh/`,
+/// `/api/auth/token/blacklist/` (other methods: 405).
 pub fn configure(r: &mut Router<'_>) {
     r.resource(REGISTER, |e| e.post(register))
         .resource(TOKEN, |e| e.post(token))
-        .resource(REFRESH, |e| e.post(refresh));
+        .resource(REFRESH, |e| e.post(refresh))
+        .resource(BLACKLIST, |e| e.post(blacklist));
 }
 
 /// `POST /api/auth/register/`.
@@ -199,6 +202,23 @@ async fn token(
     }))
 }
 
+/// The verified refresh token of a `{"refresh"}` body (refresh and
+/// blacklist), after the auth rate limit: 400 without it, 401 for one that
+/// is invalid, expired or not a refresh token.
+fn refresh_token(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &web::Bytes,
+) -> Result<Verified, ApiError> {
+    state.check_auth_rate(req)?;
+    let body = json_body(req, body, state.settings.limits.max_body_bytes)?;
+    let mut v = Validator::default();
+    let token = required_text(&mut v, &body, "refresh");
+    v.finish()?;
+    let token = token.ok_or_else(Validator::lost_value)?;
+    state.jwt.verify_claims(&token, TokenType::Refresh)
+}
+
 /// `POST /api/auth/token/refresh/`.
 #[derive(Debug, ToSchema)]
 #[expect(
@@ -225,8 +245,8 @@ struct AccessToken {
     responses(
         (status = 200, description = "The new access token.", body = AccessToken),
         (status = 400, response = resp::BadRequest),
-        (status = 401, description = "`token_not_valid` (invalid, expired, or not a refresh \
-            token) or `user_not_found` (the user no longer exists).", body = ApiError),
+        (status = 401, description = "`token_not_valid` (invalid, expired, blacklisted, or not \
+            a refresh token) or `user_not_found` (the user no longer exists).", body = ApiError),
         (status = 413, response = resp::PayloadTooLarge),
         (status = 415, response = resp::UnsupportedMediaType),
         (status = 429, response = resp::TooManyRequests),
@@ -237,13 +257,9 @@ async fn refresh(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    state.check_auth_rate(&req)?;
-    let body = json_body(&req, &body, state.settings.limits.max_body_bytes)?;
-    let mut v = Validator::default();
-    let token = required_text(&mut v, &body, "refresh");
-    v.finish()?;
-    let token = token.ok_or_else(Validator::lost_value)?;
-    let user_id = state.jwt.verify(&token, TokenType::Refresh)?;
+    let token = refresh_token(&state, &req, &body)?;
+    tokens::check_not_blacklisted(&state, &token).await?;
+    let user_id = token.user;
     match state.db.run(move |c| users::find(c, user_id)).await {
         Ok(user) => Ok(HttpResponse::Ok().json(AccessToken {
             access: state.jwt.mint(user.id, TokenType::Access)?,
@@ -254,4 +270,47 @@ async fn refresh(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /api/auth/token/blacklist/`.
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body's schema; the handler reads the JSON field by field"
+)]
+struct BlacklistRequest {
+    /// The refresh token to give up.
+    refresh: String,
+}
+
+/// The empty object SimpleJWT answers a blacklisting with.
+#[derive(Debug, Serialize, ToSchema)]
+struct Empty {}
+
+/// Log out
+///
+/// Blacklists a refresh token (SimpleJWT's `token_blacklist`): from then on
+/// it is refused by refresh and by this endpoint (401 `token_not_valid`,
+/// "Token is blacklisted"). Access tokens already minted stay valid until
+/// they expire, and open WebSockets are not closed.
+#[utoipa::path(post, path = BLACKLIST, tag = "auth", operation_id = "token_blacklist",
+    request_body = BlacklistRequest,
+    responses(
+        (status = 200, description = "Blacklisted.", body = Empty),
+        (status = 400, response = resp::BadRequest),
+        (status = 401, description = "`token_not_valid`: invalid, expired, already \
+            blacklisted, or not a refresh token.", body = ApiError),
+        (status = 413, response = resp::PayloadTooLarge),
+        (status = 415, response = resp::UnsupportedMediaType),
+        (status = 429, response = resp::TooManyRequests),
+        (status = 503, response = resp::ServiceUnavailable),
+    ))]
+async fn blacklist(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let token = refresh_token(&state, &req, &body)?;
+    tokens::blacklist(&state, token).await?;
+    Ok(HttpResponse::Ok().json(Empty {}))
 }

@@ -75,7 +75,6 @@ async fn store_and_publish(
         .await?;
     match outcome {
         SendOutcome::Stored(stored) => {
-            state.metrics.messages_stored.inc();
             let m = stored.message.clone();
             notify::message_stored(state, *stored).await;
             Ok(Sent::Stored(m))
