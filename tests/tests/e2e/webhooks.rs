@@ -611,7 +611,8 @@ fn bad_webhook_settings_are_refused_at_start() {
         (
             vec![
                 ("CHAT_ENV", "production"),
-                ("JWT_SECRET", "x"),
+                // Long enough for production, so the refusal is the webhook's.
+                ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
                 ("CHAT__WEBHOOKS__RETRY_MAX_AGE_SECONDS", "3600"),
             ],
             "webhooks.retry_max_age_seconds",
