@@ -98,27 +98,8 @@ for round in $(seq 1 "$rounds"); do
       before) binary=$before_bin ;;
       after_streams) extra=(--user-streams) ;;
     esac
-    db="bench_cmp_${ts}_${n}"
-    bench_create_db "$db"
-    port=$(bench_free_port)
-    log="$work/server-$n.log"
-    bench_start_server "$binary" "$pg_base/$db" "$port" "$log" "bench_cmp_${ts}_${n}:"
-    echo "== round $round, run $n: $label ($(cut -d' ' -f1-3 /proc/loadavg))"
-    "$bench_bin" throughput "${tp_args[@]}" "${extra[@]}" \
-      --url "http://127.0.0.1:$port" \
-      --server-pid "$server_pid" \
-      --json-out "$work/run-$n.json" >"$work/run-$n.out" || status=$?
-    grep -v '^{' "$work/run-$n.out" || true
-    bench_check_server "$log"
-    bench_stop_server
-    if grep -qiE 'error|panic' "$log"; then
-      echo "== server log of run $n (warnings/errors, last lines)"
-      tail -n 10 "$log"
-    fi
-    bench_drop_db "$db"
-    db=""
-    runs+="${runs:+,}$label=$work/run-$n.json"
-    sleep 2
+    echo "== round $round"
+    bench_throughput_run "$n" "$label" "$binary" bench_prepare_nothing "bench_cmp_${ts}" "${extra[@]}"
   done
 done
 

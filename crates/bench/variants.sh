@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Throughput of one server with and without a feature, in one run on this
+# machine: the cost of that feature.
+#
+#   crates/bench/variants.sh acks     receivers acking each message vs not
+#   crates/bench/variants.sh index    with the search column and GIN index vs
+#                                     a database where they were dropped
+#   ... --quick                       small sizes, to check the machinery
+#
+# BENCH_ROUNDS times (default 3), runs the throughput scenario for the
+# baseline, then for the variant, each on a fresh database and a freshly
+# started release server of this work tree with run.sh's settings (the
+# `index` variant migrates first, then drops `messages.search_vector`,
+# which takes `messages_search` with it). Writes the combined JSON (every
+# run, the medians, the ratio variant / baseline) and prints it.
+#
+# Environment:
+#   BENCH_ROUNDS=3          rounds (each: baseline, variant)
+#   BENCH_VARIANTS_OUT      the JSON to write (default $target/bench-<kind>.json)
+#   BENCH_NO_BUILD=1        the release binaries are built already
+#   BENCH_PG_BASE, REDIS_URL, BENCH_QUIET_LOAD as for run.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+here="$root/crates/bench"
+kind=${1:-}
+mode=${2:-}
+case $kind in
+  acks) baseline=acks_off variant=acks_on ;;
+  index) baseline=with_index variant=without_index ;;
+  *)
+    echo "usage: crates/bench/variants.sh acks|index [--quick]" >&2
+    exit 2
+    ;;
+esac
+target="${CARGO_TARGET_DIR:-$root/target}"
+redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
+rounds=${BENCH_ROUNDS:-3}
+out="${BENCH_VARIANTS_OUT:-$target/bench-$kind.json}"
+# shellcheck source=crates/bench/lib.sh
+source "$here/lib.sh"
+
+if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
+  echo "== building chat-server and chat-bench (release)"
+  cargo build --release -p chat-server -p chat-bench
+fi
+server_bin="$target/release/chat-server"
+bench_bin="$target/release/chat-bench"
+
+bench_raise_nofile
+work=$(mktemp -d "${TMPDIR:-/tmp}/chat-variants.XXXXXX")
+ts=$(date -u +%Y%m%d%H%M%S)
+jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+db=""
+
+cleanup() {
+  set +e
+  bench_stop_server
+  [[ -n "$db" ]] && bench_drop_db "$db"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+tp_args=()
+[[ "$mode" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
+
+bench_wait_quiet
+
+runs=""
+status=0
+n=0
+for round in $(seq 1 "$rounds"); do
+  for label in "$baseline" "$variant"; do
+    n=$((n + 1))
+    extra=()
+    prepare=bench_prepare_nothing
+    case $label in
+      acks_on) extra=(--acks) ;;
+      without_index) prepare=bench_prepare_without_index ;;
+    esac
+    echo "== round $round"
+    bench_throughput_run "$n" "$label" "$server_bin" "$prepare" "bench_${kind}_${ts}" "${extra[@]}"
+  done
+done
+
+"$bench_bin" compare --runs "$runs" --baseline "$baseline" --variant "$variant" --kind "$kind" \
+  --after-rev "$(git -C "$root" rev-parse HEAD)" \
+  --json-out "$out" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+echo "== results: $out"
+exit "$status"
