@@ -2,16 +2,18 @@
 # Throughput of one server with and without a feature, in one run on this
 # machine: the cost of that feature.
 #
-#   crates/bench/variants.sh acks     receivers acking each message vs not
-#   crates/bench/variants.sh index    with the search column and GIN index vs
-#                                     a database where they were dropped
+#   crates/bench/variants.sh acks     acks_off (baseline), then acks_on: every
+#                                     receiver socket acks each message it gets
+#   crates/bench/variants.sh index    without_index (baseline: a database where the
+#                                     search column and GIN index were dropped),
+#                                     then with_index (as migrated)
 #   ... --quick                       small sizes, to check the machinery
 #
 # BENCH_ROUNDS times (default 3), runs the throughput scenario for the
 # baseline, then for the variant, each on a fresh database and a freshly
 # started release server of this work tree with run.sh's settings (the
-# `index` variant migrates first, then drops `messages.search_vector`,
-# which takes `messages_search` with it). Writes the combined JSON (every
+# `without_index` baseline migrates first, then drops
+# `messages.search_vector`, which takes `messages_search` with it). Writes the combined JSON (every
 # run, the medians, the ratio variant / baseline) and prints it.
 #
 # Environment:
@@ -28,7 +30,7 @@ kind=${1:-}
 mode=${2:-}
 case $kind in
   acks) baseline=acks_off variant=acks_on ;;
-  index) baseline=with_index variant=without_index ;;
+  index) baseline=without_index variant=with_index ;;
   *)
     echo "usage: crates/bench/variants.sh acks|index [--quick]" >&2
     exit 2

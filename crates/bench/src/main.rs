@@ -10,6 +10,7 @@ mod idle;
 mod pairs;
 mod presence;
 mod report;
+mod report_features;
 mod resume;
 mod search;
 mod seed;
