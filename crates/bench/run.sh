@@ -21,11 +21,13 @@
 #                   BENCH_USER_STREAMS as there)
 #   BENCH_QUIET_LOAD=0.8  before measuring, wait (at most BENCH_QUIET_TIMEOUT s,
 #                   default 1500) until the 1-minute load average is below this
+#   BENCH_KEEP_SEARCH_DB=1  keep the search scenario's database (to study plans)
 #   BENCH_ONLY      a comma list of the parts to run (default all of them):
 #                   standard (chat-bench all and idle), acks and index
 #                   (variants.sh), presence, search. Without standard the
 #                   report goes to crates/bench/BENCHMARKS-partial.md unless
-#                   BENCH_OUT says otherwise, so BENCHMARKS.md keeps its figures.
+#                   BENCH_OUT says otherwise (and the raw results to
+#                   bench-results-partial.json), so BENCHMARKS.md keeps its figures.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -36,12 +38,13 @@ if [[ "${1:-}" == "--quick" || "${BENCH_QUICK:-}" == "1" ]]; then
 fi
 only="${BENCH_ONLY:-}"
 want() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
+results_json="$root/crates/bench/bench-results.json"
 if want standard; then
   out="${BENCH_OUT:-$root/BENCHMARKS.md}"
 else
   out="${BENCH_OUT:-$root/crates/bench/BENCHMARKS-partial.md}"
+  results_json="$root/crates/bench/bench-results-partial.json"
 fi
-results_json="$root/crates/bench/bench-results.json"
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 before="${BENCH_BEFORE:-}"
@@ -171,7 +174,11 @@ if want search; then
     --json-out "$work/search.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
   check_server
   bench_stop_server
-  bench_drop_db "$search_db"
+  if [[ "${BENCH_KEEP_SEARCH_DB:-}" == 1 ]]; then
+    echo "== kept database $search_db (BENCH_KEEP_SEARCH_DB=1): drop it when done"
+  else
+    bench_drop_db "$search_db"
+  fi
   search_db=""
   [[ -s "$work/search.json" ]] && extra+=("$work/search.json")
 fi

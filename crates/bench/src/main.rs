@@ -61,7 +61,7 @@ scenarios:
   presence    --users 10000 --degree 20 --observers 200 --rate 500 --hold 2 --short-away 5
               --duration 20 --database-url postgres://... --redis-url redis://... [--grace 10]:
               users seeded with SQL, user streams churning; presence events, Redis commands, CPU
-  search      --messages 5000000 --user-messages 1000000 --conversations 100 --queries 100
+  search      --messages 5000000 --user-messages 1000000 --conversations 100 --queries 100 [--max-seconds 300]
               --database-url postgres://...: timed searches of one user, by class of query
   all         throughput, latency, history, resume and idle with their defaults (--quick: small sizes), one combined JSON;
               also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
@@ -205,6 +205,7 @@ fn search_config(args: &mut Args, c: &Common, quick: bool) -> Result<search::Con
         user_messages: args.get("user-messages", if quick { 20_000 } else { 1_000_000 })?,
         conversations: args.get("conversations", 100)?,
         queries: args.get("queries", if quick { 20 } else { 100 })?,
+        max_seconds: args.get("max-seconds", 300.0)?,
         database_url: args.take("database-url"),
         server_pid: c.server_pid,
     })

@@ -228,6 +228,7 @@ fn presence_details(p: &Value, out: &mut String) -> std::fmt::Result {
             writeln!(out, "Redis commands/s in {name}: {}.\n", list.join(", "))?;
         }
     }
+    writeln!(out, "{}\n", load_line(p))?;
     writeln!(
         out,
         "`neighbour connects` counts the connects of the observers' neighbours in the window: \
@@ -249,9 +250,10 @@ fn search_details(s: &Value, out: &mut String) -> std::fmt::Result {
     let l = &s["load"];
     writeln!(
         out,
-        "`chat-bench search`: {} messages in {} conversations of 10,000 messages each (seeded with \
-         one `INSERT ... SELECT generate_series` in {} s, the GIN index dropped for the load and \
-         recreated from its own definition: identical {}; then `VACUUM ANALYZE` in {} s); {} of them \
+        "`chat-bench search`: {} messages in {} conversations of equal size (seeded by {} concurrent \
+         `INSERT ... SELECT generate_series` sessions in {} s, the GIN index dropped for the load and \
+         recreated from its own definition, with the conversations' counters, in {} s: identical {}; \
+         then `VACUUM ANALYZE` in {} s); {} of them \
          in the searcher's {} conversations, interleaved by id with the others'. Each message is 4 \
          to 16 words from 100 common English words and 64,000 made-up ones, log-uniform by rank \
          (\"the\" in about half the messages, the rarest words in a handful). Table {} with \
@@ -261,14 +263,16 @@ fn search_details(s: &Value, out: &mut String) -> std::fmt::Result {
         f(&l["messages_in_database"]).map_or("?".into(), thousands),
         s["user_conversations"].as_u64().unwrap_or(0)
             + s["other_conversations"].as_u64().unwrap_or(0),
+        l["insert_sessions"],
         num(&l["insert_s"], 0),
+        num(&l["index_and_counters_s"], 0),
         l["search_index_recreated_identically"],
         num(&l["vacuum_analyze_s"], 0),
         f(&l["messages_of_user"]).map_or("?".into(), thousands),
         s["user_conversations"],
         l["messages_table_size"].as_str().unwrap_or("?"),
         l["search_index_size"].as_str().unwrap_or("?"),
-        s["queries_per_class"],
+        s["rounds_run"],
         cores(&s["cpu_cores"]),
     )?;
     out.push_str(LAT_HEAD);
@@ -277,6 +281,7 @@ fn search_details(s: &Value, out: &mut String) -> std::fmt::Result {
     }
     out.push_str(&lat_row("all", &s["overall"]));
     out.push('\n');
+    writeln!(out, "{}\n", load_line(s))?;
     writeln!(
         out,
         "Queries and the results of their first page (`+`: more pages):\n"
@@ -292,4 +297,19 @@ fn search_details(s: &Value, out: &mut String) -> std::fmt::Result {
     }
     out.push('\n');
     Ok(())
+}
+
+/// The machine's load average when a scenario began and ended.
+fn load_line(v: &Value) -> String {
+    let l = |key: &str| {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().map(|x| num(x, 2)).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "Load average (1, 5, 15 min) {} at the start, {} at the end.",
+        l("load_avg_start"),
+        l("load_avg_end")
+    )
 }
