@@ -62,6 +62,7 @@ scenarios:
               --duration 20 --database-url postgres://... --redis-url redis://... [--grace 10]:
               users seeded with SQL, user streams churning; presence events, Redis commands, CPU
   search      --messages 5000000 --user-messages 1000000 --conversations 100 --queries 100 [--max-seconds 300]
+              [--existing NAME: a database seeded before by the same SQL, users NAME0...]
               --database-url postgres://...: timed searches of one user, by class of query
   all         throughput, latency, history, resume and idle with their defaults (--quick: small sizes), one combined JSON;
               also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
@@ -206,6 +207,7 @@ fn search_config(args: &mut Args, c: &Common, quick: bool) -> Result<search::Con
         conversations: args.get("conversations", 100)?,
         queries: args.get("queries", if quick { 20 } else { 100 })?,
         max_seconds: args.get("max-seconds", 300.0)?,
+        existing: args.take("existing"),
         database_url: args.take("database-url"),
         server_pid: c.server_pid,
     })

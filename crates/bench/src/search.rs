@@ -32,6 +32,8 @@ pub struct Config {
     pub queries: usize,
     /// The timed rounds stop after this long (slow plans stay measurable).
     pub max_seconds: f64,
+    /// Measure a database seeded before, whose users are named so.
+    pub existing: Option<String>,
     pub database_url: Option<String>,
     pub server_pid: Option<u32>,
 }
@@ -231,6 +233,30 @@ fn load(url: &str, name: &str, searcher: i64, cfg: &Config, convs: usize) -> Res
     let analyze = Instant::now();
     psql(url, &["VACUUM ANALYZE messages", "ANALYZE conversations"])?;
     let after = index_def(url)?;
+    let mut facts = database_facts(url, searcher)?;
+    for (k, v) in [
+        ("search_index", json!(before)),
+        (
+            "search_index_recreated_identically",
+            json!(!before.is_empty() && before == after),
+        ),
+    ] {
+        facts[k] = v;
+    }
+    let mut out = json!({
+        "insert_s": round3(insert_s),
+        "insert_sessions": LOAD_SESSIONS,
+        "index_and_counters_s": round3(index_s),
+        "vacuum_analyze_s": round3(analyze.elapsed().as_secs_f64()),
+    });
+    for (k, v) in facts.as_object().into_iter().flatten() {
+        out[k] = v.clone();
+    }
+    Ok(out)
+}
+
+/// How many messages there are, how many are the searcher's, the sizes.
+fn database_facts(url: &str, searcher: i64) -> Result<Value> {
     let facts = psql(
         url,
         &[&format!(
@@ -244,17 +270,41 @@ fn load(url: &str, name: &str, searcher: i64, cfg: &Config, convs: usize) -> Res
     )?;
     let f: Vec<&str> = facts.split('|').map(str::trim).collect();
     Ok(json!({
-        "insert_s": round3(insert_s),
-        "insert_sessions": LOAD_SESSIONS,
-        "index_and_counters_s": round3(index_s),
-        "vacuum_analyze_s": round3(analyze.elapsed().as_secs_f64()),
         "messages_in_database": f.first().and_then(|v| v.parse::<u64>().ok()),
         "messages_of_user": f.get(1).and_then(|v| v.parse::<u64>().ok()),
         "messages_table_size": f.get(2),
         "search_index_size": f.get(3),
-        "search_index": before,
-        "search_index_recreated_identically": !before.is_empty() && before == after,
     }))
+}
+
+/// A database seeded before (`--existing NAME`: the searcher is user
+/// `NAME0`, seeded by this scenario's SQL, e.g. with the server not yet
+/// built): the searcher gets the password of a user registered now.
+async fn existing(api: &Api, url: &str, name: &str) -> Result<(String, Value)> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("--existing: letters, digits and _ only".into());
+    }
+    let template = api.create_users("set", 1, 1).await?;
+    let template = template.first().ok_or("no template user")?;
+    let searcher = format!("{name}0");
+    let id = psql(
+        url,
+        &[&format!(
+            "UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE id = {})
+             WHERE username = '{searcher}' RETURNING id",
+            template.id
+        )],
+    )?;
+    let id: i64 = id
+        .lines()
+        .next()
+        .ok_or_else(|| format!("--existing: no user {searcher}"))?
+        .trim()
+        .parse()?;
+    let url = url.to_owned();
+    let mut facts = tokio::task::spawn_blocking(move || database_facts(&url, id)).await??;
+    facts["seeded_before"] = json!(name);
+    Ok((api.login(&searcher).await?, facts))
 }
 
 /// Runs the scenario; the JSON result.
@@ -272,6 +322,10 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         .round() as usize;
     let convs = c + others;
     let setup_started = Instant::now();
+    if let Some(name) = &cfg.existing {
+        let (token, loaded) = existing(api, &url, name).await?;
+        return measure(api, cfg, &token, loaded, (c, others), setup_started).await;
+    }
     let edges = format!(
         "SELECT 0, j FROM generate_series(1, {c}) AS j
          UNION ALL SELECT {c} + 1 + 2 * k, {c} + 2 + 2 * k FROM generate_series(0, {others} - 1) AS k"
@@ -290,7 +344,18 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     );
     let searcher = seeded.login(api, &[0], 1).await?;
     let token = &searcher.first().ok_or("no searcher")?.token;
+    measure(api, cfg, token, loaded, (c, others), setup_started).await
+}
 
+/// The timed searches; the scenario's JSON.
+async fn measure(
+    api: &Api,
+    cfg: &Config,
+    token: &str,
+    loaded: Value,
+    (c, others): (usize, usize),
+    setup_started: Instant,
+) -> Result<Value> {
     let classes = query_classes();
     // Warm-up, and how many each query finds (one page: up to 20, more
     // when has_more says so).
