@@ -60,12 +60,13 @@ bench_free_port() {
 
 server_pid=""
 
-# bench_server_env DATABASE_URL PORT CHANNEL_PREFIX COMMAND...: runs the
-# command with the benchmark's server settings.
+# bench_server_env DATABASE_URL PORT CHANNEL_PREFIX COMMAND...: becomes the
+# command with the benchmark's server settings (exec: run it in a subshell
+# or in the background, whose pid is then the command's).
 bench_server_env() {
   local database_url=$1 port=$2 prefix=$3
   shift 3
-  env HOST=127.0.0.1 PORT="$port" \
+  exec env HOST=127.0.0.1 PORT="$port" \
     DATABASE_URL="$database_url" \
     REDIS_URL="$redis_url" \
     JWT_SECRET="$jwt_secret" \
@@ -81,7 +82,7 @@ bench_server_env() {
 
 # bench_migrate BINARY DATABASE_URL LOG: applies the server's migrations.
 bench_migrate() {
-  bench_server_env "$2" 0 "bench_migrate:" "$1" migrate >>"$3" 2>&1
+  (bench_server_env "$2" 0 "bench_migrate:" "$1" migrate) >>"$3" 2>&1
 }
 
 # bench_drop_search_index DATABASE_URL: drops the search column and its GIN
