@@ -181,10 +181,16 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Vec<(String, String)> {
 /// A query parameter that must be a positive integer (a cursor, a limit,
 /// an id); anything else is a 400 on `name`.
 pub(crate) fn positive(name: &str, raw: &str) -> Result<i64, ApiError> {
+    positive_integer(raw).map_err(|message| ApiError::field(name, message))
+}
+
+/// A positive integer, or the message a field error carries; for a
+/// [`Validator`] that collects several fields' errors.
+pub(crate) fn positive_integer(raw: &str) -> Result<i64, &'static str> {
     raw.parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::field(name, "Must be a positive integer."))
+        .ok_or("Must be a positive integer.")
 }
 
 /// Collects per-field validation messages.

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod service;
 pub mod settings;
 pub mod state;
+pub mod webhooks;
 
 pub use routes::route_table;
 pub use settings::{ApiSettings, InvalidSetting, Secret};

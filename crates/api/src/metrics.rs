@@ -26,6 +26,14 @@ pub struct Metrics {
     pub slow_writes: IntCounter,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
+    /// Webhook events the receiver took (2xx), by this node.
+    pub webhooks_sent: IntCounter,
+    /// Failed webhook attempts that will be retried, by this node.
+    pub webhooks_retried: IntCounter,
+    /// Webhook events given up after the retry period, by this node.
+    pub webhooks_dead: IntCounter,
+    /// Age of the oldest pending webhook event (all nodes), as this node last saw it.
+    pub webhooks_oldest_pending: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -71,6 +79,26 @@ impl Metrics {
             "db_pool_idle_connections",
             "Idle database connections in the pool",
         )?;
+        let webhooks_sent = IntCounter::new(
+            "webhooks_sent_total",
+            "Webhook events the receiver answered with 2xx",
+        )?;
+        let webhooks_retried = IntCounter::new(
+            "webhooks_retried_total",
+            "Failed webhook attempts (non-2xx, timeout, connection failure) scheduled again",
+        )?;
+        let webhooks_dead = IntCounter::new(
+            "webhooks_dead_lettered_total",
+            "Webhook events given up after the retry period",
+        )?;
+        let webhooks_oldest_pending = prometheus::Gauge::new(
+            "webhooks_oldest_pending_seconds",
+            "Age of the oldest webhook event not yet sent, skipped or dead-lettered (0 when none)",
+        )?;
+        registry.register(Box::new(webhooks_sent.clone()))?;
+        registry.register(Box::new(webhooks_retried.clone()))?;
+        registry.register(Box::new(webhooks_dead.clone()))?;
+        registry.register(Box::new(webhooks_oldest_pending.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(messages_stored.clone()))?;
@@ -88,6 +116,10 @@ impl Metrics {
             slow_writes,
             pool_connections,
             pool_idle,
+            webhooks_sent,
+            webhooks_retried,
+            webhooks_dead,
+            webhooks_oldest_pending,
         })
     }
 

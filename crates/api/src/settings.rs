@@ -17,7 +17,11 @@ pub struct ApiSettings {
     pub limits: LimitSettings,
     /// Rate limits (0 switches one off).
     pub rate_limits: RateLimitSettings,
+    /// Webhooks for offline recipients (off without a URL).
+    pub webhooks: WebhookSettings,
 }
+
+pub use crate::webhooks::settings::WebhookSettings;
 
 /// Rate limits; each can be raised or switched off with 0.
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +164,7 @@ impl ApiSettings {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.auth.validate()?;
         self.websocket.validate()?;
+        self.webhooks.validate()?;
         let l = &self.limits;
         at_least_one("limits.max_body_bytes", l.max_body_bytes)?;
         at_least_one("limits.max_read_ids", l.max_read_ids)?;

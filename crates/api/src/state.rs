@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Tells sockets the node is shutting down.
     pub shutdown: Shutdown,
+    /// The webhook receiver, when one is configured.
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// The node's shutdown signal: sockets watch it and close with 1012.
@@ -115,6 +117,7 @@ impl AppState {
         let passwords = PasswordHashing::new(&settings.auth)?;
         let limits = RateLimits::new(&settings.rate_limits);
         let metrics = Metrics::new(&realtime)?;
+        let webhooks = crate::webhooks::Webhooks::new(&settings.webhooks)?.map(Arc::new);
         Ok(Self {
             db,
             writer,
@@ -125,11 +128,18 @@ impl AppState {
             limits: Arc::new(limits),
             metrics: Arc::new(metrics),
             shutdown: Shutdown::default(),
+            webhooks,
         })
     }
 }
 
 impl AppState {
+    /// How long after a change its webhook event is due; `None` when
+    /// webhooks are off (then no event is recorded).
+    pub fn webhook_delay(&self) -> Option<Duration> {
+        self.webhooks.as_ref().and_then(|w| w.settings.delay())
+    }
+
     /// The register/login/refresh limit of the caller's address (429 above it).
     pub fn check_auth_rate(
         &self,

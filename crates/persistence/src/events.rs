@@ -103,7 +103,7 @@ impl Ledger {
                 ),
             ));
         let rows: Vec<ProfileColumns> = match conn {
-            DbConnection::Pg(pg) => query.for_update().load(pg)?,
+            DbConnection::Pg(pg) => query.for_no_key_update().load(pg)?,
             // One writer at a time: the transaction holds SQLite's write lock.
             DbConnection::Sqlite(lite) => query.load(lite)?,
         };

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod messages;
+pub mod outbox;
 pub mod reactions;
 mod rows;
 pub mod schema;

@@ -49,6 +49,20 @@ pub fn send(
     content: &MessageContent,
     client_id: Option<&ClientId>,
 ) -> QueryResult<SendOutcome> {
+    send_notifying(conn, conversation_id, sender, content, client_id, None)
+}
+
+/// [`send`], and with `webhook_delay` (webhooks configured) the recipient's
+/// `message.created` webhook event in the same transaction, due that long
+/// after the message.
+pub fn send_notifying(
+    conn: &mut DbConnection,
+    conversation_id: ConversationId,
+    sender: UserId,
+    content: &MessageContent,
+    client_id: Option<&ClientId>,
+    webhook_delay: Option<std::time::Duration>,
+) -> QueryResult<SendOutcome> {
     let attempt = conn.transaction(|conn| {
         let conversation = match crate::conversations::find_for(conn, conversation_id, sender) {
             Ok(c) => c,
@@ -71,6 +85,9 @@ pub fn send(
             .record_message(&conversation, unread, &message)
             .ok_or(PersistenceError::NotFound)?;
         let events = ledger.write(conn, message.created_at)?;
+        if let Some(delay) = webhook_delay {
+            crate::outbox::enqueue(conn, &[webhook_event(&conversation, &message)], delay)?;
+        }
         Ok(SendOutcome::Stored(Box::new(Stored {
             message,
             sender: profile,
@@ -87,6 +104,15 @@ pub fn send(
                 .ok_or(PersistenceError::NotFound)
         }
         other => other,
+    }
+}
+
+/// The `message.created` webhook event of a stored message.
+pub(crate) fn webhook_event(conversation: &Conversation, m: &Message) -> crate::outbox::NewEvent {
+    crate::outbox::NewEvent {
+        kind: crate::outbox::EventKind::MessageCreated(m.id),
+        recipient: conversation.other_participant(m.sender_id),
+        at: m.created_at,
     }
 }
 

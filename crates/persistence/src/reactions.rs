@@ -99,7 +99,7 @@ pub fn react(
 fn lock_message(conn: &mut DbConnection, message: MessageId) -> QueryResult<()> {
     let q = messages::table.find(message.0).select(messages::id);
     let found: Option<i64> = match conn {
-        DbConnection::Pg(pg) => q.for_update().first(pg).optional()?,
+        DbConnection::Pg(pg) => q.for_no_key_update().first(pg).optional()?,
         DbConnection::Sqlite(lite) => q.first(lite).optional()?,
     };
     found.map(drop).ok_or(PersistenceError::NotFound)

@@ -83,6 +83,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        recipient_id -> BigInt,
+        subject_id -> BigInt,
+        state -> Text,
+        due_at -> Timestamp,
+        attempts -> BigInt,
+        claimed_until -> Nullable<Timestamp>,
+        claim_token -> Nullable<Text>,
+        payload -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
@@ -92,5 +110,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     reactions,
-    user_events
+    user_events,
+    webhook_outbox
 );

@@ -13,17 +13,17 @@ use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::events::{Ledger, StreamState, UserEvent};
 use crate::messages::{self, SendOutcome, Stored};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
-use crate::schema::conversations;
 use chat_domain::{
     ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
 };
-use diesel::Connection as _;
 use diesel::PgConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// One send.
@@ -46,41 +46,50 @@ type Job = (SendRequest, oneshot::Sender<QueryResult<SendOutcome>>);
 pub struct MessageWriter {
     db: Database,
     queue: Option<mpsc::Sender<Job>>,
+    /// Set when webhooks are configured: each stored message gets its
+    /// webhook event in its transaction, due this long after it.
+    webhook_delay: Option<Duration>,
 }
 
 impl MessageWriter {
     /// Starts `writers` writer tasks taking batches of up to `max_batch`
-    /// sends (PostgreSQL); SQLite needs none. Call inside a tokio runtime.
-    pub fn start(db: Database, writers: usize, max_batch: usize) -> Self {
+    /// sends (PostgreSQL); SQLite needs none. With `webhook_delay`, every
+    /// stored message records its webhook event. Call inside a tokio runtime.
+    pub fn start(
+        db: Database,
+        writers: usize,
+        max_batch: usize,
+        webhook_delay: Option<Duration>,
+    ) -> Self {
         if db.is_sqlite() {
-            return Self { db, queue: None };
+            return Self {
+                db,
+                queue: None,
+                webhook_delay,
+            };
         }
         let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * writers.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run_writer(db.clone(), rx.clone(), max_batch.max(1)));
+            tokio::spawn(run_writer(
+                db.clone(),
+                rx.clone(),
+                max_batch.max(1),
+                webhook_delay,
+            ));
         }
         Self {
             db,
             queue: Some(tx),
+            webhook_delay,
         }
     }
 
     /// Stores a send (or finds its original) and answers once committed.
     pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
         let Some(queue) = &self.queue else {
-            return self
-                .db
-                .run(move |c| {
-                    messages::send(
-                        c,
-                        request.conversation,
-                        request.sender,
-                        &request.content,
-                        request.client_id.as_ref(),
-                    )
-                })
-                .await;
+            let delay = self.webhook_delay;
+            return self.db.run(move |c| send_one(c, &request, delay)).await;
         };
         let (reply, answer) = oneshot::channel();
         queue
@@ -93,7 +102,28 @@ impl MessageWriter {
     }
 }
 
-async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+/// Stores one send in a transaction of its own.
+fn send_one(
+    conn: &mut DbConnection,
+    r: &SendRequest,
+    webhook_delay: Option<Duration>,
+) -> QueryResult<SendOutcome> {
+    messages::send_notifying(
+        conn,
+        r.conversation,
+        r.sender,
+        &r.content,
+        r.client_id.as_ref(),
+        webhook_delay,
+    )
+}
+
+async fn run_writer(
+    db: Database,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+    webhook_delay: Option<Duration>,
+) {
     loop {
         let mut batch: Vec<Job> = Vec::new();
         {
@@ -110,7 +140,9 @@ async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
             }
         }
         let (requests, replies): (Vec<SendRequest>, Vec<_>) = batch.into_iter().unzip();
-        let outcomes = db.run(move |c| store_batch(c, &requests)).await;
+        let outcomes = db
+            .run(move |c| store_batch(c, &requests, webhook_delay))
+            .await;
         match outcomes {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -132,21 +164,14 @@ async fn run_writer(db: Database, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_ba
 fn store_batch(
     conn: &mut DbConnection,
     requests: &[SendRequest],
+    webhook_delay: Option<Duration>,
 ) -> QueryResult<Vec<QueryResult<SendOutcome>>> {
-    match store_batch_atomic(conn, requests) {
+    match store_batch_notifying(conn, requests, webhook_delay) {
         Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
         // Another writer stored the same client_id at the same moment.
         Err(PersistenceError::Conflict(Constraint::MessageClientId)) => Ok(requests
             .iter()
-            .map(|r| {
-                messages::send(
-                    conn,
-                    r.conversation,
-                    r.sender,
-                    &r.content,
-                    r.client_id.as_ref(),
-                )
-            })
+            .map(|r| send_one(conn, r, webhook_delay))
             .collect()),
         Err(e) => Err(e),
     }
@@ -160,10 +185,58 @@ pub fn store_batch_atomic(
     conn: &mut DbConnection,
     requests: &[SendRequest],
 ) -> QueryResult<Vec<SendOutcome>> {
-    match conn {
-        DbConnection::Pg(_) => conn.transaction(|conn| store_batch_pg(conn, requests)),
-        DbConnection::Sqlite(_) => Err(PersistenceError::other("batched sends need PostgreSQL")),
+    store_batch_notifying(conn, requests, None)
+}
+
+/// [`store_batch_atomic`], with the webhook events of the stored messages
+/// in the same transaction when `webhook_delay` is set.
+fn store_batch_notifying(
+    conn: &mut DbConnection,
+    requests: &[SendRequest],
+    webhook_delay: Option<Duration>,
+) -> QueryResult<Vec<SendOutcome>> {
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    begin_locked(pg, &ids)?;
+    let stored = store_batch_pg(conn, requests, &ids, webhook_delay);
+    let DbConnection::Pg(pg) = conn else {
+        return Err(PersistenceError::other("batched sends need PostgreSQL"));
+    };
+    match stored {
+        Ok(outcomes) => {
+            AnsiTransactionManager::commit_transaction(pg)?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            // The cause is what the caller needs; a failed rollback leaves
+            // the connection broken, which the pool notices.
+            let _ = AnsiTransactionManager::rollback_transaction(pg);
+            Err(e)
+        }
     }
+}
+
+/// Opens the batch's transaction and locks its conversations, in id order
+/// (no deadlock between writers) and before any message id is taken, so
+/// the ids of a conversation follow commit order: one round trip for both.
+/// The ids are integers formatted here, never text from a client.
+fn begin_locked(pg: &mut PgConnection, ids: &[i64]) -> QueryResult<()> {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "BEGIN; SELECT 1 FROM conversations WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
+        if list.is_empty() { "NULL" } else { &list }
+    );
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(pg, &sql) {
+        // BEGIN may have run before the lock failed: leave no transaction
+        // open on a pooled connection.
+        let _ = pg.batch_execute("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// What to do with one request of a batch.
@@ -177,22 +250,13 @@ enum Plan {
 fn store_batch_pg(
     conn: &mut DbConnection,
     requests: &[SendRequest],
+    ids: &[i64],
+    webhook_delay: Option<Duration>,
 ) -> QueryResult<Vec<SendOutcome>> {
     let DbConnection::Pg(pg) = conn else {
         return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
-    let mut ids: Vec<i64> = requests.iter().map(|r| r.conversation.0).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // Lock the conversations in id order (no deadlock between writers) before
-    // any id is allocated, so ids of a conversation follow commit order.
-    conversations::table
-        .filter(conversations::id.eq_any(ids.clone()))
-        .order(conversations::id)
-        .select(conversations::id)
-        .for_update()
-        .load::<i64>(pg)?;
-    let (convs, mut fresh_ids) = load_locked(pg, &ids, requests.len())?;
+    let (convs, mut fresh_ids) = load_locked(pg, ids, requests.len())?;
 
     // Earlier sends with the same keys: one index probe per exact
     // (conversation, sender, client_id), whatever the history size.
@@ -291,6 +355,19 @@ fn store_batch_pg(
         &events,
         to_naive(created_at),
     )?;
+    if let Some(delay) = webhook_delay {
+        // One more statement, only when webhooks are configured.
+        let webhook_events: Vec<_> = pending
+            .iter()
+            .filter_map(|(s, _)| {
+                Some(messages::webhook_event(
+                    convs.get(&s.message.conversation_id)?,
+                    &s.message,
+                ))
+            })
+            .collect();
+        crate::outbox::enqueue(conn, &webhook_events, delay)?;
+    }
     let stored = pending.into_iter().map(|(mut s, range)| {
         s.events = events.get(range).map(<[_]>::to_vec).unwrap_or_default();
         s

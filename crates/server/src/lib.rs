@@ -179,6 +179,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         database.clone(),
         settings.database.writers,
         settings.database.max_batch,
+        settings.api.webhooks.delay(),
     );
     let mut state = AppState::new(database.clone(), writer, realtime, settings.api.clone())?;
     // Sockets must close within the drain time, or they are cut without 1012.
@@ -191,6 +192,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = state.shutdown.clone();
     let write_timeout = Duration::from_secs(settings.api.websocket.write_timeout_seconds);
     chat_api::service::presence::spawn_announcer(state.clone());
+    chat_api::service::webhooks::spawn_dispatcher(state.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()

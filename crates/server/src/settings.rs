@@ -5,7 +5,8 @@
 //! later as a panic or a silent clamp.
 
 use chat_api::settings::{
-    AuthSettings, LimitSettings, RateLimitSettings, WebSocketSettings, at_least_one,
+    AuthSettings, LimitSettings, RateLimitSettings, WebSocketSettings, WebhookSettings,
+    at_least_one,
 };
 use chat_api::{ApiSettings, InvalidSetting, Secret};
 use serde::{Deserialize, Deserializer};
@@ -42,6 +43,7 @@ struct Sections {
     websocket: WebSocketSettings,
     limits: LimitSettings,
     rate_limits: RateLimitSettings,
+    webhooks: WebhookSettings,
 }
 
 impl From<Sections> for Settings {
@@ -55,6 +57,7 @@ impl From<Sections> for Settings {
                 websocket: s.websocket,
                 limits: s.limits,
                 rate_limits: s.rate_limits,
+                webhooks: s.webhooks,
             },
         }
     }
@@ -183,6 +186,11 @@ pub enum SettingsError {
     /// Production without a secret.
     #[error("JWT_SECRET must be set in production (server.environment = \"production\")")]
     MissingSecret,
+    /// The webhook secret was found in a config file.
+    #[error(
+        "webhooks.secret must come from the environment (WEBHOOK_SECRET or CHAT__WEBHOOKS__SECRET), not a file"
+    )]
+    WebhookSecretInFile,
     /// A value was read but cannot work.
     #[error(transparent)]
     Invalid(#[from] InvalidSetting),
@@ -229,12 +237,24 @@ impl Settings {
             ("DATABASE_URL", "database.url"),
             ("REDIS_URL", "redis.url"),
             ("JWT_SECRET", "auth.jwt_secret"),
+            ("WEBHOOK_URL", "webhooks.url"),
         ] {
             if let Some(value) = get(var).filter(|v| !v.is_empty()) {
                 builder = builder.set_override(key, value)?;
             }
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
+        // The webhook secret is read from the environment only.
+        let env_secret = get("WEBHOOK_SECRET")
+            .or_else(|| get("CHAT__WEBHOOKS__SECRET"))
+            .filter(|v| !v.is_empty());
+        let read = settings.api.webhooks.secret.take();
+        if read.as_ref().is_some_and(|s| !s.is_empty())
+            && read.as_ref().map(Secret::expose) != env_secret.as_deref()
+        {
+            return Err(SettingsError::WebhookSecretInFile);
+        }
+        settings.api.webhooks.secret = env_secret.map(Secret::new);
         if settings.api.auth.jwt_secret.is_empty() {
             if settings.is_production() {
                 return Err(SettingsError::MissingSecret);
@@ -265,6 +285,13 @@ impl Settings {
         at_least_one("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
         at_least_one("redis.socket_queue", self.redis.socket_queue)?;
         at_least_one("redis.presence_lease_ms", self.redis.presence_lease_ms)?;
+        // API.md: failed deliveries are retried for at least 24 hours.
+        if self.is_production() && self.api.webhooks.retry_max_age_seconds < 86_400 {
+            return Err(InvalidSetting::new(
+                "webhooks.retry_max_age_seconds",
+                "must be at least 86400 (24 hours) in production",
+            ));
+        }
         self.api.validate()
     }
 

@@ -27,7 +27,7 @@ const CONVERSATION_KEYS: [&str; 10] = [
     "updated_at",
     "other_user_presence",
 ];
-const MESSAGE_KEYS: [&str; 13] = [
+pub(crate) const MESSAGE_KEYS: [&str; 13] = [
     "id",
     "conversation_id",
     "sender_id",

@@ -776,3 +776,50 @@ async fn concurrent_requests_between_a_pair_create_one_connection() {
         assert_eq!(list(&api, &b, "").await["count"], 1);
     }
 }
+
+/// One user requesting many others at once, and all of them accepting at
+/// once: every request and every accept succeeds (on PostgreSQL, the
+/// connection's foreign-key checks and the stream's user locks must not
+/// deadlock).
+#[tokio::test]
+async fn one_users_concurrent_requests_and_accepts_all_succeed() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let hub = who(&api, "hub").await;
+    let mut others = Vec::new();
+    for i in 0..24 {
+        others.push(who(&api, &format!("spoke{i}")).await);
+    }
+    let requests =
+        futures_util::future::join_all(others.iter().map(|o| request(&api, &hub, o.id))).await;
+    let mut ids = Vec::new();
+    for (status, body) in &requests {
+        assert_eq!(*status, 201, "{body}");
+        ids.push(assert_id(&body["id"]));
+    }
+    let accepts = futures_util::future::join_all(
+        others
+            .iter()
+            .zip(&ids)
+            .map(|(o, id)| act(&api, o, *id, "accept")),
+    )
+    .await;
+    for (status, body) in &accepts {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["status"], "accepted");
+    }
+    assert_eq!(list(&api, &hub, "?status=accepted").await["count"], 24);
+    // Half of them removed at once, by either side.
+    let (api, hub) = (&api, &hub);
+    let removals = futures_util::future::join_all(
+        others[..12]
+            .iter()
+            .zip(&ids)
+            .map(|(o, id)| remove(api, if o.id % 2 == 0 { o } else { hub }, *id)),
+    )
+    .await;
+    for (status, body) in &removals {
+        assert_eq!(*status, 204, "{body}");
+    }
+    assert_eq!(list(api, hub, "?status=accepted").await["count"], 12);
+}

@@ -19,6 +19,7 @@ mod smoke;
 mod stream;
 mod stream_faults;
 mod support;
+mod webhooks;
 mod websocket;
 mod writer;
 mod ws_limits;

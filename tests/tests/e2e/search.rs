@@ -349,6 +349,14 @@ async fn bad_parameters_are_400_with_the_error_body() {
     for (params, field) in cases {
         let (status, body) = search(&api, &ta, params).await;
         assert_field_error(status, &body, field);
+        if field != "q" {
+            // The field's own message, not another error's text.
+            assert_eq!(
+                body["fields"][field],
+                serde_json::json!(["Must be a positive integer."]),
+                "{body}"
+            );
+        }
     }
     let max = "é".repeat(256);
     let (status, body) = search(&api, &ta, &[("q", &max)]).await;

@@ -4,7 +4,7 @@ use super::Router;
 use crate::auth::AuthUser;
 use crate::dto::{MessageView, user_map};
 use crate::error::ApiError;
-use crate::extract::{Validator, positive, query_pairs};
+use crate::extract::{Validator, positive_integer, query_pairs};
 use crate::openapi::responses as resp;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -68,7 +68,7 @@ async fn search_request(
     };
     let mut v = Validator::default();
     let only = get("conversation_id")
-        .and_then(|raw| v.check("conversation_id", positive("conversation_id", raw)))
+        .and_then(|raw| v.check("conversation_id", positive_integer(raw)))
         .map(ConversationId);
     if let Some(id) = only {
         state
@@ -80,10 +80,10 @@ async fn search_request(
         .required("q", get("q"))
         .and_then(|raw| v.check("q", SearchQuery::parse(raw)));
     let limit = match get("limit") {
-        Some(raw) => v.check("limit", positive("limit", raw).map(|l| l.min(MAX_LIMIT))),
+        Some(raw) => v.check("limit", positive_integer(raw).map(|l| l.min(MAX_LIMIT))),
         None => Some(DEFAULT_LIMIT),
     };
-    let before = get("before").and_then(|raw| v.check("before", positive("before", raw)));
+    let before = get("before").and_then(|raw| v.check("before", positive_integer(raw)));
     v.finish()?;
     let (Some(query), Some(limit)) = (query, limit) else {
         return Err(Validator::lost_value());

@@ -29,6 +29,7 @@ async fn request_now(
     requester: UserId,
     addressee: UserId,
 ) -> Result<ConnectionView, ApiError> {
+    let webhook_delay = state.webhook_delay();
     let result = state
         .db
         .transaction(move |c| {
@@ -36,6 +37,7 @@ async fn request_now(
                 Ok(created) => created,
                 Err(e) => return Ok(Err(e)),
             };
+            crate::service::webhooks::record_request(c, webhook_delay, &created)?;
             record(c, &created, false, &[]).map(Ok)
         })
         .await;

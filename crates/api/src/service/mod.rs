@@ -10,6 +10,7 @@
 pub mod chat;
 pub mod connections;
 pub mod presence;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use std::future::Future;
