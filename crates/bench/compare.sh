@@ -65,24 +65,7 @@ if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
 fi
 [[ "$mode" == --build-only ]] && exit 0
 
-bench_raise_nofile
-work=$(mktemp -d "${TMPDIR:-/tmp}/chat-compare.XXXXXX")
-ts=$(date -u +%Y%m%d%H%M%S)
-jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-db=""
-
-cleanup() {
-  set +e
-  bench_stop_server
-  [[ -n "$db" ]] && bench_drop_db "$db"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-tp_args=()
-[[ "$mode" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
-
-bench_wait_quiet
+bench_runs_begin compare "$mode"
 
 labels=(before after)
 [[ "$streams" == 1 ]] && labels+=(after_streams)

@@ -184,6 +184,29 @@ bench_wait_quiet() {
   done
 }
 
+# bench_runs_begin NAME MODE: what a script of alternating throughput runs
+# sets up: file limits, a scratch directory $work, $ts, a JWT secret, the
+# cleanup on exit (server, database, scratch), the tp_args of MODE
+# (--quick: small sizes) and the wait for a quiet machine.
+bench_runs_begin() {
+  bench_raise_nofile
+  work=$(mktemp -d "${TMPDIR:-/tmp}/chat-$1.XXXXXX")
+  ts=$(date -u +%Y%m%d%H%M%S)
+  jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  db=""
+  trap bench_runs_cleanup EXIT
+  tp_args=()
+  [[ "$2" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
+  bench_wait_quiet
+}
+
+bench_runs_cleanup() {
+  set +e
+  bench_stop_server
+  [[ -n "$db" ]] && bench_drop_db "$db"
+  rm -rf "$work"
+}
+
 # PREPARE hooks of bench_throughput_run (BINARY DATABASE_URL LOG).
 bench_prepare_nothing() { :; }
 bench_prepare_without_index() {

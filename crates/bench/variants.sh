@@ -50,24 +50,7 @@ fi
 server_bin="$target/release/chat-server"
 bench_bin="$target/release/chat-bench"
 
-bench_raise_nofile
-work=$(mktemp -d "${TMPDIR:-/tmp}/chat-variants.XXXXXX")
-ts=$(date -u +%Y%m%d%H%M%S)
-jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-db=""
-
-cleanup() {
-  set +e
-  bench_stop_server
-  [[ -n "$db" ]] && bench_drop_db "$db"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-tp_args=()
-[[ "$mode" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
-
-bench_wait_quiet
+bench_runs_begin variants "$mode"
 
 runs=""
 status=0
