@@ -34,36 +34,41 @@ pub struct SearchScope {
     pub limit: i64,
 }
 
+/// A PostgreSQL search statement: the message columns, `$where` (which
+/// conversations, binding `$1` viewer and `$2` conversation), then the
+/// cursor `$3`, the words `$4`..`$6` and the limit `$7`.
+macro_rules! pg_search {
+    ($where:literal) => {
+        concat!(
+            "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+                    m.created_at, m.read_at, m.delivered_at, m.reactions \
+             FROM messages m WHERE ",
+            $where,
+            " AND m.id < $3 \
+              AND m.search_vector @@ chat_search_query($4::int8[], $5::text[], $6::bool[]) \
+             ORDER BY m.id DESC LIMIT $7"
+        )
+    };
+}
+
 /// All the viewer's conversations. `chat_search_query` of the bound
 /// arrays is folded into a constant while planning (it is IMMUTABLE), so
 /// the planner weighs the real tsquery: reading the newest messages
 /// backwards for a common word, the GIN index for a rare one.
 /// `conversation_id + 0` keeps the planner off the per-conversation index
 /// here: through it, it repeated the GIN scan once per conversation.
-const PG_SEARCH: &str = "\
-SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-       m.created_at, m.read_at, m.delivered_at, m.reactions \
-FROM messages m \
-WHERE m.conversation_id + 0 IN ( \
+const PG_SEARCH: &str = pg_search!(
+    "m.conversation_id + 0 IN ( \
         SELECT c.id FROM conversations c WHERE c.user_low = $1 OR c.user_high = $1) \
-  AND $2::int8 IS NULL \
-  AND m.id < $3 \
-  AND m.search_vector @@ chat_search_query($4::int8[], $5::text[], $6::bool[]) \
-ORDER BY m.id DESC \
-LIMIT $7";
+     AND $2::int8 IS NULL"
+);
 
 /// One conversation of the viewer's: its own index is the way in.
-const PG_SEARCH_ONE: &str = "\
-SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-       m.created_at, m.read_at, m.delivered_at, m.reactions \
-FROM messages m \
-WHERE m.conversation_id = $2::int8 \
-  AND EXISTS (SELECT 1 FROM conversations c \
-              WHERE c.id = $2 AND (c.user_low = $1 OR c.user_high = $1)) \
-  AND m.id < $3 \
-  AND m.search_vector @@ chat_search_query($4::int8[], $5::text[], $6::bool[]) \
-ORDER BY m.id DESC \
-LIMIT $7";
+const PG_SEARCH_ONE: &str = pg_search!(
+    "m.conversation_id = $2::int8 \
+     AND EXISTS (SELECT 1 FROM conversations c \
+                 WHERE c.id = $2 AND (c.user_low = $1 OR c.user_high = $1))"
+);
 
 const SQLITE_SEARCH: &str = "\
 SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
