@@ -65,24 +65,7 @@ if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
 fi
 [[ "$mode" == --build-only ]] && exit 0
 
-bench_raise_nofile
-work=$(mktemp -d "${TMPDIR:-/tmp}/chat-compare.XXXXXX")
-ts=$(date -u +%Y%m%d%H%M%S)
-jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-db=""
-
-cleanup() {
-  set +e
-  bench_stop_server
-  [[ -n "$db" ]] && bench_drop_db "$db"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-tp_args=()
-[[ "$mode" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
-
-bench_wait_quiet
+bench_runs_begin compare "$mode"
 
 labels=(before after)
 [[ "$streams" == 1 ]] && labels+=(after_streams)
@@ -98,27 +81,8 @@ for round in $(seq 1 "$rounds"); do
       before) binary=$before_bin ;;
       after_streams) extra=(--user-streams) ;;
     esac
-    db="bench_cmp_${ts}_${n}"
-    bench_create_db "$db"
-    port=$(bench_free_port)
-    log="$work/server-$n.log"
-    bench_start_server "$binary" "$pg_base/$db" "$port" "$log" "bench_cmp_${ts}_${n}:"
-    echo "== round $round, run $n: $label ($(cut -d' ' -f1-3 /proc/loadavg))"
-    "$bench_bin" throughput "${tp_args[@]}" "${extra[@]}" \
-      --url "http://127.0.0.1:$port" \
-      --server-pid "$server_pid" \
-      --json-out "$work/run-$n.json" >"$work/run-$n.out" || status=$?
-    grep -v '^{' "$work/run-$n.out" || true
-    bench_check_server "$log"
-    bench_stop_server
-    if grep -qiE 'error|panic' "$log"; then
-      echo "== server log of run $n (warnings/errors, last lines)"
-      tail -n 10 "$log"
-    fi
-    bench_drop_db "$db"
-    db=""
-    runs+="${runs:+,}$label=$work/run-$n.json"
-    sleep 2
+    echo "== round $round"
+    bench_throughput_run "$n" "$label" "$binary" bench_prepare_nothing "bench_cmp_${ts}" "${extra[@]}"
   done
 done
 

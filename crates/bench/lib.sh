@@ -60,13 +60,13 @@ bench_free_port() {
 
 server_pid=""
 
-# bench_start_server BINARY DATABASE_URL PORT LOG CHANNEL_PREFIX: starts a
-# release server with the benchmark's settings and waits until it is ready;
-# sets server_pid.
-bench_start_server() {
-  local binary=$1 database_url=$2 port=$3 log=$4 prefix=$5
-  echo "== starting $binary on 127.0.0.1:$port"
-  env HOST=127.0.0.1 PORT="$port" \
+# bench_server_env DATABASE_URL PORT CHANNEL_PREFIX COMMAND...: becomes the
+# command with the benchmark's server settings (exec: run it in a subshell
+# or in the background, whose pid is then the command's).
+bench_server_env() {
+  local database_url=$1 port=$2 prefix=$3
+  shift 3
+  exec env HOST=127.0.0.1 PORT="$port" \
     DATABASE_URL="$database_url" \
     REDIS_URL="$redis_url" \
     JWT_SECRET="$jwt_secret" \
@@ -77,7 +77,52 @@ bench_start_server() {
     CHAT__RATE_LIMITS__AUTH_PER_MINUTE=0 \
     CHAT__RATE_LIMITS__MESSAGES_PER_SECOND=0 \
     CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER=0 \
-    "$binary" serve >>"$log" 2>&1 &
+    "$@"
+}
+
+# bench_migrate BINARY DATABASE_URL LOG: applies the server's migrations.
+bench_migrate() {
+  (bench_server_env "$2" 0 "bench_migrate:" "$1" migrate) >>"$3" 2>&1
+}
+
+# bench_drop_search_index DATABASE_URL: drops the search column and its GIN
+# index (the throughput of a server without them; search stops working).
+bench_drop_search_index() {
+  psql "$1" -X -q -v ON_ERROR_STOP=1 -c "ALTER TABLE messages DROP COLUMN search_vector" >/dev/null
+}
+
+# bench_private_redis DIR: starts a redis-server of our own on a free port
+# (its command counters are then ours alone); sets redis_url, redis_pid.
+redis_pid=""
+bench_private_redis() {
+  local dir=$1 p
+  p=$(bench_free_port)
+  redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    --daemonize no >"$dir/redis.log" 2>&1 &
+  redis_pid=$!
+  for _ in $(seq 1 50); do
+    redis-cli -p "$p" PING >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis_url="redis://127.0.0.1:$p"
+  echo "== private redis-server (pid $redis_pid) at $redis_url"
+}
+
+bench_stop_redis() {
+  if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill -TERM "$redis_pid"
+    wait "$redis_pid" 2>/dev/null || true
+  fi
+  redis_pid=""
+}
+
+# bench_start_server BINARY DATABASE_URL PORT LOG CHANNEL_PREFIX: starts a
+# release server with the benchmark's settings and waits until it is ready;
+# sets server_pid.
+bench_start_server() {
+  local binary=$1 database_url=$2 port=$3 log=$4 prefix=$5
+  echo "== starting $binary on 127.0.0.1:$port"
+  bench_server_env "$database_url" "$port" "$prefix" "$binary" serve >>"$log" 2>&1 &
   server_pid=$!
   local ready=""
   for _ in $(seq 1 300); do
@@ -137,4 +182,66 @@ bench_wait_quiet() {
     sleep 15
     waited=$((waited + 15))
   done
+}
+
+# bench_runs_begin NAME MODE: what a script of alternating throughput runs
+# sets up: file limits, a scratch directory $work, $ts, a JWT secret, the
+# cleanup on exit (server, database, scratch), the tp_args of MODE
+# (--quick: small sizes) and the wait for a quiet machine.
+bench_runs_begin() {
+  bench_raise_nofile
+  work=$(mktemp -d "${TMPDIR:-/tmp}/chat-$1.XXXXXX")
+  ts=$(date -u +%Y%m%d%H%M%S)
+  jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  db=""
+  trap bench_runs_cleanup EXIT
+  tp_args=()
+  [[ "$2" == --quick ]] && tp_args=(--pairs 10 --duration 3 --warmup 1)
+  bench_wait_quiet
+}
+
+bench_runs_cleanup() {
+  set +e
+  bench_stop_server
+  [[ -n "$db" ]] && bench_drop_db "$db"
+  rm -rf "$work"
+}
+
+# PREPARE hooks of bench_throughput_run (BINARY DATABASE_URL LOG).
+bench_prepare_nothing() { :; }
+bench_prepare_without_index() {
+  bench_migrate "$1" "$2" "$3"
+  bench_drop_search_index "$2"
+}
+
+# bench_throughput_run N LABEL BINARY PREPARE DB_TAG [CHAT-BENCH ARGS...]:
+# one throughput run (options: the tp_args array, then the arguments) of
+# chat-bench $bench_bin against BINARY on a fresh database DB_TAG_N, after
+# PREPARE; the JSON in $work/run-N.json, LABEL=that file appended to $runs,
+# $status set when it fails. The database is dropped afterwards.
+bench_throughput_run() {
+  local n=$1 label=$2 binary=$3 prepare=$4 tag=$5 log port
+  shift 5
+  db="${tag}_${n}"
+  bench_create_db "$db"
+  log="$work/server-$n.log"
+  "$prepare" "$binary" "$pg_base/$db" "$log"
+  port=$(bench_free_port)
+  bench_start_server "$binary" "$pg_base/$db" "$port" "$log" "${db}:"
+  echo "== run $n: $label ($(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bench_bin" throughput "${tp_args[@]}" "$@" \
+    --url "http://127.0.0.1:$port" \
+    --server-pid "$server_pid" \
+    --json-out "$work/run-$n.json" >"$work/run-$n.out" || status=$?
+  grep -v '^{' "$work/run-$n.out" || true
+  bench_check_server "$log"
+  bench_stop_server
+  if grep -qiE 'error|panic' "$log"; then
+    echo "== server log of run $n (warnings/errors, last lines)"
+    tail -n 10 "$log"
+  fi
+  bench_drop_db "$db"
+  db=""
+  runs+="${runs:+,}$label=$work/run-$n.json"
+  sleep 2
 }

@@ -21,6 +21,13 @@
 #                   BENCH_USER_STREAMS as there)
 #   BENCH_QUIET_LOAD=0.8  before measuring, wait (at most BENCH_QUIET_TIMEOUT s,
 #                   default 1500) until the 1-minute load average is below this
+#   BENCH_KEEP_SEARCH_DB=1  keep the search scenario's database (to study plans)
+#   BENCH_ONLY      a comma list of the parts to run (default all of them):
+#                   standard (chat-bench all and idle), acks and index
+#                   (variants.sh), presence, search. Without standard the
+#                   report goes to crates/bench/BENCHMARKS-partial.md unless
+#                   BENCH_OUT says otherwise (and the raw results to
+#                   bench-results-partial.json), so BENCHMARKS.md keeps its figures.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -29,8 +36,15 @@ quick=""
 if [[ "${1:-}" == "--quick" || "${BENCH_QUICK:-}" == "1" ]]; then
   quick="--quick"
 fi
-out="${BENCH_OUT:-$root/BENCHMARKS.md}"
+only="${BENCH_ONLY:-}"
+want() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
 results_json="$root/crates/bench/bench-results.json"
+if want standard; then
+  out="${BENCH_OUT:-$root/BENCHMARKS.md}"
+else
+  out="${BENCH_OUT:-$root/crates/bench/BENCHMARKS-partial.md}"
+  results_json="$root/crates/bench/bench-results-partial.json"
+fi
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 before="${BENCH_BEFORE:-}"
@@ -48,10 +62,13 @@ ts=$(date -u +%Y%m%d%H%M%S)
 db="bench_${ts}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
 
+search_db=""
 cleanup() {
   set +e
   bench_stop_server
+  bench_stop_redis
   bench_drop_db "$db"
+  [[ -n "$search_db" ]] && bench_drop_db "$search_db"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,47 +86,102 @@ if [[ -n "$before" ]]; then
   [[ -s "$work/compare.json" ]] && extra+=("$work/compare.json")
 fi
 
+for kind in acks index; do
+  want "$kind" || continue
+  echo "== throughput: the cost of $kind (variants.sh $kind)"
+  BENCH_NO_BUILD=1 BENCH_QUIET_LOAD="" BENCH_VARIANTS_OUT="$work/$kind.json" \
+    "$root/crates/bench/variants.sh" "$kind" $quick || status=$?
+  [[ -s "$work/$kind.json" ]] && extra+=("$work/$kind.json")
+done
+
 echo "== creating database $db"
 bench_create_db "$db"
 database_url="$pg_base/$db"
 port=$(bench_free_port)
 jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
+# start_server [DATABASE_URL]
 start_server() {
-  bench_start_server "$target/release/chat-server" "$database_url" "$port" "$work/server.log" "bench_${ts}:"
+  bench_start_server "$target/release/chat-server" "${1:-$database_url}" "$port" "$work/server.log" "bench_${ts}:"
 }
 
 check_server() {
   bench_check_server "$work/server.log"
 }
 
-start_server
-echo "== running chat-bench all --skip idle $quick"
-"$target/release/chat-bench" all $quick --skip idle \
-  --url "http://127.0.0.1:$port" \
-  --server-pid "$server_pid" \
-  --database-url "$database_url" \
-  --json-out "$work/all.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
-check_server
-if [[ ! -s "$work/all.json" ]]; then
-  echo "chat-bench produced no results (exit $status)" >&2
-  exit 1
+if want standard; then
+  start_server
+  echo "== running chat-bench all --skip idle $quick"
+  "$target/release/chat-bench" all $quick --skip idle \
+    --url "http://127.0.0.1:$port" \
+    --server-pid "$server_pid" \
+    --database-url "$database_url" \
+    --json-out "$work/all.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+  check_server
+  if [[ ! -s "$work/all.json" ]]; then
+    echo "chat-bench produced no results (exit $status)" >&2
+    exit 1
+  fi
+
+  # Idle on a fresh server process: memory freed by the earlier scenarios
+  # stays resident in the allocator and would hide the sockets' own cost.
+  bench_stop_server
+  start_server
+  idle_args=()
+  [[ -n "$quick" ]] && idle_args=(--sockets 1000 --pairs 25 --idle 2)
+  echo "== running chat-bench idle ${idle_args[*]}"
+  "$target/release/chat-bench" idle "${idle_args[@]}" \
+    --url "http://127.0.0.1:$port" \
+    --server-pid "$server_pid" \
+    --json-out "$work/idle.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+  check_server
+  bench_stop_server
+  [[ -s "$work/idle.json" ]] && extra+=("$work/idle.json")
+else
+  printf '{"scenario":"all","quick":%s,"started_at":"%s","finished_at":"%s","results":{},"failed":false}\n' \
+    "$([[ -n "$quick" ]] && echo true || echo false)" "$started_at" "$started_at" >"$work/all.json"
 fi
 
-# Idle on a fresh server process: memory freed by the earlier scenarios
-# stays resident in the allocator and would hide the sockets' own cost.
-bench_stop_server
-start_server
-idle_args=()
-[[ -n "$quick" ]] && idle_args=(--sockets 1000 --pairs 25 --idle 2)
-echo "== running chat-bench idle ${idle_args[*]}"
-"$target/release/chat-bench" idle "${idle_args[@]}" \
-  --url "http://127.0.0.1:$port" \
-  --server-pid "$server_pid" \
-  --json-out "$work/idle.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
-check_server
-bench_stop_server
-[[ -s "$work/idle.json" ]] && extra+=("$work/idle.json")
+if want presence; then
+  # A Redis of its own: its INFO counters are then this server's alone.
+  shared_redis=$redis_url
+  bench_private_redis "$work"
+  start_server
+  echo "== running chat-bench presence $quick"
+  "$target/release/chat-bench" presence $quick \
+    --url "http://127.0.0.1:$port" \
+    --server-pid "$server_pid" \
+    --database-url "$database_url" \
+    --redis-url "$redis_url" \
+    --json-out "$work/presence.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+  check_server
+  bench_stop_server
+  bench_stop_redis
+  redis_url=$shared_redis
+  [[ -s "$work/presence.json" ]] && extra+=("$work/presence.json")
+fi
+
+if want search; then
+  # Millions of messages: a database of its own, dropped afterwards.
+  search_db="${db}_search"
+  bench_create_db "$search_db"
+  start_server "$pg_base/$search_db"
+  echo "== running chat-bench search $quick"
+  "$target/release/chat-bench" search $quick \
+    --url "http://127.0.0.1:$port" \
+    --server-pid "$server_pid" \
+    --database-url "$pg_base/$search_db" \
+    --json-out "$work/search.json" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+  check_server
+  bench_stop_server
+  if [[ "${BENCH_KEEP_SEARCH_DB:-}" == 1 ]]; then
+    echo "== kept database $search_db (BENCH_KEEP_SEARCH_DB=1): drop it when done"
+  else
+    bench_drop_db "$search_db"
+  fi
+  search_db=""
+  [[ -s "$work/search.json" ]] && extra+=("$work/search.json")
+fi
 extra_args=()
 if ((${#extra[@]})); then
   extra_args=(--extra "$(IFS=,; echo "${extra[*]}")")
@@ -163,6 +235,30 @@ if [[ -n "$before" ]]; then
   throughput scenario as above, ${BENCH_ROUNDS:-3} rounds of before ($before), after (this work tree)$(
   [[ "${BENCH_USER_STREAMS:-1}" == 1 ]] && echo ", after with one user stream per user")
   in that order, each run on a fresh database and a freshly started server with the settings above.
+EOF
+fi
+
+if want acks || want index; then
+  cat >>"$work/settings.md" <<EOF
+- Costs of a feature (\`crates/bench/variants.sh acks|index\`, run first): the throughput scenario
+  as above, ${BENCH_ROUNDS:-3} rounds of baseline then variant, each on a fresh database and a freshly
+  started server: acks off / every receiver socket acking each message; the search column and
+  GIN index dropped after migrating / as migrated.
+EOF
+fi
+if want presence; then
+  cat >>"$work/settings.md" <<EOF
+- Presence (\`chat-bench presence${quick:+ --quick}\`, on a freshly started server and a \`redis-server\` of its
+  own): 10,000 users seeded with SQL, each connected to 20 others; 200 observers keep their user
+  stream open; the others churn at 500 connects/s, each socket held 2 s, for 20 s per phase
+  (\`--quick\`: 1,000 users, 10 connections each, 50/s, 5 s).
+EOF
+fi
+if want search; then
+  cat >>"$work/settings.md" <<EOF
+- Search (\`chat-bench search${quick:+ --quick}\`, on a database of its own, dropped afterwards): 5,000,000 messages
+  seeded with SQL, 1,000,000 of them in the searcher's 100 conversations; 100 timed searches per
+  class of query (\`--quick\`: 100,000 and 20,000 messages, 20 per class).
 EOF
 fi
 

@@ -128,7 +128,8 @@ pub fn combine(runs: &[(String, Value)], before_rev: &str, after_rev: &str) -> V
     })
 }
 
-/// `chat-bench compare --runs before=F,after=F,... [--before-rev R] [--after-rev R] [--json-out F]`.
+/// `chat-bench compare --runs before=F,after=F,... [--before-rev R] [--after-rev R] [--json-out F]
+/// [--baseline LABEL --variant LABEL --kind NAME]`.
 pub fn run(mut args: Args) -> Result<Value> {
     let list = args
         .take("runs")
@@ -136,7 +137,21 @@ pub fn run(mut args: Args) -> Result<Value> {
     let before_rev = args.take("before-rev").unwrap_or_default();
     let after_rev = args.take("after-rev").unwrap_or_default();
     let json_out = args.take("json-out");
+    // One server with and without a feature (variants.sh): its labels
+    // stand for before and after.
+    let baseline = args.take("baseline").unwrap_or_else(|| "before".into());
+    let variant = args.take("variant").unwrap_or_else(|| "after".into());
+    let kind = args.take("kind").unwrap_or_else(|| "revisions".into());
     args.finish()?;
+    let internal = |label: &str| -> String {
+        if label == baseline {
+            "before".into()
+        } else if label == variant {
+            "after".into()
+        } else {
+            label.to_owned()
+        }
+    };
     let mut runs = Vec::new();
     for item in list.split(',').filter(|s| !s.is_empty()) {
         let (label, path) = item
@@ -148,12 +163,21 @@ pub fn run(mut args: Args) -> Result<Value> {
             // A run that produced nothing still counts, as a failure.
             Err(e) => json!({"error": format!("cannot read {path}: {e}"), "failed": true}),
         };
-        runs.push((label.to_owned(), result));
+        runs.push((internal(label), result));
     }
     if !runs.iter().any(|(l, _)| l == "before") || !runs.iter().any(|(l, _)| l == "after") {
-        return Err("compare: --runs needs at least one 'before' and one 'after' run".into());
+        return Err(format!(
+            "compare: --runs needs at least one '{baseline}' and one '{variant}' run"
+        )
+        .into());
     }
-    let out = combine(&runs, &before_rev, &after_rev);
+    let mut out = combine(&runs, &before_rev, &after_rev);
+    if kind != "revisions" {
+        // Its own section of the report, beside the before/after one.
+        out["scenario"] = json!(format!("compare_{kind}"));
+    }
+    out["kind"] = json!(kind);
+    out["labels"] = json!({"before": baseline, "after": variant});
     let line = serde_json::to_string(&out)?;
     if let Some(path) = json_out {
         std::fs::write(&path, format!("{line}\n"))

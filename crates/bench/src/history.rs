@@ -36,7 +36,8 @@ const UNREAD_TAIL: u64 = 10;
 /// Largest history sent through the API when no database URL is given.
 const API_INSERT_MAX: u64 = 50_000;
 
-fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
+/// Runs statements with `psql` in one session; what they printed.
+pub fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
     let mut cmd = Command::new("psql");
     cmd.arg(database_url)
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);

@@ -8,8 +8,12 @@ mod compare;
 mod history;
 mod idle;
 mod pairs;
+mod presence;
 mod report;
+mod report_features;
 mod resume;
+mod search;
+mod seed;
 mod stats;
 mod sysinfo;
 mod ws;
@@ -46,6 +50,7 @@ usage: chat-bench <scenario> [options]
 scenarios:
   throughput  --pairs 100 --window 16 --duration 10 --warmup 2 [--sockets-per-user 2] [--drain 10]
               [--user-streams: each user also holds one /ws/chat/ stream, reported apart]
+              [--acks: every socket of the receiving user acks each message it gets]
   latency     --rate 2000 --pairs 50 --duration 10 [--warmup 1] [--sockets-per-user 2] [--drain 10]
   idle        --sockets 20000 --server-pid PID [--pairs 500] [--concurrency 64] [--idle 5] [--ramp-timeout 180]
               [--source-ips 16: spread sockets over 127.0.0.1..N]
@@ -53,12 +58,19 @@ scenarios:
               --database-url postgres://...  [--deep-page 10000] [--max-seconds-per-kind 120]
   resume      --events 1000 --resumes 200 [--warmup 3]: a user with that many missed events
               reconnects with /ws/chat/?since=, timed to the last replayed event
-  all         the five above with their defaults (--quick: small sizes), one combined JSON;
+  presence    --users 10000 --degree 20 --observers 200 --rate 500 --hold 2 --short-away 5
+              --duration 20 --database-url postgres://... --redis-url redis://... [--grace 10]:
+              users seeded with SQL, user streams churning; presence events, Redis commands, CPU
+  search      --messages 5000000 --user-messages 1000000 --conversations 100 --queries 100 [--max-seconds 300]
+              [--existing NAME: a database seeded before by the same SQL, users NAME0...]
+              --database-url postgres://...: timed searches of one user, by class of query
+  all         throughput, latency, history, resume and idle with their defaults (--quick: small sizes), one combined JSON;
               also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
               --skip idle,... leaves scenarios out
   report      --input all.json --out BENCHMARKS.md [--extra idle.json] [--machine FILE]
               [--settings FILE] [--notes FILE] [--merged-out FILE]
   compare     --runs before=F,after=F,... [--before-rev R] [--after-rev R] [--json-out F]
+              [--baseline L --variant L --kind acks|index: one server with and without a feature]
               combines throughput runs of two servers (crates/bench/compare.sh runs them)
 
 common options:
@@ -105,6 +117,7 @@ fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::
         pairs: args.get("pairs", if quick { 10 } else { 100 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
         user_streams: args.flag("user-streams")?,
+        acks: args.flag("acks")?,
         warmup: secs(args.get("warmup", if quick { 1.0 } else { 2.0 })?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,
@@ -123,6 +136,7 @@ fn latency_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Con
         pairs: args.get("pairs", if quick { 10 } else { 50 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
         user_streams: false,
+        acks: false,
         warmup: secs(args.get("warmup", 1.0)?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,
@@ -165,6 +179,36 @@ fn resume_config(args: &mut Args, c: &Common, quick: bool) -> Result<resume::Con
         resumes: args.get("resumes", if quick { 50 } else { 200 })?,
         warmup: args.get("warmup", 3)?,
         concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
+    })
+}
+
+fn presence_config(args: &mut Args, c: &Common, quick: bool) -> Result<presence::Config> {
+    Ok(presence::Config {
+        users: args.get("users", if quick { 1000 } else { 10_000 })?,
+        degree: args.get("degree", if quick { 10 } else { 20 })?,
+        observers: args.get("observers", if quick { 20 } else { 200 })?,
+        rate: args.get("rate", if quick { 50.0 } else { 500.0 })?,
+        hold: secs(args.get("hold", 2.0)?)?,
+        short_away: secs(args.get("short-away", 5.0)?)?,
+        grace: secs(args.get("grace", 10.0)?)?,
+        duration: secs(args.get("duration", if quick { 5.0 } else { 20.0 })?)?,
+        database_url: args.take("database-url"),
+        redis_url: args.take("redis-url"),
+        concurrency: c.setup_concurrency,
+        server_pid: c.server_pid,
+    })
+}
+
+fn search_config(args: &mut Args, c: &Common, quick: bool) -> Result<search::Config> {
+    Ok(search::Config {
+        messages: args.get("messages", if quick { 100_000 } else { 5_000_000 })?,
+        user_messages: args.get("user-messages", if quick { 20_000 } else { 1_000_000 })?,
+        conversations: args.get("conversations", 100)?,
+        queries: args.get("queries", if quick { 20 } else { 100 })?,
+        max_seconds: args.get("max-seconds", 300.0)?,
+        existing: args.take("existing"),
+        database_url: args.take("database-url"),
         server_pid: c.server_pid,
     })
 }
@@ -238,6 +282,9 @@ fn summarize(name: &str, r: &Value) {
                     "  FAILED"
                 }
             );
+            if r["acks"].is_object() {
+                println!("  acks {}", r["acks"]);
+            }
             let s = &r["user_streams"];
             if s.is_object() {
                 println!(
@@ -255,6 +302,40 @@ fn summarize(name: &str, r: &Value) {
             if r["cpu_cores"].is_object() {
                 println!("  cpu (cores) {}", r["cpu_cores"]);
             }
+        }
+        "presence" => {
+            println!(
+                "  {} users, {} connections, {} observers, churn {}/s, hold {} s",
+                r["users"], r["connections"], r["observers"], r["rate_per_s"], r["hold_s"]
+            );
+            for (phase, p) in r["phases"].as_object().into_iter().flatten() {
+                println!(
+                    "  {phase}: {} churning users away {} s; {:.0} connects/s {:.0} disconnects/s ({} failures); \
+                     observers got {} online + {} offline = {:.1} events/s (neighbour connects {}); \
+                     redis {} commands/s; cpu {}",
+                    p["churning_users"],
+                    p["away_s"],
+                    get_f(p, &["connects_per_s"]),
+                    get_f(p, &["disconnects_per_s"]),
+                    p["failures"],
+                    p["observer_events"]["online"],
+                    p["observer_events"]["offline"],
+                    get_f(p, &["observer_events", "per_s"]),
+                    p["observer_neighbour_connects"],
+                    p["redis"]["commands_per_s"],
+                    p["cpu_cores"]
+                );
+            }
+        }
+        "search" => {
+            println!(
+                "  {} messages, {} in the searcher's {} conversations; load {}",
+                r["messages"], r["user_messages"], r["user_conversations"], r["load"]
+            );
+            for (class, v) in r["by_class"].as_object().into_iter().flatten() {
+                println!("  {class}: {}", latency_line(&v["latency"]));
+            }
+            println!("  first page hits {}", r["first_page_hits"]);
         }
         "resume" => {
             println!(
@@ -379,6 +460,8 @@ enum Plan {
     Idle(idle::Config),
     History(history::Config),
     Resume(resume::Config),
+    Presence(presence::Config),
+    Search(search::Config),
 }
 
 fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
@@ -388,6 +471,8 @@ fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
         "idle" => Plan::Idle(idle_config(args, c, quick)?),
         "history" => Plan::History(history_config(args, c, quick)?),
         "resume" => Plan::Resume(resume_config(args, c, quick)?),
+        "presence" => Plan::Presence(presence_config(args, c, quick)?),
+        "search" => Plan::Search(search_config(args, c, quick)?),
         other => return Err(format!("unknown scenario '{other}'\n\n{USAGE}").into()),
     };
     std::mem::take(args).finish()?;
@@ -407,6 +492,8 @@ async fn run_plan(plan: &Plan, api: &Api) -> Result<Value> {
         Plan::Idle(cfg) => idle::run(api, cfg).await?,
         Plan::History(cfg) => history::run(api, cfg).await?,
         Plan::Resume(cfg) => resume::run(api, cfg).await?,
+        Plan::Presence(cfg) => presence::run(api, cfg).await?,
+        Plan::Search(cfg) => search::run(api, cfg).await?,
     })
 }
 
@@ -553,7 +640,8 @@ async fn main_async(scenario: String, mut args: Args) -> Result<bool> {
         emit(&all, common.json_out.as_deref())?;
         return Ok(!any_failed);
     }
-    let plan = plan(&scenario, &mut args, &common, false)?;
+    let quick = args.flag("quick")?;
+    let plan = plan(&scenario, &mut args, &common, quick)?;
     ready(&api, &common).await?;
     let load_start = load_avg();
     let mut r = run_plan(&plan, &api).await?;

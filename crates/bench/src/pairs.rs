@@ -38,6 +38,9 @@ pub struct Config {
     pub sockets_per_user: usize,
     /// Each user also holds one user stream `/ws/chat/` open.
     pub user_streams: bool,
+    /// Each socket of the receiving user acks every message it gets (the
+    /// `ack` client frame, API.md "Delivery status").
+    pub acks: bool,
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
@@ -93,6 +96,10 @@ struct ReceiverOutcome {
     in_window: u64,
     latency_ns: Vec<u64>,
     latency_from_send_ns: Vec<u64>,
+    acks_sent: u64,
+    /// `messages_delivered` events seen (acks taking effect).
+    delivered_events: u64,
+    error_events: u64,
     error: Option<String>,
 }
 
@@ -137,11 +144,16 @@ impl Integrity {
 
 /// The parsed chat_message of interest: from `sender`, with our stamp.
 fn stamp_from(text: &str, sender: i64) -> Option<Stamp> {
+    stamped(text, sender).map(|(stamp, _)| stamp)
+}
+
+/// [`stamp_from`] with the message id.
+fn stamped(text: &str, sender: i64) -> Option<(Stamp, Option<i64>)> {
     let event: Event<'_> = serde_json::from_str(text).ok()?;
     if event.kind != "chat_message" || event.sender_id != Some(sender) {
         return None;
     }
-    Stamp::parse(event.content.as_deref()?)
+    Some((Stamp::parse(event.content.as_deref()?)?, event.message_id))
 }
 
 fn is_error_event(text: &str) -> bool {
@@ -316,9 +328,16 @@ async fn open_sender(
     }
 }
 
-/// A socket that only receives: checks the sender's stream arrives
-/// exactly once and in order, and times each message.
-async fn receiver(mut ws: Ws, sender: i64, state: Arc<PairState>, tl: Timeline) -> ReceiverOutcome {
+/// A socket that receives: checks the sender's stream arrives exactly
+/// once and in order, and times each message; with `ack`, acknowledges
+/// each one as a client would (on the conversation socket).
+async fn receiver(
+    mut ws: Ws,
+    sender: i64,
+    ack: bool,
+    state: Arc<PairState>,
+    tl: Timeline,
+) -> ReceiverOutcome {
     let mut out = ReceiverOutcome::default();
     let mut seen: Vec<bool> = Vec::new();
     let mut highest: Option<u64> = None;
@@ -335,10 +354,23 @@ async fn receiver(mut ws: Ws, sender: i64, state: Arc<PairState>, tl: Timeline) 
                 Ok(Some(frame)) => frame?,
             };
             let Message::Text(text) = frame else { continue };
-            let Some(stamp) = stamp_from(text.as_str(), sender) else {
+            let Some((stamp, message_id)) = stamped(text.as_str(), sender) else {
+                if ack {
+                    let event = serde_json::from_str::<Event<'_>>(text.as_str());
+                    let kind = event.as_ref().map(|e| e.kind.as_ref()).unwrap_or("");
+                    out.delivered_events += u64::from(kind == "messages_delivered");
+                    out.error_events += u64::from(kind == "error");
+                }
                 continue;
             };
             let now = now_ns();
+            if ack && let Some(id) = message_id {
+                ws.send(Message::text(format!(
+                    r#"{{"type":"ack","message_id":{id}}}"#
+                )))
+                .await?;
+                out.acks_sent += 1;
+            }
             let idx = usize::try_from(stamp.seq).map_err(|_| "sequence number out of range")?;
             if idx >= seen.len() {
                 if idx > 100_000_000 {
@@ -499,8 +531,10 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
                 senders.push(task);
             }
             Role::SenderOther | Role::Receiver => {
-                let task = tokio::spawn(receiver(socket, pair.a.id, state, tl));
-                receivers.push((matches!(role, Role::Receiver), task));
+                let is_receiver = matches!(role, Role::Receiver);
+                let ack = cfg.acks && is_receiver;
+                let task = tokio::spawn(receiver(socket, pair.a.id, ack, state, tl));
+                receivers.push((is_receiver, task));
             }
         }
     }
@@ -511,6 +545,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         stream_tasks.push(tokio::spawn(receiver(
             socket,
             pair.a.id,
+            false,
             states[p].clone(),
             tl,
         )));
@@ -553,9 +588,13 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     let mut integrity = Integrity::default();
     let mut integrity_sender_side = Integrity::default();
     let (mut delivered, mut lat, mut lat_send) = (0u64, Vec::new(), Vec::new());
+    let (mut acks_sent, mut delivered_events, mut ack_errors) = (0u64, 0u64, 0u64);
     for (is_receiver, task) in receivers {
         let r = task.await?;
         if is_receiver {
+            acks_sent += r.acks_sent;
+            delivered_events += r.delivered_events;
+            ack_errors += r.error_events;
             integrity.add(&r);
             delivered += r.in_window;
             lat.extend(r.latency_ns);
@@ -580,7 +619,8 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     let failed = !integrity.ok()
         || !integrity_streams.ok()
         || !sender_errors.is_empty()
-        || sent.error_events > 0;
+        || sent.error_events > 0
+        || ack_errors > 0;
     let user_streams = if cfg.user_streams {
         json!({
             "sockets": integrity_streams.sockets,
@@ -617,6 +657,15 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "first_sender_errors": sender_errors.iter().take(3).collect::<Vec<_>>(),
         "error_events": sent.error_events,
         "user_streams": user_streams,
+        "acks": if cfg.acks {
+            json!({
+                "acks_sent": acks_sent,
+                "messages_delivered_events": delivered_events,
+                "error_events": ack_errors,
+            })
+        } else {
+            Value::Null
+        },
         "cpu_cores": cpu,
         "failed": failed,
     }))

@@ -6,11 +6,11 @@ use crate::args::Args;
 use serde_json::Value;
 use std::fmt::Write as _;
 
-fn f(v: &Value) -> Option<f64> {
+pub(crate) fn f(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
-fn num(v: &Value, decimals: usize) -> String {
+pub(crate) fn num(v: &Value, decimals: usize) -> String {
     match f(v) {
         Some(x) => format!("{x:.decimals$}"),
         None => "n/a".into(),
@@ -18,7 +18,7 @@ fn num(v: &Value, decimals: usize) -> String {
 }
 
 /// 25000.4 -> "25,000".
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     let s = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
@@ -30,7 +30,7 @@ fn thousands(x: f64) -> String {
     out
 }
 
-fn verdict(ok: Option<bool>) -> &'static str {
+pub(crate) fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
         Some(false) => "not met",
@@ -38,7 +38,7 @@ fn verdict(ok: Option<bool>) -> &'static str {
     }
 }
 
-fn lat_row(name: &str, v: &Value) -> String {
+pub(crate) fn lat_row(name: &str, v: &Value) -> String {
     format!(
         "| {name} | {} | {} | {} | {} | {} | {} |\n",
         v["count"],
@@ -50,11 +50,11 @@ fn lat_row(name: &str, v: &Value) -> String {
     )
 }
 
-const LAT_HEAD: &str =
+pub(crate) const LAT_HEAD: &str =
     "| | n | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|---|\n";
 
 /// One row of the targets table: (target, measured, verdict).
-type Row = (String, String, &'static str);
+pub(crate) type Row = (String, String, &'static str);
 
 fn targets(r: &Value) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -220,6 +220,7 @@ fn targets(r: &Value) -> Vec<Row> {
     if r["compare"].is_object() {
         rows.push(compare_target(&r["compare"]));
     }
+    rows.extend(crate::report_features::targets(r));
     rows
 }
 
@@ -314,7 +315,7 @@ fn compare_target(c: &Value) -> Row {
     (target, measured, verdict(Some(ratio >= 1.0 && !failed)))
 }
 
-fn error_of(v: &Value) -> String {
+pub(crate) fn error_of(v: &Value) -> String {
     v["error"]
         .as_str()
         .map_or_else(|| "not run".into(), |e| format!("error: {e}"))
@@ -495,6 +496,7 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
     if r["compare"].is_object() {
         compare_details(&r["compare"], out)?;
     }
+    crate::report_features::details(r, out)?;
     let v = &r["history"];
     writeln!(out, "### history\n")?;
     if v.get("error").is_some() || !v.is_object() {
@@ -609,17 +611,32 @@ fn resume_details(v: &Value, out: &mut String) -> std::fmt::Result {
 }
 
 fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
-    writeln!(out, "### throughput before and after\n")?;
-    writeln!(
-        out,
+    let intro = format!(
         "`crates/bench/compare.sh`: the throughput scenario (the settings above, the same `chat-bench` \
          binary) against the release server built from {} (before) and from {} (after), alternately, \
          each run on a fresh database and a freshly started server. `after_streams` is the after \
          server with one user stream `/ws/chat/` per user also open (one more socket per user, \
-         each getting every message of its pair); its conversation sockets are measured as in the other runs.\n",
+         each getting every message of its pair); its conversation sockets are measured as in the other runs.",
         rev(&c["before_rev"]),
         rev(&c["after_rev"])
-    )?;
+    );
+    runs_table(c, "throughput before and after", &intro, out)
+}
+
+/// A heading, an introduction and the table of a comparison's runs.
+pub(crate) fn runs_table(
+    c: &Value,
+    heading: &str,
+    intro: &str,
+    out: &mut String,
+) -> std::fmt::Result {
+    let label = |l: &str| -> String {
+        c["labels"][l]
+            .as_str()
+            .map_or_else(|| l.to_owned(), str::to_owned)
+    };
+    writeln!(out, "### {heading}\n")?;
+    writeln!(out, "{intro}\n")?;
     writeln!(
         out,
         "| run | server | deliveries/s | persisted msgs/s | p50 ms | p99 ms | user-stream deliveries/s | CPU server / postgres / bench / other (cores) | load avg at start | integrity |"
@@ -631,7 +648,7 @@ fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
                 out,
                 "| {} | {} | {} | | | | | | | |",
                 run["order"],
-                run["label"].as_str().unwrap_or("?"),
+                label(run["label"].as_str().unwrap_or("?")),
                 error_of(run)
             )?;
             continue;
@@ -648,7 +665,7 @@ fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {load} | {} |",
             run["order"],
-            run["label"].as_str().unwrap_or("?"),
+            label(run["label"].as_str().unwrap_or("?")),
             num(&run[crate::compare::METRIC], 0),
             num(&run["persisted_msgs_per_s"], 0),
             num(&run["latency_p50_ms"], 3),
@@ -667,9 +684,10 @@ fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
     }
     out.push('\n');
     let mut summary = Vec::new();
-    for (label, v) in c["by_label"].as_object().into_iter().flatten() {
+    for (l, v) in c["by_label"].as_object().into_iter().flatten() {
         summary.push(format!(
-            "{label} median {} (min {}, max {}) deliveries/s over {} runs",
+            "{} median {} (min {}, max {}) deliveries/s over {} runs",
+            label(l),
             num(&v["median"], 0),
             num(&v["min"], 0),
             num(&v["max"], 0),
@@ -678,8 +696,10 @@ fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "{}. Ratio of the medians after / before: {}; run by run: {}{}.\n",
+        "{}. Ratio of the medians {} / {}: {}; run by run: {}{}.\n",
         summary.join("; "),
+        label("after"),
+        label("before"),
         num(&c["ratio_after_before"], 3),
         c["round_ratios_after_before"],
         if c["ratio_after_streams_before"].is_null() {
@@ -695,7 +715,7 @@ fn compare_details(c: &Value, out: &mut String) -> std::fmt::Result {
     Ok(())
 }
 
-fn cores(v: &Value) -> String {
+pub(crate) fn cores(v: &Value) -> String {
     let Some(map) = v.as_object() else {
         return "n/a".into();
     };

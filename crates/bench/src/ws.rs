@@ -115,6 +115,8 @@ pub struct Event<'a> {
     pub kind: Cow<'a, str>,
     #[serde(default)]
     pub sender_id: Option<i64>,
+    #[serde(default)]
+    pub message_id: Option<i64>,
     #[serde(default, borrow)]
     pub content: Option<Cow<'a, str>>,
     /// The user's seq (user streams: durable events and `connection_established`).

@@ -5,8 +5,9 @@
 //! the user's text: on PostgreSQL the words are bound as arrays and the
 //! database turns each into a tsquery with `phraseto_tsquery` (plain text
 //! in, no operators); on SQLite each word is a quoted FTS5 string, bound
-//! as the `MATCH` parameter. Both statements are constant text, so each is
-//! prepared once per connection.
+//! as the `MATCH` parameter. diesel does not cache `sql_query` statements,
+//! so PostgreSQL plans each search with its bound values (see
+//! [`PG_SEARCH`]).
 //!
 //! The caller's conversations scope the match inside the statement, before
 //! ordering and the limit; results are newest first by id (keyset paging
@@ -33,22 +34,41 @@ pub struct SearchScope {
     pub limit: i64,
 }
 
-const PG_SEARCH: &str = "\
-SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-       m.created_at, m.read_at, m.delivered_at, m.reactions \
-FROM messages m \
-WHERE m.conversation_id IN ( \
-        SELECT c.id FROM conversations c \
-        WHERE (c.user_low = $1 OR c.user_high = $1) AND ($2::int8 IS NULL OR c.id = $2)) \
-  AND m.id < $3 \
-  AND m.search_vector @@ ( \
-        SELECT chat_tsquery_and(t.q) FROM ( \
-            SELECT chat_tsquery_phrase(chat_search_word(w.word, w.prefix) ORDER BY w.n) AS q \
-            FROM unnest($4::int8[], $5::text[], $6::bool[]) WITH ORDINALITY \
-                 AS w(term, word, prefix, n) \
-            GROUP BY w.term) t) \
-ORDER BY m.id DESC \
-LIMIT $7";
+/// A PostgreSQL search statement: the message columns, `$where` (which
+/// conversations, binding `$1` viewer and `$2` conversation), then the
+/// cursor `$3`, the words `$4`..`$6` and the limit `$7`.
+macro_rules! pg_search {
+    ($where:literal) => {
+        concat!(
+            "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+                    m.created_at, m.read_at, m.delivered_at, m.reactions \
+             FROM messages m WHERE ",
+            $where,
+            " AND m.id < $3 \
+              AND m.search_vector @@ chat_search_query($4::int8[], $5::text[], $6::bool[]) \
+             ORDER BY m.id DESC LIMIT $7"
+        )
+    };
+}
+
+/// All the viewer's conversations. `chat_search_query` of the bound
+/// arrays is folded into a constant while planning (it is IMMUTABLE), so
+/// the planner weighs the real tsquery: reading the newest messages
+/// backwards for a common word, the GIN index for a rare one.
+/// `conversation_id + 0` keeps the planner off the per-conversation index
+/// here: through it, it repeated the GIN scan once per conversation.
+const PG_SEARCH: &str = pg_search!(
+    "m.conversation_id + 0 IN ( \
+        SELECT c.id FROM conversations c WHERE c.user_low = $1 OR c.user_high = $1) \
+     AND $2::int8 IS NULL"
+);
+
+/// One conversation of the viewer's: its own index is the way in.
+const PG_SEARCH_ONE: &str = pg_search!(
+    "m.conversation_id = $2::int8 \
+     AND EXISTS (SELECT 1 FROM conversations c \
+                 WHERE c.id = $2 AND (c.user_low = $1 OR c.user_high = $1))"
+);
 
 const SQLITE_SEARCH: &str = "\
 SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
@@ -79,7 +99,12 @@ pub fn search(
     let mut rows: Vec<MessageRow> = match conn {
         DbConnection::Pg(pg) => {
             let (terms, words, prefixes) = pg_arrays(query);
-            diesel::sql_query(PG_SEARCH)
+            let statement = if only.is_some() {
+                PG_SEARCH_ONE
+            } else {
+                PG_SEARCH
+            };
+            diesel::sql_query(statement)
                 .bind::<BigInt, _>(scope.viewer.0)
                 .bind::<Nullable<BigInt>, _>(only)
                 .bind::<BigInt, _>(before)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Throughput of one server with and without a feature, in one run on this
+# machine: the cost of that feature.
+#
+#   crates/bench/variants.sh acks     acks_off (baseline), then acks_on: every
+#                                     receiver socket acks each message it gets
+#   crates/bench/variants.sh index    without_index (baseline: a database where the
+#                                     search column and GIN index were dropped),
+#                                     then with_index (as migrated)
+#   ... --quick                       small sizes, to check the machinery
+#
+# BENCH_ROUNDS times (default 3), runs the throughput scenario for the
+# baseline, then for the variant, each on a fresh database and a freshly
+# started release server of this work tree with run.sh's settings (the
+# `without_index` baseline migrates first, then drops
+# `messages.search_vector`, which takes `messages_search` with it). Writes the combined JSON (every
+# run, the medians, the ratio variant / baseline) and prints it.
+#
+# Environment:
+#   BENCH_ROUNDS=3          rounds (each: baseline, variant)
+#   BENCH_VARIANTS_OUT      the JSON to write (default $target/bench-<kind>.json)
+#   BENCH_NO_BUILD=1        the release binaries are built already
+#   BENCH_PG_BASE, REDIS_URL, BENCH_QUIET_LOAD as for run.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+here="$root/crates/bench"
+kind=${1:-}
+mode=${2:-}
+case $kind in
+  acks) baseline=acks_off variant=acks_on ;;
+  index) baseline=without_index variant=with_index ;;
+  *)
+    echo "usage: crates/bench/variants.sh acks|index [--quick]" >&2
+    exit 2
+    ;;
+esac
+target="${CARGO_TARGET_DIR:-$root/target}"
+redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
+rounds=${BENCH_ROUNDS:-3}
+out="${BENCH_VARIANTS_OUT:-$target/bench-$kind.json}"
+# shellcheck source=crates/bench/lib.sh
+source "$here/lib.sh"
+
+if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
+  echo "== building chat-server and chat-bench (release)"
+  cargo build --release -p chat-server -p chat-bench
+fi
+server_bin="$target/release/chat-server"
+bench_bin="$target/release/chat-bench"
+
+bench_runs_begin variants "$mode"
+
+runs=""
+status=0
+n=0
+for round in $(seq 1 "$rounds"); do
+  for label in "$baseline" "$variant"; do
+    n=$((n + 1))
+    extra=()
+    prepare=bench_prepare_nothing
+    case $label in
+      acks_on) extra=(--acks) ;;
+      without_index) prepare=bench_prepare_without_index ;;
+    esac
+    echo "== round $round"
+    bench_throughput_run "$n" "$label" "$server_bin" "$prepare" "bench_${kind}_${ts}" "${extra[@]}"
+  done
+done
+
+"$bench_bin" compare --runs "$runs" --baseline "$baseline" --variant "$variant" --kind "$kind" \
+  --after-rev "$(git -C "$root" rev-parse HEAD)" \
+  --json-out "$out" || { s=$?; [[ $status -eq 0 ]] && status=$s; }
+echo "== results: $out"
+exit "$status"

@@ -1,0 +1,1 @@
+DROP FUNCTION chat_search_query(int8[], text[], bool[]);
