@@ -15,7 +15,9 @@ export function serverBinary() {
   if (process.env.CHAT_SERVER_BIN) return process.env.CHAT_SERVER_BIN;
   const built = spawnSync('cargo', ['build', '-p', 'chat-server'], { cwd: ROOT, stdio: 'inherit' });
   if (built.status !== 0) throw new Error('cargo build -p chat-server failed');
-  return join(ROOT, 'target', 'debug', 'chat-server');
+  // Where cargo put it: CARGO_TARGET_DIR when set (relative to the root, as cargo reads it).
+  const target = process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target');
+  return join(target, 'debug', 'chat-server');
 }
 
 export function freePort() {
