@@ -373,15 +373,15 @@ fn store_batch_pg(
             reactions: Vec::new(),
         });
     }
-    let (pending, ledger) = record_stream_events(conn, &convs, stored)?;
+    let (pending, added, ledger) = record_stream_events(conn, &convs, stored)?;
     let (changed, events) = ledger.into_writes();
     let DbConnection::Pg(pg) = conn else {
         return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
     write_batch(
         pg,
-        &convs,
         &pending,
+        &added,
         &changed,
         &events,
         to_naive(created_at),
@@ -488,17 +488,21 @@ fn record_stream_events(
     conn: &mut DbConnection,
     convs: &HashMap<ConversationId, Conversation>,
     stored: Vec<Message>,
-) -> QueryResult<(Vec<Pending>, Ledger)> {
+) -> QueryResult<(Vec<Pending>, Vec<Added>, Ledger)> {
     let users: Vec<UserId> = stored
         .iter()
         .filter_map(|m| convs.get(&m.conversation_id))
         .flat_map(|c| [c.user_low, c.user_high])
         .collect();
     let mut ledger = Ledger::lock(conn, &users)?;
-    // Running (low unread, high unread, message count) per conversation.
-    let mut running: HashMap<ConversationId, (i64, i64, i64)> = convs
+    // Running (low unread, high unread, message count, newest message)
+    // per conversation.
+    let mut running: HashMap<ConversationId, (i64, i64, i64, Option<i64>)> = convs
         .iter()
-        .map(|(id, c)| (*id, (c.unread_for_low, c.unread_for_high, c.message_count)))
+        .map(|(id, c)| {
+            let state = (c.unread_for_low, c.unread_for_high, c.message_count, None);
+            (*id, state)
+        })
         .collect();
     let mut pending = Vec::with_capacity(stored.len());
     for m in stored {
@@ -516,6 +520,7 @@ fn record_stream_events(
             state.0 += 1;
         }
         state.2 += 1;
+        state.3 = state.3.max(Some(m.id.0));
         let first = ledger.recorded();
         let sender = ledger
             .record_message(c, (state.0, state.1), &m)
@@ -530,7 +535,28 @@ fn record_stream_events(
             first..ledger.recorded(),
         ));
     }
-    Ok((pending, ledger))
+    let added = running
+        .into_iter()
+        .filter_map(|(id, (low, high, _, last))| {
+            let c = convs.get(&id)?;
+            Some(Added {
+                conversation: id,
+                low: low - c.unread_for_low,
+                high: high - c.unread_for_high,
+                last: last?,
+            })
+        })
+        .collect();
+    Ok((pending, added, ledger))
+}
+
+/// What a batch adds to one conversation: unread messages for each
+/// participant (its message count grows by both), and its newest message.
+struct Added {
+    conversation: ConversationId,
+    low: i64,
+    high: i64,
+    last: i64,
 }
 
 /// One statement for the whole batch: the messages, every conversation's
@@ -539,37 +565,15 @@ fn record_stream_events(
 /// nothing; one round trip instead of four.
 fn write_batch(
     pg: &mut PgConnection,
-    convs: &HashMap<ConversationId, Conversation>,
     pending: &[Pending],
+    added: &[Added],
     changed: &[(UserId, StreamState)],
     events: &[UserEvent],
     now: chrono::NaiveDateTime,
 ) -> QueryResult<()> {
     let stored: Vec<&Message> = pending.iter().map(|(s, _)| &s.message).collect();
-    let mut per_conv: HashMap<ConversationId, (i64, i64, i64)> = HashMap::new();
-    for m in &stored {
-        let Some(c) = convs.get(&m.conversation_id) else {
-            continue;
-        };
-        let entry = per_conv.entry(c.id).or_insert((0, 0, 0));
-        // A message from the low participant is unread for the high one.
-        if m.sender_id == c.user_low {
-            entry.1 += 1;
-        } else {
-            entry.0 += 1;
-        }
-        entry.2 = entry.2.max(m.id.0);
-    }
-    if stored.is_empty() && per_conv.is_empty() && changed.is_empty() && events.is_empty() {
+    if stored.is_empty() && changed.is_empty() && events.is_empty() {
         return Ok(());
-    }
-    let (mut conv_ids, mut low, mut high, mut last) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, (l, h, m)) in per_conv {
-        conv_ids.push(id.0);
-        low.push(l);
-        high.push(h);
-        last.push(m);
     }
     diesel::sql_query(
         "WITH m AS ( \
@@ -611,10 +615,10 @@ fn write_batch(
             .collect::<Vec<_>>(),
     )
     .bind::<Timestamp, _>(now)
-    .bind::<Array<BigInt>, _>(conv_ids)
-    .bind::<Array<BigInt>, _>(low)
-    .bind::<Array<BigInt>, _>(high)
-    .bind::<Array<BigInt>, _>(last)
+    .bind::<Array<BigInt>, _>(added.iter().map(|a| a.conversation.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(added.iter().map(|a| a.low).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(added.iter().map(|a| a.high).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(added.iter().map(|a| a.last).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(changed.iter().map(|(u, _)| u.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.total_unread).collect::<Vec<_>>())
