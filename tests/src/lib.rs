@@ -63,7 +63,15 @@ pub fn unique_name(kind: &str) -> String {
 pub struct TestDb {
     /// URL to give the server.
     pub url: String,
+    /// The attachment directory of the servers on this database (nodes
+    /// sharing a database share it, as nodes share a volume or a bucket).
+    pub files_dir: PathBuf,
     cleanup: Cleanup,
+}
+
+/// A fresh directory for a test database's attachment files.
+fn files_dir() -> PathBuf {
+    std::env::temp_dir().join(unique_name("files"))
 }
 
 #[derive(Debug)]
@@ -85,6 +93,7 @@ impl TestDb {
                     .expect("create PostgreSQL test database");
                 TestDb {
                     url: with_database(&base, &name),
+                    files_dir: files_dir(),
                     cleanup: Cleanup::Postgres { base, name },
                 }
             }
@@ -95,6 +104,7 @@ impl TestDb {
                 db.migrate().await.expect("migrate sqlite");
                 TestDb {
                     url,
+                    files_dir: files_dir(),
                     cleanup: Cleanup::Sqlite(path),
                 }
             }
@@ -117,6 +127,7 @@ impl TestDb {
                 .expect("create task");
                 TestDb {
                     url: with_database(&base, &name),
+                    files_dir: files_dir(),
                     cleanup: Cleanup::Postgres { base, name },
                 }
             }
@@ -124,6 +135,7 @@ impl TestDb {
                 let path = std::env::temp_dir().join(format!("{}.sqlite3", unique_name("empty")));
                 TestDb {
                     url: format!("sqlite://{}", path.display()),
+                    files_dir: files_dir(),
                     cleanup: Cleanup::Sqlite(path),
                 }
             }
@@ -133,6 +145,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files_dir);
         match &self.cleanup {
             Cleanup::Sqlite(path) => {
                 for suffix in ["", "-wal", "-shm"] {
@@ -290,6 +303,10 @@ fn node_vars(db: &TestDb, options: &ServerOptions) -> Vec<(String, String)> {
         ("CHAT_CONFIG_DIR".into(), "/nonexistent-config-dir".into()),
         ("PORT".into(), "0".into()),
         ("DATABASE_URL".into(), db.url.clone()),
+        (
+            "CHAT__ATTACHMENTS__DIR".into(),
+            db.files_dir.display().to_string(),
+        ),
         ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
         ("CHAT__SERVER__WORKERS".into(), "2".into()),
         ("CHAT__SERVER__RUN_MIGRATIONS".into(), "false".into()),

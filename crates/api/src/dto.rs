@@ -83,6 +83,8 @@ pub struct MessageView {
     delivered_at: Option<DateTime<Utc>>,
     /// Reactions, one per emoji in the order each was first used.
     reactions: Vec<Reaction>,
+    /// Files sent with it, in the order listed (`[]` when none).
+    attachments: Vec<chat_domain::attachment::Attachment>,
 }
 
 impl MessageView {
@@ -102,6 +104,7 @@ impl MessageView {
             status: m.status(),
             delivered_at: m.delivered_at(),
             reactions: m.reactions.clone(),
+            attachments: m.attachments.clone(),
         }
     }
 }

@@ -135,7 +135,10 @@ pub async fn read_body_in_time(
             s.settings.limits.body_timeout_ms,
         )
     });
-    let Some((max_bytes, timeout_ms)) = limits.filter(|_| announces_body(&req)) else {
+    // Uploads are streamed to storage by their handler, with deadlines of their own.
+    let streamed = req.method() == actix_web::http::Method::POST
+        && req.path() == crate::routes::attachments::UPLOAD;
+    let Some((max_bytes, timeout_ms)) = limits.filter(|_| announces_body(&req) && !streamed) else {
         return next
             .call(req)
             .await
@@ -173,9 +176,26 @@ pub async fn read_body_in_time(
         head.set_connection_type(actix_web::http::ConnectionType::Close);
         BoxBody::new(HoldingPayload {
             body,
-            _payload: payload,
+            _payload: Box::new(payload),
         })
     }))
+}
+
+/// An answer given before the request's body was read to its end: the
+/// connection is closed after it, and `unread` (what holds the payload)
+/// is kept alive until the answer has been written (see
+/// [`read_body_in_time`] for why).
+pub fn close_after(
+    res: actix_web::HttpResponse,
+    unread: impl std::any::Any,
+) -> actix_web::HttpResponse {
+    res.map_body(|head, body| {
+        head.set_connection_type(actix_web::http::ConnectionType::Close);
+        BoxBody::new(HoldingPayload {
+            body,
+            _payload: Box::new(unread),
+        })
+    })
 }
 
 /// Reads `payload` to its end, or until it holds more than `max_bytes`.
@@ -197,7 +217,7 @@ async fn read_all(
 /// has been written (see [`read_body_in_time`]).
 struct HoldingPayload {
     body: BoxBody,
-    _payload: actix_web::dev::Payload,
+    _payload: Box<dyn std::any::Any>,
 }
 
 impl MessageBody for HoldingPayload {

@@ -19,6 +19,61 @@ pub struct ApiSettings {
     pub rate_limits: RateLimitSettings,
     /// Webhooks for offline recipients (off without a URL).
     pub webhooks: WebhookSettings,
+    /// Uploads and where their files are kept.
+    pub attachments: AttachmentSettings,
+}
+
+/// Which store keeps attachment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A local directory (`attachments.dir`).
+    Local,
+    /// An S3-compatible object store (`attachments.s3_*`).
+    S3,
+}
+
+/// Uploads: limits, allowed types, images, retention and the store.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttachmentSettings {
+    /// `local` or `s3`.
+    pub store: StoreKind,
+    /// The local store's directory, also where uploads are spooled before
+    /// they are stored (with S3 too). Empty: `attachments` in the
+    /// database's `data_dir` (resolved when settings are loaded).
+    pub dir: String,
+    /// Largest file accepted, in bytes (413 above, as soon as it is crossed).
+    pub max_bytes: u64,
+    /// Types accepted, as sniffed from the bytes (415 otherwise).
+    pub allowed_types: Vec<String>,
+    /// Images with more pixels than this are refused from their header,
+    /// before anything is decoded.
+    pub max_image_pixels: u64,
+    /// Long side of thumbnails in pixels (at most 320).
+    pub thumbnail_px: u32,
+    /// Images decoded at once per node (on the blocking pool); more wait.
+    pub image_concurrency: usize,
+    /// Longest an upload may take to arrive in full (408 after); between
+    /// two chunks it may pause `limits.body_timeout_ms` at most.
+    pub upload_timeout_seconds: u64,
+    /// Uploads never sent in a message are deleted this long after upload.
+    pub unattached_ttl_seconds: u64,
+    /// How often each node looks for such uploads.
+    pub cleanup_interval_seconds: u64,
+    /// S3: bucket name.
+    pub s3_bucket: String,
+    /// S3: region.
+    pub s3_region: String,
+    /// S3: endpoint URL of an S3-compatible service; empty for AWS.
+    pub s3_endpoint: String,
+    /// S3: access key id (empty: from the environment / instance metadata).
+    pub s3_access_key_id: String,
+    /// S3: secret access key (environment only).
+    pub s3_secret_access_key: Secret,
+    /// S3: prefix of every key (e.g. `chat/`).
+    pub s3_prefix: String,
+    /// S3: allow a plain `http://` endpoint (a local test server).
+    pub s3_allow_http: bool,
 }
 
 pub use crate::webhooks::settings::WebhookSettings;
@@ -238,7 +293,41 @@ impl ApiSettings {
         at_least_one("limits.max_body_bytes", l.max_body_bytes)?;
         at_least_one("limits.max_read_ids", l.max_read_ids)?;
         at_least_one("limits.max_header_bytes", l.max_header_bytes)?;
-        at_least_one("limits.body_timeout_ms", l.body_timeout_ms)
+        at_least_one("limits.body_timeout_ms", l.body_timeout_ms)?;
+        self.attachments.validate()
+    }
+}
+
+impl AttachmentSettings {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        at_least_one("attachments.max_bytes", self.max_bytes)?;
+        at_least_one("attachments.max_image_pixels", self.max_image_pixels)?;
+        at_least_one("attachments.image_concurrency", self.image_concurrency)?;
+        at_least_one(
+            "attachments.upload_timeout_seconds",
+            self.upload_timeout_seconds,
+        )?;
+        at_least_one(
+            "attachments.unattached_ttl_seconds",
+            self.unattached_ttl_seconds,
+        )?;
+        at_least_one(
+            "attachments.cleanup_interval_seconds",
+            self.cleanup_interval_seconds,
+        )?;
+        if !(1..=320).contains(&self.thumbnail_px) {
+            return Err(InvalidSetting::new(
+                "attachments.thumbnail_px",
+                "must be 1 to 320",
+            ));
+        }
+        if self.store == StoreKind::S3 && self.s3_bucket.is_empty() {
+            return Err(InvalidSetting::new(
+                "attachments.s3_bucket",
+                "is required with attachments.store = \"s3\"",
+            ));
+        }
+        Ok(())
     }
 }
 

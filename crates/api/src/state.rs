@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The webhook receiver, when one is configured.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// Where attachment files live.
+    pub files: Arc<crate::service::attachments::Files>,
 }
 
 /// The node's shutdown signal: sockets watch it and close with 1012.
@@ -103,6 +105,9 @@ pub enum StateError {
     /// Two metrics clash in the registry (a programming error).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The attachment store could not be opened.
+    #[error("attachment store: {0}")]
+    Files(#[from] chat_files::StoreError),
 }
 
 impl AppState {
@@ -118,6 +123,7 @@ impl AppState {
         let limits = RateLimits::new(&settings.rate_limits);
         let metrics = Metrics::new(&realtime, &writer)?;
         let webhooks = crate::webhooks::Webhooks::new(&settings.webhooks)?.map(Arc::new);
+        let files = crate::service::attachments::Files::open(&settings.attachments)?;
         Ok(Self {
             db,
             writer,
@@ -129,6 +135,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             shutdown: Shutdown::default(),
             webhooks,
+            files: Arc::new(files),
         })
     }
 }

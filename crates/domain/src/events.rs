@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use chat_domain::{ClientEvent, MessageContent};
-//! let e = ClientEvent::ChatMessage { content: MessageContent::parse("hi").unwrap(), client_id: None };
+//! let e = ClientEvent::ChatMessage { content: MessageContent::parse("hi").unwrap(), client_id: None, attachment_ids: vec![] };
 //! let text = serde_json::to_string(&e).unwrap();
 //! assert_eq!(text, r#"{"type":"chat_message","content":"hi"}"#);
 //! assert_eq!(ClientEvent::parse(&text).unwrap(), e);
@@ -42,6 +42,11 @@ pub enum ClientEvent {
         #[cfg_attr(feature = "openapi",
             schema(value_type = Option<String>, min_length = 1, max_length = 64))]
         client_id: Option<ClientId>,
+        /// Up to 10 of the sender's own unattached uploads; with any,
+        /// `content` may be empty or left out.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<i64>, max_items = 10))]
+        attachment_ids: Vec<crate::ids::AttachmentId>,
     },
     /// Start or stop typing; sent to the other participant's sockets only.
     TypingIndicator {
@@ -159,11 +164,17 @@ impl ClientEvent {
         };
         match kind {
             "chat_message" => {
+                let attachment_ids = crate::attachment::parse_ids(obj.get("attachment_ids"))
+                    .map_err(|e| fail(&e.to_string()))?;
+                let with_files = !attachment_ids.is_empty();
                 let content = match obj.get("content") {
-                    None | Some(Value::Null) => return Err(fail("Missing field 'content'.")),
-                    Some(Value::String(s)) => {
-                        MessageContent::parse(s).map_err(|e| fail(&e.to_string()))?
+                    None | Some(Value::Null) if with_files => {
+                        MessageContent::parse_with_attachments("", true)
+                            .map_err(|e| fail(&e.to_string()))?
                     }
+                    None | Some(Value::Null) => return Err(fail("Missing field 'content'.")),
+                    Some(Value::String(s)) => MessageContent::parse_with_attachments(s, with_files)
+                        .map_err(|e| fail(&e.to_string()))?,
                     Some(_) => return Err(fail("Field 'content' must be a string.")),
                 };
                 let client_id = match obj.get("client_id") {
@@ -173,7 +184,11 @@ impl ClientEvent {
                     }
                     Some(_) => return Err(fail("Field 'client_id' must be a string.")),
                 };
-                Ok(Self::ChatMessage { content, client_id })
+                Ok(Self::ChatMessage {
+                    content,
+                    client_id,
+                    attachment_ids,
+                })
             }
             "typing_indicator" => match obj.get("is_typing") {
                 None => Err(fail("Missing field 'is_typing'.")),
@@ -292,6 +307,9 @@ pub enum ServerEvent {
         /// The sender's idempotency key, or null.
         #[cfg_attr(feature = "openapi", schema(required = true))]
         client_id: Option<String>,
+        /// The files sent with it (`[]` when none).
+        #[serde(default)]
+        attachments: Vec<crate::attachment::Attachment>,
         /// On a user stream: seq and the stream user's counters.
         #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
         #[cfg_attr(feature = "openapi", schema(ignore))]
@@ -470,6 +488,7 @@ impl ServerEvent {
             content: m.content.clone(),
             created_at: m.created_at,
             client_id: m.client_id.clone(),
+            attachments: m.attachments.clone(),
             stream: None,
         }
     }
@@ -508,7 +527,8 @@ mod tests {
                 .unwrap(),
             ClientEvent::ChatMessage {
                 content: MessageContent::parse("hi").unwrap(),
-                client_id: Some(ClientId::parse("k").unwrap())
+                client_id: Some(ClientId::parse("k").unwrap()),
+                attachment_ids: vec![],
             }
         );
         assert_eq!(
@@ -525,10 +545,17 @@ mod tests {
             ClientEvent::ChatMessage {
                 content: MessageContent::parse("hi").unwrap(),
                 client_id: Some(ClientId::parse("k").unwrap()),
+                attachment_ids: vec![],
             },
             ClientEvent::ChatMessage {
                 content: MessageContent::parse("hi").unwrap(),
                 client_id: None,
+                attachment_ids: vec![],
+            },
+            ClientEvent::ChatMessage {
+                content: MessageContent::parse_with_attachments("", true).unwrap(),
+                client_id: None,
+                attachment_ids: vec![crate::AttachmentId(3)],
             },
             ClientEvent::TypingIndicator { is_typing: false },
             ClientEvent::MessageRead {
@@ -633,13 +660,14 @@ mod tests {
             content: "Hello!".into(),
             created_at: t,
             client_id: None,
+            attachments: vec![],
             stream: None,
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type":"chat_message","message_id":123,"conversation_id":1,"sender_id":456,
                    "sender_name":"John Doe","sender_avatar":null,"content":"Hello!",
-                   "created_at":"2025-10-25T10:00:00Z","client_id":null})
+                   "created_at":"2025-10-25T10:00:00Z","client_id":null,"attachments":[]})
         );
     }
 }

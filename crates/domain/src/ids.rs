@@ -52,3 +52,7 @@ id_type!(
     /// Id of a message; ids increase in the order messages are stored.
     MessageId
 );
+id_type!(
+    /// Id of an uploaded file (an attachment once sent in a message).
+    AttachmentId
+);

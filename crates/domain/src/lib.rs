@@ -19,6 +19,7 @@
 //! assert_eq!(content.as_str(), "Hello!");
 //! ```
 
+pub mod attachment;
 pub mod connection;
 pub mod conversation;
 pub mod events;
@@ -33,7 +34,7 @@ pub use conversation::{Conversation, SendDenied};
 pub use events::{
     ClientEvent, ClientEventError, ClientFrame, ServerEvent, StreamCounters, StreamStart,
 };
-pub use ids::{ConnectionId, ConversationId, MessageId, UserId};
+pub use ids::{AttachmentId, ConnectionId, ConversationId, MessageId, UserId};
 pub use message::{ClientId, Message, MessageContent, MessageContentError};
 pub use user::{Avatar, NamePart, Password, User, UserFieldError, UserView, Username};
 

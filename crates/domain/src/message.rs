@@ -57,6 +57,24 @@ impl MessageContent {
         Ok(Self(trimmed.to_owned()))
     }
 
+    /// [`MessageContent::parse`], except that with `has_attachments` the
+    /// content may be empty (a message of files only).
+    ///
+    /// ```
+    /// use chat_domain::MessageContent;
+    /// assert_eq!(MessageContent::parse_with_attachments("  ", true).unwrap().as_str(), "");
+    /// assert!(MessageContent::parse_with_attachments("  ", false).is_err());
+    /// ```
+    pub fn parse_with_attachments(
+        raw: &str,
+        has_attachments: bool,
+    ) -> Result<Self, MessageContentError> {
+        match Self::parse(raw) {
+            Err(MessageContentError::Empty) if has_attachments => Ok(Self(String::new())),
+            other => other,
+        }
+    }
+
     /// The trimmed content.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -125,6 +143,8 @@ pub struct Message {
     pub delivered_at: Option<DateTime<Utc>>,
     /// Its reactions, in the order each emoji was first used.
     pub reactions: Vec<crate::reaction::Reaction>,
+    /// The files sent with it, in the order they were listed.
+    pub attachments: Vec<crate::attachment::Attachment>,
 }
 
 /// Where a message stands for its recipient.
@@ -152,7 +172,7 @@ impl Message {
     /// use chat_domain::message::DeliveryStatus;
     /// # let m = chat_domain::Message { id: chat_domain::MessageId(1), conversation_id: chat_domain::ConversationId(1),
     /// #   sender_id: chat_domain::UserId(1), content: "hi".into(), client_id: None, created_at: chat_domain::now(),
-    /// #   read_at: None, delivered_at: None, reactions: vec![] };
+    /// #   read_at: None, delivered_at: None, reactions: vec![], attachments: vec![] };
     /// assert_eq!(m.status(), DeliveryStatus::Sent);
     /// ```
     pub fn status(&self) -> DeliveryStatus {

@@ -6,6 +6,7 @@
 //! connection on the blocking thread pool. Every error is a
 //! [`PersistenceError`].
 
+pub mod attachments;
 pub mod connections;
 pub mod conversations;
 pub mod db;

@@ -6,8 +6,8 @@ use crate::events::{Ledger, UserEvent};
 use crate::rows::{MessageRow, NewMessageRow, columns, to_naive};
 use crate::schema::{conversations, messages};
 use chat_domain::{
-    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, User,
-    UserId,
+    AttachmentId, ClientId, Conversation, ConversationId, Message, MessageContent, MessageId,
+    SendDenied, User, UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::Connection as _;
@@ -35,6 +35,9 @@ pub enum SendOutcome {
     Duplicate(Message),
     /// Refused by the rules; nothing stored.
     Denied(SendDenied),
+    /// An attachment id that is not a ready, unsent upload of the sender;
+    /// nothing stored.
+    NotAttachable,
 }
 
 /// Stores a message, unless it is a retry of one already stored.
@@ -49,10 +52,11 @@ pub fn send(
     content: &MessageContent,
     client_id: Option<&ClientId>,
 ) -> QueryResult<SendOutcome> {
-    send_notifying(conn, conversation_id, sender, content, client_id, None)
+    send_notifying(conn, conversation_id, sender, content, client_id, &[], None)
 }
 
-/// [`send`], and with `webhook_delay` (webhooks configured) the recipient's
+/// [`send`] with `attachments` (linked to the message in its transaction),
+/// and with `webhook_delay` (webhooks configured) the recipient's
 /// `message.created` webhook event in the same transaction, due that long
 /// after the message.
 pub fn send_notifying(
@@ -61,6 +65,7 @@ pub fn send_notifying(
     sender: UserId,
     content: &MessageContent,
     client_id: Option<&ClientId>,
+    attachments: &[AttachmentId],
     webhook_delay: Option<std::time::Duration>,
 ) -> QueryResult<SendOutcome> {
     let attempt = conn.transaction(|conn| {
@@ -79,7 +84,12 @@ pub fn send_notifying(
         if let Err(denied) = conversation.check_send(sender) {
             return Ok(SendOutcome::Denied(denied));
         }
-        let (message, unread, position) = insert(conn, &conversation, sender, content, client_id)?;
+        let (files, summary) = crate::attachments::sendable(conn, attachments, sender)?;
+        let (mut message, unread, position) =
+            insert(conn, &conversation, sender, content, client_id, &summary)?;
+        // After the conversation's lock, as every send: conversation, then uploads.
+        crate::attachments::link(conn, attachments, sender, conversation_id, message.id)?;
+        message.attachments = files;
         let mut ledger = Ledger::lock(conn, &[conversation.user_low, conversation.user_high])?;
         let profile = ledger
             .record_message(&conversation, unread, &message)
@@ -96,6 +106,7 @@ pub fn send_notifying(
         })))
     });
     match attempt {
+        Err(e) if crate::attachments::is_not_attachable(&e) => Ok(SendOutcome::NotAttachable),
         // A concurrent retry with the same client_id won the race.
         Err(PersistenceError::Conflict(Constraint::MessageClientId)) => {
             let cid = client_id.ok_or(PersistenceError::Conflict(Constraint::MessageClientId))?;
@@ -124,6 +135,7 @@ fn insert(
     sender: UserId,
     content: &MessageContent,
     client_id: Option<&ClientId>,
+    attachments: &str,
 ) -> QueryResult<(Message, (i64, i64), i64)> {
     let target = conversations::table.find(conversation.id.0);
     let after = (
@@ -159,6 +171,7 @@ fn insert(
             content: content.as_str(),
             client_id: client_id.map(ClientId::as_str),
             created_at: now,
+            attachments,
         })
         .returning(columns::<MessageRow>())
         .get_result(conn)?;

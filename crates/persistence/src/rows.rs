@@ -162,6 +162,7 @@ pub(crate) struct MessageRow {
     pub read_at: Option<NaiveDateTime>,
     pub delivered_at: Option<NaiveDateTime>,
     pub reactions: String,
+    pub attachments: String,
 }
 
 impl MessageRow {
@@ -177,6 +178,7 @@ impl MessageRow {
             delivered_at: self.delivered_at.map(to_utc),
             // Written by this crate only; an unreadable summary shows none.
             reactions: serde_json::from_str(&self.reactions).unwrap_or_default(),
+            attachments: crate::attachments::from_summary(&self.attachments),
         }
     }
 }
@@ -189,4 +191,6 @@ pub(crate) struct NewMessageRow<'a> {
     pub content: &'a str,
     pub client_id: Option<&'a str>,
     pub created_at: NaiveDateTime,
+    /// The attachments' summary (`[]` when none).
+    pub attachments: &'a str,
 }

@@ -61,6 +61,27 @@ diesel::table! {
         read_at -> Nullable<Timestamp>,
         delivered_at -> Nullable<Timestamp>,
         reactions -> Text,
+        attachments -> Text,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> BigInt,
+        uploader_id -> BigInt,
+        storage_key -> Text,
+        thumbnail_key -> Nullable<Text>,
+        filename -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        width -> Nullable<BigInt>,
+        height -> Nullable<BigInt>,
+        ready -> Bool,
+        message_id -> Nullable<BigInt>,
+        conversation_id -> Nullable<BigInt>,
+        claimed_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
     }
 }
 
@@ -127,6 +148,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversations,
     messages,
     reactions,
+    attachments,
     user_events,
     webhook_outbox,
     token_blacklist,

@@ -41,7 +41,7 @@ macro_rules! pg_search {
     ($where:literal) => {
         concat!(
             "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-                    m.created_at, m.read_at, m.delivered_at, m.reactions \
+                    m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
              FROM messages m WHERE ",
             $where,
             " AND m.id < $3 \
@@ -72,7 +72,7 @@ const PG_SEARCH_ONE: &str = pg_search!(
 
 const SQLITE_SEARCH: &str = "\
 SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-       m.created_at, m.read_at, m.delivered_at, m.reactions \
+       m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
 FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
 WHERE messages_fts MATCH ?1 \
   AND messages_fts.rowid < ?2 \

@@ -14,7 +14,8 @@ use crate::events::{Ledger, StreamState, UserEvent};
 use crate::messages::{self, SendOutcome, Stored};
 use crate::rows::{ConversationRow, MessageRow, to_naive};
 use chat_domain::{
-    ClientId, Conversation, ConversationId, Message, MessageContent, MessageId, SendDenied, UserId,
+    AttachmentId, ClientId, Conversation, ConversationId, Message, MessageContent, MessageId,
+    SendDenied, UserId,
 };
 use diesel::PgConnection;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -38,6 +39,9 @@ pub struct SendRequest {
     pub content: MessageContent,
     /// Idempotency key.
     pub client_id: Option<ClientId>,
+    /// Uploads to send with it (stored in a transaction of its own, with
+    /// the links to them).
+    pub attachments: Vec<AttachmentId>,
 }
 
 type Job = (SendRequest, oneshot::Sender<QueryResult<SendOutcome>>);
@@ -107,7 +111,13 @@ impl MessageWriter {
 
     /// Stores a send (or finds its original) and answers once committed.
     pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
-        let Some(queue) = &self.queue else {
+        // A send with files is rare and needs its uploads locked with it:
+        // a transaction of its own, as on SQLite.
+        let queue = self
+            .queue
+            .as_ref()
+            .filter(|_| request.attachments.is_empty());
+        let Some(queue) = queue else {
             let (delay, stored) = (self.webhook_delay, self.stored.clone());
             // Counted inside the blocking task, which runs to its end even
             // when this future is dropped.
@@ -143,6 +153,7 @@ fn send_one(
         r.sender,
         &r.content,
         r.client_id.as_ref(),
+        &r.attachments,
         webhook_delay,
     )
 }
@@ -296,7 +307,7 @@ fn store_batch_pg(
     if !keyed.is_empty() {
         let found: Vec<MessageRow> = diesel::sql_query(
             "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-                    m.created_at, m.read_at, m.delivered_at, m.reactions \
+                    m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
              FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
@@ -371,6 +382,7 @@ fn store_batch_pg(
             read_at: None,
             delivered_at: None,
             reactions: Vec::new(),
+            attachments: Vec::new(),
         });
     }
     let (pending, added, ledger) = record_stream_events(conn, &convs, stored)?;

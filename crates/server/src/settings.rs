@@ -48,6 +48,7 @@ struct Sections {
     limits: LimitSettings,
     rate_limits: RateLimitSettings,
     webhooks: WebhookSettings,
+    attachments: chat_api::settings::AttachmentSettings,
 }
 
 impl From<Sections> for Settings {
@@ -62,6 +63,7 @@ impl From<Sections> for Settings {
                 limits: s.limits,
                 rate_limits: s.rate_limits,
                 webhooks: s.webhooks,
+                attachments: s.attachments,
             },
         }
     }
@@ -248,6 +250,7 @@ impl Settings {
                     .try_parsing(true)
                     .list_separator(",")
                     .with_list_parse_key("rate_limits.trusted_proxies")
+                    .with_list_parse_key("attachments.allowed_types")
                     .source(Some(vars.iter().cloned().collect())),
             );
         if get("CHAT_ENV").is_some() {
@@ -280,6 +283,10 @@ impl Settings {
         settings.check_secret()?;
         if settings.api.auth.jwt_secret.is_empty() {
             settings.api.auth.jwt_secret = Secret::new(DEV_SECRET);
+        }
+        if settings.api.attachments.dir.is_empty() {
+            let dir = Path::new(&settings.database.data_dir).join("attachments");
+            settings.api.attachments.dir = dir.display().to_string();
         }
         settings.validate()?;
         Ok(settings)

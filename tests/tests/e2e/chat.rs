@@ -27,7 +27,7 @@ const CONVERSATION_KEYS: [&str; 10] = [
     "updated_at",
     "other_user_presence",
 ];
-pub(crate) const MESSAGE_KEYS: [&str; 13] = [
+pub(crate) const MESSAGE_KEYS: [&str; 14] = [
     "id",
     "conversation_id",
     "sender_id",
@@ -41,8 +41,9 @@ pub(crate) const MESSAGE_KEYS: [&str; 13] = [
     "status",
     "delivered_at",
     "reactions",
+    "attachments",
 ];
-const CHAT_EVENT_KEYS: [&str; 9] = [
+const CHAT_EVENT_KEYS: [&str; 10] = [
     "type",
     "message_id",
     "conversation_id",
@@ -52,6 +53,7 @@ const CHAT_EVENT_KEYS: [&str; 9] = [
     "content",
     "created_at",
     "client_id",
+    "attachments",
 ];
 const READ_EVENT_KEYS: [&str; 4] = ["type", "user_id", "message_ids", "read_at"];
 
@@ -1276,7 +1278,7 @@ async fn http_sends_and_reads_reach_websocket_clients_like_websocket_ones() {
             json!({"type": "chat_message", "message_id": msg["id"], "conversation_id": conv,
                    "sender_id": alice["id"], "sender_name": "Alice L",
                    "sender_avatar": "https://x.test/a.png", "content": "via http",
-                   "created_at": msg["created_at"], "client_id": "h-1"})
+                   "created_at": msg["created_at"], "client_id": "h-1", "attachments": []})
         );
     }
 

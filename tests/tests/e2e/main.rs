@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, the real server per test, on SQLite or
 //! (with TEST_DATABASE_URL / TEST_REDIS_URL) PostgreSQL and Redis.
 
+mod attachments;
 mod auth;
 mod chat;
 mod connections;

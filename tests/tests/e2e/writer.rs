@@ -58,6 +58,7 @@ fn send(
         sender,
         content: MessageContent::parse(text).expect("content"),
         client_id: key.map(|k| ClientId::parse(k).expect("client id")),
+        attachments: vec![],
     }
 }
 

@@ -187,9 +187,20 @@ async fn send(
             integer(x).ok_or("A valid integer is required."),
         ),
     };
+    let attachments = v.check(
+        "attachment_ids",
+        chat_domain::attachment::parse_ids(body.get("attachment_ids")),
+    );
+    let with_files = attachments.as_ref().is_some_and(|a| !a.is_empty());
     let content = match body.get("content") {
+        None | Some(Value::Null) if with_files => {
+            v.check("content", MessageContent::parse_with_attachments("", true))
+        }
         None | Some(Value::Null) => v.required::<MessageContent>("content", None),
-        Some(Value::String(s)) => v.check("content", MessageContent::parse(s)),
+        Some(Value::String(s)) => v.check(
+            "content",
+            MessageContent::parse_with_attachments(s, with_files),
+        ),
         Some(_) => v.check("content", Err("Not a valid string.")),
     };
     let client_id = match body.get("client_id") {
@@ -198,8 +209,8 @@ async fn send(
         Some(_) => v.check("client_id", Err("Not a valid string.")),
     };
     v.finish()?;
-    let (Some(conversation_id), Some(content), Some(client_id)) =
-        (conversation_id, content, client_id)
+    let (Some(conversation_id), Some(content), Some(client_id), Some(attachments)) =
+        (conversation_id, content, client_id, attachments)
     else {
         return Err(Validator::lost_value());
     };
@@ -207,6 +218,7 @@ async fn send(
         conversation: ConversationId(conversation_id),
         content,
         client_id,
+        attachments,
     };
     match chat::send_message(&state, &user.0, new).await? {
         Sent::Stored(m) => Ok(HttpResponse::Created().json(MessageView::build(&m, &user.0))),

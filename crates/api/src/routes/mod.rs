@@ -4,6 +4,7 @@
 //! [`route_table`] is derived from the very code that mounts them (the
 //! OpenAPI test compares it with the document).
 
+pub(crate) mod attachments;
 pub(crate) mod auth;
 pub(crate) mod connections;
 pub(crate) mod conversations;
@@ -31,6 +32,7 @@ fn register(r: &mut Router<'_>) {
     connections::configure(r);
     conversations::configure(r);
     messages::configure(r);
+    attachments::configure(r);
     search::configure(r);
     presence::configure(r);
     ws::configure(r);

@@ -870,8 +870,13 @@ impl Socket<'_> {
             }
         };
         match frame.event {
-            ClientEvent::ChatMessage { content, client_id } => {
-                self.on_chat_message(conversation, content, client_id).await
+            ClientEvent::ChatMessage {
+                content,
+                client_id,
+                attachment_ids,
+            } => {
+                self.on_chat_message(conversation, content, client_id, attachment_ids)
+                    .await
             }
             ClientEvent::TypingIndicator { is_typing } => {
                 self.on_typing(conversation, is_typing).await
@@ -888,12 +893,14 @@ impl Socket<'_> {
         conversation: ConversationId,
         content: MessageContent,
         client_id: Option<ClientId>,
+        attachments: Vec<chat_domain::AttachmentId>,
     ) {
         let echo = client_id.as_ref().map(|c| c.as_str().to_owned());
         let new = NewMessage {
             conversation,
             content,
             client_id,
+            attachments,
         };
         match chat::send_message(self.state, &self.user, new).await {
             // Everyone's sockets, this one included, get it from the hub.

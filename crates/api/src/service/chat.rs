@@ -26,6 +26,8 @@ pub struct NewMessage {
     pub content: MessageContent,
     /// The sender's idempotency key.
     pub client_id: Option<ClientId>,
+    /// Uploads of the sender's to send with it (checked: at most 10, each once).
+    pub attachments: Vec<chat_domain::AttachmentId>,
 }
 
 /// What a send did.
@@ -71,6 +73,7 @@ async fn store_and_publish(
             sender: sender.id,
             content: new.content,
             client_id: new.client_id,
+            attachments: new.attachments,
         })
         .await?;
     match outcome {
@@ -81,6 +84,10 @@ async fn store_and_publish(
         }
         SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),
         SendOutcome::Denied(denied) => Err(denied.into()),
+        SendOutcome::NotAttachable => Err(ApiError::field(
+            "attachment_ids",
+            "Each attachment must be a file you uploaded that has not been sent yet.",
+        )),
     }
 }
 

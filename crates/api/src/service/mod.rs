@@ -7,6 +7,7 @@
 //! Failures are [`ApiError`](crate::error::ApiError)s: HTTP renders them as
 //! the error body, sockets as an `error` event.
 
+pub mod attachments;
 pub mod chat;
 pub mod connections;
 pub mod presence;
