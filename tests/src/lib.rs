@@ -594,3 +594,119 @@ pub fn node_process_main() {
     });
     std::process::exit(if served { 0 } else { 1 });
 }
+
+/// A local S3-compatible server for the tests of the S3 store: `moto` in
+/// server mode (PyPI `moto[server]`, installed here when missing), started
+/// once per test process on a free port and stopped when the process ends
+/// (it runs under a shell that kills it when its stdin, held by this
+/// process, closes).
+#[derive(Debug)]
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _guard: std::sync::Mutex<std::process::Child>,
+}
+
+static S3: std::sync::OnceLock<Result<S3Server, String>> = std::sync::OnceLock::new();
+
+impl S3Server {
+    /// The process's server, started on first use. Panics (the test fails,
+    /// it is not skipped) when moto cannot be installed or started.
+    pub fn get() -> &'static S3Server {
+        match S3.get_or_init(Self::start) {
+            Ok(s) => s,
+            Err(e) => panic!("the local S3 server (moto) could not start: {e}"),
+        }
+    }
+
+    fn start() -> Result<S3Server, String> {
+        use std::process::{Command, Stdio};
+        let has_moto = || {
+            Command::new("python3")
+                .args(["-c", "import moto.server, flask"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !has_moto() {
+            let installed = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+                .status()
+                .map_err(|e| format!("pip: {e}"))?;
+            if !installed.success() || !has_moto() {
+                return Err("`python3 -m pip install 'moto[server]'` failed".into());
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("free port: {e}"))?
+            .port();
+        let script = format!(
+            "python3 -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
+             read _; kill $pid"
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn: {e}"))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("nothing listens on {endpoint} after 30 s"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(S3Server {
+            endpoint,
+            _guard: std::sync::Mutex::new(child),
+        })
+    }
+
+    /// A new, empty bucket; returns its name.
+    pub async fn bucket(&self) -> String {
+        let name = unique_name("bucket").replace('_', "-").to_lowercase();
+        let res = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(res.status().is_success(), "create bucket: {}", res.status());
+        name
+    }
+
+    /// The keys in `bucket`.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/{bucket}?list-type=2", self.endpoint))
+            .send()
+            .await
+            .expect("list bucket")
+            .text()
+            .await
+            .expect("listing");
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_owned()))
+            .collect()
+    }
+
+    /// Settings of a server that keeps its files in `bucket`.
+    pub fn settings(&self, bucket: &str) -> Vec<(String, String)> {
+        [
+            ("CHAT__ATTACHMENTS__STORE", "s3"),
+            ("CHAT__ATTACHMENTS__S3_BUCKET", bucket),
+            ("CHAT__ATTACHMENTS__S3_ENDPOINT", self.endpoint.as_str()),
+            ("CHAT__ATTACHMENTS__S3_ALLOW_HTTP", "true"),
+            ("CHAT__ATTACHMENTS__S3_ACCESS_KEY_ID", "testing"),
+            ("CHAT__ATTACHMENTS__S3_SECRET_ACCESS_KEY", "testing"),
+            ("CHAT__ATTACHMENTS__S3_PREFIX", "chat/"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}

@@ -14,4 +14,4 @@ pub mod images;
 pub mod sniff;
 pub mod store;
 
-pub use store::{ByteStream, FileStore, Opened, Spool, StoreError};
+pub use store::{ByteStream, FileStore, Opened, S3Config, Spool, StoreError};

@@ -14,6 +14,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -66,6 +67,52 @@ pub struct FileStore {
 enum Backend {
     /// Objects under `<root>/objects/<first two characters>/<key>`.
     Local { objects: PathBuf },
+    /// Objects under `<prefix><key>` in a bucket.
+    S3 {
+        store: Arc<object_store::aws::AmazonS3>,
+        prefix: String,
+    },
+}
+
+/// Where an S3-compatible store is and how to sign for it.
+#[derive(Clone)]
+pub struct S3Config {
+    /// Bucket.
+    pub bucket: String,
+    /// Region.
+    pub region: String,
+    /// Endpoint of an S3-compatible service; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Access key id; `None`: the `AWS_*` environment or instance role.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Prefix of every key.
+    pub prefix: String,
+    /// Whether a plain `http://` endpoint is allowed.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Uploads to S3 of at most this size are one `PUT`; larger ones are sent
+/// in parts of this size, one part in memory at a time.
+const S3_PART: usize = 5 * 1024 * 1024;
+
+fn s3_error(e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::NotFound { .. } => StoreError::NotFound,
+        other => StoreError::Unavailable(other.to_string()),
+    }
 }
 
 /// A file being written: removed when dropped unless committed.
@@ -154,6 +201,52 @@ impl FileStore {
         })
     }
 
+    /// The S3-compatible store of `config`, spooling uploads in
+    /// `spool_root/spool`. Requests time out and are retried a little, so
+    /// a store that is down is an error within seconds, not a hang.
+    pub fn s3(config: &S3Config, spool_root: &Path) -> Result<Self, StoreError> {
+        use object_store::aws::AmazonS3Builder;
+        let spool_dir = spool_root.join("spool");
+        std::fs::create_dir_all(&spool_dir)?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_allow_http(config.allow_http)
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_allow_http(config.allow_http)
+                    .with_connect_timeout(Duration::from_secs(3))
+                    .with_timeout(Duration::from_secs(30)),
+            )
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig::default(),
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+            });
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        }
+        let store = builder.build().map_err(s3_error)?;
+        Ok(Self {
+            backend: Backend::S3 {
+                store: Arc::new(store),
+                prefix: config.prefix.clone(),
+            },
+            spool_dir,
+        })
+    }
+
+    fn s3_path(prefix: &str, key: &str) -> Result<object_store::path::Path, StoreError> {
+        let key = checked_key(key)?;
+        object_store::path::Path::parse(format!("{prefix}{key}"))
+            .map_err(|e| StoreError::Unavailable(format!("bad object path: {e}")))
+    }
+
     /// A fresh random key (32 hex digits).
     pub fn new_key() -> String {
         uuid::Uuid::new_v4().simple().to_string()
@@ -195,6 +288,34 @@ impl FileStore {
                 spool.kept = true;
                 Ok(())
             }
+            Backend::S3 { store, prefix } => {
+                use object_store::ObjectStoreExt as _;
+                let path = Self::s3_path(prefix, key)?;
+                let mut file = tokio::fs::File::open(&spool.path).await?;
+                if spool.written <= S3_PART as u64 {
+                    let mut bytes = Vec::with_capacity(usize::try_from(spool.written).unwrap_or(0));
+                    file.read_to_end(&mut bytes).await?;
+                    store
+                        .put(&path, object_store::PutPayload::from(bytes))
+                        .await
+                        .map_err(s3_error)?;
+                    return Ok(());
+                }
+                let upload = store.put_multipart(&path).await.map_err(s3_error)?;
+                let mut parts = object_store::WriteMultipart::new_with_chunk_size(upload, S3_PART);
+                let mut buf = vec![0u8; READ_CHUNK];
+                loop {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    // At most one part in flight besides the one filling.
+                    parts.wait_for_capacity(1).await.map_err(s3_error)?;
+                    parts.write(&buf[..n]);
+                }
+                parts.finish().await.map_err(s3_error)?;
+                Ok(())
+            }
         }
     }
 
@@ -205,6 +326,15 @@ impl FileStore {
                 let mut spool = self.spool().await?;
                 spool.write(&bytes).await?;
                 self.commit(spool, key).await
+            }
+            Backend::S3 { store, prefix } => {
+                use object_store::ObjectStoreExt as _;
+                let path = Self::s3_path(prefix, key)?;
+                store
+                    .put(&path, object_store::PutPayload::from(bytes))
+                    .await
+                    .map_err(s3_error)?;
+                Ok(())
             }
         }
     }
@@ -235,6 +365,22 @@ impl FileStore {
                     size,
                 })
             }
+            Backend::S3 { store, prefix } => {
+                use futures_util::TryStreamExt as _;
+                use object_store::ObjectStore as _;
+                let path = Self::s3_path(prefix, key)?;
+                let options = object_store::GetOptions {
+                    range: range.map(object_store::GetRange::Bounded),
+                    ..Default::default()
+                };
+                let got = store.get_opts(&path, options).await.map_err(s3_error)?;
+                let size = got.meta.size;
+                let stream = got.into_stream().map_err(io::Error::other);
+                Ok(Opened {
+                    stream: Box::pin(stream),
+                    size,
+                })
+            }
         }
     }
 
@@ -247,6 +393,14 @@ impl FileStore {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(e.into()),
+                }
+            }
+            Backend::S3 { store, prefix } => {
+                use object_store::ObjectStoreExt as _;
+                let path = Self::s3_path(prefix, key)?;
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(s3_error(e)),
                 }
             }
         }

@@ -726,3 +726,101 @@ async fn api_a_token(api: &Api) -> String {
     assert_eq!(status, 200, "{tokens}");
     tokens["access"].as_str().expect("access").to_owned()
 }
+
+/// The S3 store, against a real S3-compatible server (moto): the same
+/// upload, send, download (ranges, thumbnail) and access rules; a bad upload
+/// leaves no object; the cleanup deletes the objects of uploads never sent.
+#[tokio::test]
+async fn the_s3_store_keeps_serves_and_cleans_up_files() {
+    let s3 = chat_tests::S3Server::get();
+    let bucket = s3.bucket().await;
+    let mut env = s3.settings(&bucket);
+    env.push((
+        "CHAT__ATTACHMENTS__UNATTACHED_TTL_SECONDS".into(),
+        "2".into(),
+    ));
+    env.push((
+        "CHAT__ATTACHMENTS__CLEANUP_INTERVAL_SECONDS".into(),
+        "1".into(),
+    ));
+    let server = TestServer::start_on(
+        Arc::new(TestDb::new().await),
+        ServerOptions {
+            env,
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let (server, api, ta, tb, conv, _a, _b) = crate::support::pair_on(server).await;
+    let (_carol, tc) = api.user("carol").await;
+
+    let bytes = png(400, 100);
+    let img = uploaded(&api, &ta, "wide.png", &bytes).await;
+    assert_eq!(
+        (img["width"].as_i64(), img["height"].as_i64()),
+        (Some(400), Some(100))
+    );
+    // Larger than one S3 part: sent in parts.
+    let mut text = String::new();
+    while text.len() < 7 * 1024 * 1024 {
+        text.push_str("a line of text for the multipart upload to S3\n");
+    }
+    let notes = uploaded(&api, &ta, "notes.txt", text.as_bytes()).await;
+    let keys = s3.keys(&bucket).await;
+    assert_eq!(keys.len(), 3, "file, thumbnail, notes: {keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("chat/")), "{keys:?}");
+
+    let body = json!({"conversation_id": conv, "content": "s3",
+                      "attachment_ids": [img["id"], notes["id"]]});
+    let (status, m) = api
+        .call("POST", "/api/chat/messages/", Some(&ta), Some(body))
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let (status, _, got) = get_raw(&api, &url_of(&img, "url"), Some(&tb), &[]).await;
+    assert_eq!((status, got == bytes), (200, true));
+    let (status, _, thumb) = get_raw(&api, &url_of(&img, "thumbnail_url"), Some(&tb), &[]).await;
+    assert_eq!(status, 200);
+    let small = image::load_from_memory(&thumb).expect("thumbnail");
+    assert_eq!((small.width(), small.height()), (320, 80));
+    let (status, h, got) = get_raw(&api, &url_of(&notes, "url"), Some(&tb), &[]).await;
+    assert_eq!((status, got.len()), (200, text.len()));
+    assert_eq!(header(&h, "content-length"), text.len().to_string());
+    let (status, h, part) = get_raw(
+        &api,
+        &url_of(&notes, "url"),
+        Some(&tb),
+        &[("range", "bytes=100-199")],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(part, text.as_bytes()[100..200]);
+    assert_eq!(
+        header(&h, "content-range"),
+        format!("bytes 100-199/{}", text.len())
+    );
+    let (status, _, _) = get_raw(&api, &url_of(&img, "url"), Some(&tc), &[]).await;
+    assert_eq!(status, 404);
+
+    // Refused uploads store nothing; one never sent is deleted in time.
+    let (status, body) = upload(&api, &ta, "x.bin", b"\x00\x01\x02\x03 binary").await;
+    assert_error(status, &body, 415);
+    let dropped = uploaded(&api, &ta, "dropped.pdf", b"%PDF-1.4\n%%EOF\n").await;
+    assert_eq!(s3.keys(&bucket).await.len(), 4);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s3.keys(&bucket).await.len() != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cleanup did not delete it"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (status, _, _) = get_raw(&api, &url_of(&dropped, "url"), Some(&ta), &[]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = get_raw(&api, &url_of(&img, "url"), Some(&tb), &[]).await;
+    assert_eq!(status, 200, "sent files stay");
+    let spooled = files_under(&server.db.files_dir);
+    assert!(
+        spooled.is_empty(),
+        "nothing stays on local disk: {spooled:?}"
+    );
+}

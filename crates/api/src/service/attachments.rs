@@ -39,9 +39,17 @@ impl Files {
         let store = match settings.store {
             StoreKind::Local => FileStore::local(root)?,
             StoreKind::S3 => {
-                return Err(StoreError::Unavailable(
-                    "the S3 store is not built into this server".into(),
-                ));
+                let some = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
+                let config = chat_files::S3Config {
+                    bucket: settings.s3_bucket.clone(),
+                    region: settings.s3_region.clone(),
+                    endpoint: some(&settings.s3_endpoint),
+                    access_key_id: some(&settings.s3_access_key_id),
+                    secret_access_key: some(settings.s3_secret_access_key.expose()),
+                    prefix: settings.s3_prefix.clone(),
+                    allow_http: settings.s3_allow_http,
+                };
+                FileStore::s3(&config, root)?
             }
         };
         Ok(Self {
