@@ -108,6 +108,11 @@ impl Api {
         Ok(Self { http, base, tag })
     }
 
+    /// The HTTP client (for requests the helpers here do not make).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Absolute URL of a path (with query) on the server.
     pub fn url(&self, path: &str) -> Result<Url> {
         Ok(self.base.join(path)?)

@@ -16,6 +16,7 @@ mod search;
 mod seed;
 mod stats;
 mod sysinfo;
+mod uploads;
 mod ws;
 
 use api::Api;
@@ -64,6 +65,8 @@ scenarios:
   search      --messages 5000000 --user-messages 1000000 --conversations 100 --queries 100 [--max-seconds 300]
               [--existing NAME: a database seeded before by the same SQL, users NAME0...]
               --database-url postgres://...: timed searches of one user, by class of query
+  uploads     --clients 50 --size-mib 10 [--rounds 1]: that many users upload a file at once
+              (multipart, text); MiB/s, per-upload time, server RSS idle and peak (--server-pid)
   all         throughput, latency, history, resume and idle with their defaults (--quick: small sizes), one combined JSON;
               also latency at lower rates first: --latency-sweep 500,1000 (empty: none);
               --skip idle,... leaves scenarios out
@@ -337,6 +340,25 @@ fn summarize(name: &str, r: &Value) {
             }
             println!("  first page hits {}", r["first_page_hits"]);
         }
+        "uploads" => {
+            println!(
+                "  {} uploads of {} MiB ({} at once) in {} s: {} MiB/s; {} errors",
+                r["uploads_ok"],
+                r["size_mib"],
+                r["clients"],
+                r["wall_s"],
+                r["throughput_mib_per_s"],
+                r["upload_errors"]
+            );
+            println!("  per upload {}", latency_line(&r["upload_latency"]));
+            println!(
+                "  server RSS idle {} KiB, peak {} KiB ({} MiB above idle); cpu {}",
+                r["server_rss_idle_kib"],
+                r["server_rss_peak_kib"],
+                r["server_rss_peak_above_idle_mib"],
+                r["cpu_cores"]
+            );
+        }
         "resume" => {
             println!(
                 "  {} resumes of {} events (since {} up to seq {}), {} errors",
@@ -462,6 +484,7 @@ enum Plan {
     Resume(resume::Config),
     Presence(presence::Config),
     Search(search::Config),
+    Uploads(uploads::Config),
 }
 
 fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
@@ -473,6 +496,13 @@ fn plan(name: &str, args: &mut Args, c: &Common, quick: bool) -> Result<Plan> {
         "resume" => Plan::Resume(resume_config(args, c, quick)?),
         "presence" => Plan::Presence(presence_config(args, c, quick)?),
         "search" => Plan::Search(search_config(args, c, quick)?),
+        "uploads" => Plan::Uploads(uploads::Config {
+            clients: args.get("clients", if quick { 5 } else { 50 })?,
+            size_mib: args.get("size-mib", 10)?,
+            rounds: args.get("rounds", 1)?,
+            concurrency: c.setup_concurrency,
+            server_pid: c.server_pid,
+        }),
         other => return Err(format!("unknown scenario '{other}'\n\n{USAGE}").into()),
     };
     std::mem::take(args).finish()?;
@@ -494,6 +524,7 @@ async fn run_plan(plan: &Plan, api: &Api) -> Result<Value> {
         Plan::Resume(cfg) => resume::run(api, cfg).await?,
         Plan::Presence(cfg) => presence::run(api, cfg).await?,
         Plan::Search(cfg) => search::run(api, cfg).await?,
+        Plan::Uploads(cfg) => uploads::run(api, cfg).await?,
     })
 }
 

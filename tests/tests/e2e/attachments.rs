@@ -824,3 +824,55 @@ async fn the_s3_store_keeps_serves_and_cleans_up_files() {
         "nothing stays on local disk: {spooled:?}"
     );
 }
+
+/// The cleanup's claim: of several nodes claiming at once, each expired
+/// upload goes to one (the others skip it); a claimed upload can no longer
+/// be sent; a claim whose lease ran out (its node died) is taken again.
+#[tokio::test]
+async fn each_expired_upload_is_claimed_by_one_node_only() {
+    use chat_persistence::attachments::claim_expired;
+    let (server, api, ta, _tb, conv, _a, _b) = pair_server().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let a = uploaded(&api, &ta, &format!("f{i}.txt"), b"to be claimed").await;
+        ids.push(a["id"].as_i64().expect("id"));
+    }
+    // Everything counts as expired: older than an hour from now.
+    let older_than = chrono::Utc::now() + chrono::Duration::hours(1);
+    let lease = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let claim = |limit: i64| {
+        let db = server.database.clone();
+        async move {
+            db.run(move |c| claim_expired(c, older_than, lease, limit))
+                .await
+                .expect("claim")
+        }
+    };
+    let (one, two, three) = tokio::join!(claim(4), claim(4), claim(4));
+    let mut all: Vec<i64> = [&one, &two, &three]
+        .iter()
+        .flat_map(|c| c.iter().map(|e| e.id.0))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, ids, "every upload claimed exactly once");
+    assert!(claim(100).await.is_empty(), "claimed ones are skipped");
+    let body = json!({"conversation_id": conv, "attachment_ids": [ids[0]]});
+    let (status, body) = api
+        .call("POST", "/api/chat/messages/", Some(&ta), Some(body))
+        .await;
+    assert_error(status, &body, 400);
+
+    // Leases that ran out (their node died): taken again.
+    let expired_lease = server
+        .database
+        .run(|c| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("UPDATE attachments SET claimed_until = created_at")
+                .execute(c)
+                .map_err(chat_persistence::PersistenceError::from)
+        })
+        .await
+        .expect("expire the leases");
+    assert_eq!(expired_lease, ids.len());
+    assert_eq!(claim(100).await.len(), ids.len());
+}

@@ -36,8 +36,10 @@ pub fn configure(r: &mut Router<'_>) {
         .resource(THUMBNAIL, |e| e.get(thumbnail));
 }
 
-/// The upload form.
-#[derive(Debug, ToSchema)]
+/// The upload form: one field, `file` (others are refused by the schema
+/// and ignored by the server).
+#[derive(Debug, ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "the body's schema; the handler streams the form")]
 struct UploadForm {
     /// The file (one). Its type is sniffed from the bytes; its name is kept
@@ -202,13 +204,18 @@ fn url_query_token(query: &str) -> Option<String> {
             `Authorization` header."),
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`.")),
     responses(
-        (status = 200, description = "The file.", content_type = "application/octet-stream",
-            body = Vec<u8>,
+        (status = 200, description = "The file, with its sniffed type.",
+            content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/gif"),
+                (Vec<u8> = "image/webp"), (Vec<u8> = "application/pdf"),
+                (Vec<u8> = "text/plain")),
             headers(("ETag" = String, description = "The SHA-256 of the bytes, quoted."),
                 ("Content-Disposition" = String, description = "`inline` for images, \
                     `attachment` otherwise, with the display name."))),
         (status = 206, description = "The requested range.",
-            content_type = "application/octet-stream", body = Vec<u8>),
+            content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/gif"),
+                (Vec<u8> = "image/webp"), (Vec<u8> = "application/pdf"),
+                (Vec<u8> = "text/plain")),
+            headers(("Content-Range" = String, description = "`bytes first-last/size`."))),
         (status = 304, description = "Unchanged (`If-None-Match`)."),
         (status = 401, response = resp::Unauthorized),
         (status = 404, response = resp::NotFound),
