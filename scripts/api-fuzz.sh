@@ -339,6 +339,18 @@ checks.positive_data_acceptance.expected-statuses = ["101", "400", "401", "403",
 [[operations]]
 include-name = "POST /api/chat/messages/"
 parameters = {{ "body.conversation_id" = {{ dictionary = "conversations", probability = 0.5 }} }}
+# API.md, Attachments: `attachment_ids` are "at most 10 of the sender's own
+# unattached files", and `content` may be empty only "then" (rules between
+# the body, the caller's uploads and other fields, that the schema cannot state).
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+# API.md, Attachments: "The type is sniffed from the bytes ... (415
+# otherwise)"; an image that declares more pixels than allowed, or does not
+# decode, is refused (docs/decisions.md): rules on the file's bytes that a
+# `format: binary` schema cannot state.
+[[operations]]
+include-name = "POST /api/chat/attachments/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "413", "415", "429"]
 
 [[operations]]
 include-name = ["GET /api/chat/messages/{{id}}/", "PUT /api/chat/messages/{{id}}/reactions/{{emoji}}/",

@@ -26,8 +26,6 @@ const THUMBNAIL: &str = "/api/chat/attachments/{id}/thumbnail/";
 /// Multipart overhead allowed above `attachments.max_bytes` in a declared
 /// `Content-Length` before the request is refused unread.
 const MULTIPART_SLACK: u64 = 64 * 1024;
-/// Most bytes of form fields other than `file` (ignored).
-const OTHER_FIELDS_MAX: usize = 16 * 1024;
 
 /// Upload, file and thumbnail routes.
 pub fn configure(r: &mut Router<'_>) {
@@ -36,8 +34,7 @@ pub fn configure(r: &mut Router<'_>) {
         .resource(THUMBNAIL, |e| e.get(thumbnail));
 }
 
-/// The upload form: one field, `file` (others are refused by the schema
-/// and ignored by the server).
+/// The upload form: one field, `file` (others are refused).
 #[derive(Debug, ToSchema, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "the body's schema; the handler streams the form")]
@@ -128,15 +125,13 @@ fn precheck(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads the whole form: exactly one `file` field (spooled as it arrives),
-/// other fields read and ignored within a small budget.
+/// Reads the whole form: exactly one field, `file` (spooled as it arrives).
 async fn read_form(
     state: &AppState,
     form: &mut Multipart,
     deadline: &Deadline,
 ) -> Result<Spooled, ApiError> {
     let mut spooled: Option<Spooled> = None;
-    let mut other_bytes = 0usize;
     while let Some(field) = deadline.next(form).await? {
         let mut field = field.map_err(files::unreadable)?;
         if field.name() == Some("file") {
@@ -149,12 +144,10 @@ async fn read_form(
                 .map(str::to_owned);
             spooled = Some(files::spool(state, filename.as_deref(), &mut field, deadline).await?);
         } else {
-            while let Some(chunk) = deadline.next(&mut field).await? {
-                other_bytes += chunk.map_err(files::unreadable)?.len();
-                if other_bytes > OTHER_FIELDS_MAX {
-                    return Err(ApiError::field("file", "Only the field 'file' is read."));
-                }
-            }
+            return Err(ApiError::field(
+                "file",
+                "The form has one field, 'file'; other fields are refused.",
+            ));
         }
     }
     spooled.ok_or_else(|| ApiError::field("file", "No file was submitted."))
