@@ -1,7 +1,7 @@
 // The web client as two people use it, in headless Chromium (Debian's
 // /usr/bin/chromium; playwright-core never downloads a browser), against
 // the real server binary: register, connect, chat, typing, ticks, unread
-// badges, presence, a reaction, search, scroll-back; a network drop and a
+// badges, presence, a reaction, an image and a file, search, scroll-back; a network drop and a
 // server restart while messages are sent lose and duplicate nothing.
 // Screenshots of each step go to artifacts/ (not committed).
 
@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deflateSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { ServerProcess, serverBinary } from './server.js';
 
@@ -26,6 +27,39 @@ const TIGHT_LIMITS = {
   CHAT__RATE_LIMITS__MESSAGES_PER_SECOND: '1',
 };
 const PASSWORD = 'correct horse battery';
+
+/** A PNG of `w` x `h` pixels (a gradient), built with zlib only. */
+function png(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const rows = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) rows.set([x % 256, y % 256, 128], y * (w * 3 + 1) + 1 + x * 3);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+}
+
 
 let shots = 0;
 async function shot(page, name) {
@@ -209,6 +243,38 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
       null, { timeout: WAIT });
     await alice.waitForSelector('#messages li.theirs .chip[aria-pressed="true"]', { timeout: WAIT });
     await shot(bob, 'reaction');
+  });
+
+  await t.test('an image (thumbnail shown) and a file (download link)', async () => {
+    await alice.fill('#composer-input', 'Holiday photo');
+    await alice.setInputFiles('#attach-input', { name: 'photo.png', mimeType: 'image/png', buffer: png(640, 480) });
+    conversation.push('Holiday photo');
+    await showsExactly(alice, conversation);
+    await showsExactly(bob, conversation);
+    // The thumbnail, loaded through the token in its URL: 320 x 240.
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => {
+        const img = [...document.querySelectorAll('#messages .attachments img')].at(-1);
+        return img?.complete && img.naturalWidth === 320 && img.naturalHeight === 240;
+      }, null, { timeout: WAIT });
+    }
+    await shot(bob, 'image');
+    // A text file with no text: a download link on the other side.
+    await bob.setInputFiles('#attach-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('my notes\n') });
+    conversation.push('');
+    await showsExactly(bob, conversation);
+    await showsExactly(alice, conversation);
+    await alice.waitForSelector('#messages li.theirs .attachments a.file', { timeout: WAIT });
+    const link = await alice.$eval('#messages li.theirs .attachments a.file', (a) => a.textContent);
+    assert.match(link, /notes\.txt/);
+    const [status, body, disposition] = await alice.evaluate(async () => {
+      const a = [...document.querySelectorAll('#messages li.theirs .attachments a.file')].at(-1);
+      const res = await fetch(a.href);
+      return [res.status, await res.text(), res.headers.get('content-disposition')];
+    });
+    assert.deepEqual([status, body], [200, 'my notes\n']);
+    assert.match(disposition, /^attachment;/);
+    await shot(alice, 'file');
   });
 
   await t.test('search with a safe highlight', async () => {

@@ -56,6 +56,7 @@ export class ServerProcess {
       HOST: '127.0.0.1',
       PORT: String(this.port),
       DATABASE_URL: `sqlite://${this.db}`,
+      CHAT__ATTACHMENTS__DIR: join(this.dir, 'attachments'),
       JWT_SECRET: 'browser-test-secret',
       RUST_LOG: process.env.RUST_LOG || 'info',
       CHAT__SERVER__WORKERS: '2',

@@ -156,12 +156,47 @@ export function history(conversationId, { before, after, limit = 50 } = {}) {
 }
 
 /** Sends over HTTP (idempotent by `client_id`): the fallback when the stream is down. */
-export const sendMessage = (conversationId, content, clientId) =>
+export const sendMessage = (conversationId, content, clientId, attachmentIds = []) =>
   call('POST', '/api/chat/messages/', {
     conversation_id: conversationId,
     content,
     client_id: clientId,
+    attachment_ids: attachmentIds,
   });
+
+async function uploadOnce(file) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  let res;
+  try {
+    res = await fetch('/api/chat/attachments/', {
+      method: 'POST',
+      headers: { Accept: 'application/json', Authorization: `Bearer ${accessToken()}` },
+      body: form,
+    });
+  } catch {
+    throw new ApiError(0, { detail: 'The server cannot be reached.' });
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** Uploads a file (multipart); resolves to the attachment object. */
+export async function upload(file) {
+  try {
+    return await uploadOnce(file);
+  } catch (err) {
+    if (err.status !== 401 || !tokens?.refresh) throw err;
+    await refresh();
+    return uploadOnce(file);
+  }
+}
+
+/** A file's address with the access token, for `<img>` and download links. */
+export function fileUrl(path) {
+  return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(accessToken())}`;
+}
 
 const reactionPath = (messageId, emoji) =>
   `/api/chat/messages/${messageId}/reactions/${encodeURIComponent(emoji)}/`;

@@ -10,6 +10,20 @@ const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 const ECHO_TIMEOUT_MS = 10000;
 const TYPING_IDLE_MS = 3000;
 
+/** 1.2 MB, 34 kB, 512 B. */
+function sizeText(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${Math.round(bytes / 1e3)} kB`;
+  return `${bytes} B`;
+}
+
+/** The thumbnail's size (at most 320 px on the long side), so the layout does not jump. */
+function thumbSize(a) {
+  if (!a.width || !a.height) return {};
+  const scale = Math.min(1, 320 / Math.max(a.width, a.height));
+  return { width: String(Math.round(a.width * scale)), height: String(Math.round(a.height * scale)) };
+}
+
 export class ChatView {
   /** `send(frame)` sends on the user stream (false when it is down). */
   constructor(store, { send }) {
@@ -42,6 +56,7 @@ export class ChatView {
       }
     });
     $('composer-input').addEventListener('input', () => this.typing());
+    $('attach-input').addEventListener('change', () => this.attach());
     $('older').addEventListener('click', () => this.loadOlder());
     $('history').addEventListener('scroll', () => {
       if ($('history').scrollTop < 40) this.loadOlder();
@@ -197,17 +212,42 @@ export class ChatView {
     this.renderMessages(true);
   }
 
+  /** Uploads the chosen file, then sends it with what the composer holds. */
+  async attach() {
+    const input = $('attach-input');
+    const file = input.files?.[0];
+    input.value = '';
+    if (!file || !this.conversation?.can_send) return;
+    announce(`Uploading ${file.name}…`);
+    let attachment;
+    try {
+      attachment = await api.upload(file);
+    } catch (err) {
+      announce(`Could not attach ${file.name}: ${err.message}`);
+      return;
+    }
+    const text = $('composer-input');
+    const clientId = randomId();
+    this.store.queue(this.conversationId, text.value.trim(), clientId, [attachment]);
+    text.value = '';
+    this.stopTyping();
+    this.transmit(clientId, false);
+    this.renderMessages(true);
+  }
+
   /** Sends a queued message: on the stream, or over HTTP for a manual retry while it is down. */
   transmit(clientId, manual) {
     const p = this.store.outbox.get(clientId);
     if (!p) return;
     this.store.setPending(clientId, 'pending');
     clearTimeout(this.timers.get(clientId));
+    const attachmentIds = (p.attachments || []).map((a) => a.id);
     const frame = {
       type: 'chat_message',
       conversation_id: p.conversation_id,
       content: p.content,
       client_id: clientId,
+      attachment_ids: attachmentIds,
     };
     if (this.send(frame)) {
       this.timers.set(clientId, setTimeout(() => {
@@ -216,7 +256,7 @@ export class ChatView {
         }
       }, ECHO_TIMEOUT_MS));
     } else if (manual) {
-      api.sendMessage(p.conversation_id, p.content, clientId).then(
+      api.sendMessage(p.conversation_id, p.content, clientId, attachmentIds).then(
         (m) => this.store.putMessages(m.conversation_id, [m], true),
         (err) => this.failed(clientId, err.message),
       );
@@ -321,6 +361,7 @@ export class ChatView {
     return h('li', { class: `msg own ${failed ? 'failed' : 'pending'}` },
       h('div', { class: 'bubble', tabindex: '-1' },
         h('p', { class: 'content', text: p.content }),
+        this.renderAttachments(p.attachments),
         h('div', { class: 'meta' },
           failed
             ? [h('span', { class: 'status error', role: 'alert', text: `Not sent: ${p.error}` }),
@@ -329,6 +370,17 @@ export class ChatView {
                 onclick: () => this.transmit(p.client_id, true),
               }, 'Retry')]
             : h('span', { class: 'status', text: waiting ? 'Waiting for the connection…' : 'Sending…' }))));
+  }
+
+  /** Images as their thumbnails (a link to the full image), other files as download links. */
+  renderAttachments(list) {
+    if (!list?.length) return null;
+    return h('ul', { class: 'attachments' }, list.map((a) => h('li', {},
+      a.thumbnail_url
+        ? h('a', { class: 'image', href: api.fileUrl(a.url), target: '_blank', rel: 'noopener' },
+          h('img', { src: api.fileUrl(a.thumbnail_url), alt: a.filename, ...thumbSize(a) }))
+        : h('a', { class: 'file', href: api.fileUrl(a.url), download: a.filename },
+          `📄 ${a.filename} (${sizeText(a.size)})`))));
   }
 
   renderMessage(m) {
@@ -340,6 +392,7 @@ export class ChatView {
       h('div', { class: 'bubble', tabindex: '-1' },
         h('span', { class: 'visually-hidden', text: own ? 'You: ' : `${m.sender_name}: ` }),
         h('p', { class: 'content', text: m.content }),
+        this.renderAttachments(m.attachments),
         h('div', { class: 'meta' },
           h('time', { datetime: m.created_at, title: fullTime(m.created_at), text: shortTime(m.created_at) }),
           own ? h('span', {

@@ -21,6 +21,7 @@ export function fromEvent(ev) {
     read_at: null,
     delivered_at: null,
     reactions: [],
+    attachments: ev.attachments || [],
   };
 }
 
@@ -191,11 +192,12 @@ export class Store extends EventTarget {
 
   // Outbox
 
-  queue(conversationId, content, clientId) {
+  queue(conversationId, content, clientId, attachments = []) {
     this.outbox.set(clientId, {
       client_id: clientId,
       conversation_id: conversationId,
       content,
+      attachments,
       state: 'pending',
       error: '',
       created_at: new Date().toISOString(),
