@@ -876,3 +876,96 @@ async fn each_expired_upload_is_claimed_by_one_node_only() {
     assert_eq!(expired_lease, ids.len());
     assert_eq!(claim(100).await.len(), ids.len());
 }
+
+/// A client that trickles its upload is cut off at the upload deadline
+/// (408), even though it never pauses long enough for the idle deadline;
+/// nothing is left behind.
+#[tokio::test]
+async fn a_trickling_upload_times_out() {
+    let server =
+        TestServer::start_with(&[("CHAT__ATTACHMENTS__UPLOAD_TIMEOUT_SECONDS", "2")]).await;
+    let (server, _api, ta, _tb, _conv, _a, _b) = crate::support::pair_on(server).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/chat/attachments/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ta}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 100000\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let (mut read, mut write) = tcp.into_split();
+    let started = tokio::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if write.write_all(&[b'a'; 10]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), read.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    trickle.abort();
+    assert!(files_under(&server.db.files_dir).is_empty(), "nothing left");
+}
+
+/// An S3 store that cannot be reached: the upload answers 503 within
+/// seconds and leaves no row and no spool file behind.
+#[tokio::test]
+async fn an_unreachable_s3_store_is_a_503_not_a_hang() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let env: Vec<(String, String)> = [
+        ("CHAT__ATTACHMENTS__STORE", "s3"),
+        ("CHAT__ATTACHMENTS__S3_BUCKET", "nowhere"),
+        ("CHAT__ATTACHMENTS__S3_ALLOW_HTTP", "true"),
+        ("CHAT__ATTACHMENTS__S3_ACCESS_KEY_ID", "testing"),
+        ("CHAT__ATTACHMENTS__S3_SECRET_ACCESS_KEY", "testing"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([(
+        "CHAT__ATTACHMENTS__S3_ENDPOINT".to_owned(),
+        format!("http://127.0.0.1:{closed}"),
+    )])
+    .collect();
+    let server = TestServer::start_on(
+        Arc::new(TestDb::new().await),
+        ServerOptions {
+            env,
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let (server, api, ta, _tb, conv, _a, _b) = crate::support::pair_on(server).await;
+    let started = tokio::time::Instant::now();
+    let (status, body) = upload(&api, &ta, "a.txt", b"to nowhere").await;
+    assert_error(status, &body, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        files_under(&server.db.files_dir).is_empty(),
+        "no spool file left"
+    );
+    let body = json!({"conversation_id": conv, "content": "x", "attachment_ids": [1]});
+    let (status, body) = api
+        .call("POST", "/api/chat/messages/", Some(&ta), Some(body))
+        .await;
+    assert_error(status, &body, 400);
+}
