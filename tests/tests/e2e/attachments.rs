@@ -685,13 +685,17 @@ async fn a_kill_mid_upload_leaves_nothing_the_cleanup_does_not_remove() {
                     "CHAT__ATTACHMENTS__CLEANUP_INTERVAL_SECONDS".into(),
                     "1".into(),
                 ),
+                (
+                    "CHAT__ATTACHMENTS__UPLOAD_TIMEOUT_SECONDS".into(),
+                    "1".into(),
+                ),
             ],
             ..ServerOptions::default()
         },
     )
     .await;
     let api = Api::new(&next);
-    let (_, ta) = (0, api_a_token(&api).await);
+    let ta = api_a_token(&api).await;
     for id in 1..=3 {
         let (status, _, _) = get_raw(
             &api,

@@ -130,10 +130,15 @@ struct SendMessageRequest {
     /// A conversation you are part of.
     #[schema(example = 1)]
     conversation_id: i64,
-    /// Trimmed of surrounding whitespace; at most 5000 characters after
-    /// that, no NUL. Required and not blank unless `attachment_ids` lists
-    /// files; then it may be empty or left out.
-    #[schema(max_length = 5000, example = "Hi", pattern = r"^[^\u0000]*$")]
+    /// Trimmed of surrounding whitespace; 1 to 5000 characters after that
+    /// (so not blank), no NUL. Required unless `attachment_ids` lists
+    /// files; then it may also be empty or left out.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        example = "Hi",
+        pattern = r"^[^\u0000]*[^\u0000\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     content: Option<String>,
     /// Up to 10 uploads of yours (`POST /api/chat/attachments/`) not sent
     /// yet, each once; they become the message's `attachments`.

@@ -413,7 +413,8 @@ const CLEANUP_LEASE: Duration = Duration::from_secs(300);
 
 /// One cleanup round: claims uploads never sent that are older than the
 /// retention time, deletes their bytes, then their rows; and removes spool
-/// files left by killed uploads that old. Returns how many uploads went.
+/// files left by killed uploads that old (and older than twice the upload
+/// deadline). Returns how many uploads went.
 pub async fn cleanup_once(state: &AppState) -> Result<usize, ApiError> {
     let ttl = Duration::from_secs(state.settings.attachments.unattached_ttl_seconds);
     let mut removed = 0;
@@ -452,7 +453,11 @@ pub async fn cleanup_once(state: &AppState) -> Result<usize, ApiError> {
             break;
         }
     }
-    if let Err(e) = state.files.store.sweep_spool(ttl).await {
+    // A spool file in use is younger than its upload's deadline (it is
+    // written until then, and committed right after): twice that is safe.
+    let upload_timeout = state.settings.attachments.upload_timeout_seconds;
+    let spool_age = ttl.max(Duration::from_secs(upload_timeout.saturating_mul(2)));
+    if let Err(e) = state.files.store.sweep_spool(spool_age).await {
         tracing::warn!(error = %e, "attachment cleanup: spool sweep failed");
     }
     Ok(removed)
