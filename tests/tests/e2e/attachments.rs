@@ -973,3 +973,26 @@ async fn an_unreachable_s3_store_is_a_503_not_a_hang() {
         .await;
     assert_error(status, &body, 400);
 }
+
+/// Two nodes on one database, one Redis and one store: a file uploaded
+/// through one is sent and downloaded through the other, and the event
+/// reaches a socket on the first.
+#[tokio::test]
+async fn a_file_uploaded_on_one_node_is_sent_and_read_on_another() {
+    let Some((a, b)) = crate::support::two_nodes(None).await else {
+        return;
+    };
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let (ta, tb, conv, _alice, _bob) = api_a.pair("alice", "bob").await;
+    let mut bob_ws = join(&a.ws_url(""), conv, &tb).await;
+    let img = uploaded(&api_a, &ta, "p.png", &png(30, 20)).await;
+    let body = json!({"conversation_id": conv, "content": "from b", "attachment_ids": [img["id"]]});
+    let (status, m) = api_b
+        .call("POST", "/api/chat/messages/", Some(&ta), Some(body))
+        .await;
+    assert_eq!(status, 201, "{m}");
+    let event = next_of(&mut bob_ws, "chat_message").await;
+    assert_eq!(event["attachments"], json!([img.clone()]));
+    let (status, _, got) = get_raw(&api_b, &url_of(&img, "url"), Some(&tb), &[]).await;
+    assert_eq!((status, got), (200, png(30, 20)));
+}
