@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The webhook receiver, when one is configured.
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// Delivery acks, stored in batches.
+    pub deliveries: crate::service::delivery::DeliveryQueue,
 }
 
 /// The node's shutdown signal: sockets watch it and close with 1012.
@@ -129,6 +131,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             shutdown: Shutdown::default(),
             webhooks,
+            deliveries: Default::default(),
         })
     }
 }

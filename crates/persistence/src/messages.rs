@@ -363,7 +363,8 @@ pub struct Delivered {
 /// participant's messages up to it that were neither delivered nor read
 /// become delivered. The watermark only moves forward, so a repeated or
 /// older ack changes nothing. Lock order as everywhere: messages, then the
-/// conversation.
+/// conversation. Runs inside the caller's transaction (its outcome is
+/// stored with the events it causes).
 pub fn mark_delivered(
     conn: &mut DbConnection,
     conversation: &Conversation,
@@ -373,53 +374,51 @@ pub fn mark_delivered(
     let now = chat_domain::now();
     let other = conversation.other_participant(recipient);
     let is_low = recipient == conversation.user_low;
-    conn.transaction(|conn| {
-        let exists: i64 = messages::table
-            .filter(messages::id.eq(up_to.0))
+    let exists: i64 = messages::table
+        .filter(messages::id.eq(up_to.0))
+        .filter(messages::conversation_id.eq(conversation.id.0))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(PersistenceError::NotFound);
+    }
+    let target = conversations::table.find(conversation.id.0);
+    let watermark: i64 = if is_low {
+        target
+            .select(conversations::delivered_for_low)
+            .first(conn)?
+    } else {
+        target
+            .select(conversations::delivered_for_high)
+            .first(conn)?
+    };
+    let nothing = Delivered {
+        count: 0,
+        up_to,
+        delivered_at: now,
+    };
+    if up_to.0 <= watermark {
+        return Ok(nothing);
+    }
+    let count = diesel::update(
+        messages::table
             .filter(messages::conversation_id.eq(conversation.id.0))
-            .count()
-            .get_result(conn)?;
-        if exists == 0 {
-            return Err(PersistenceError::NotFound);
-        }
-        let target = conversations::table.find(conversation.id.0);
-        let watermark: i64 = if is_low {
-            target
-                .select(conversations::delivered_for_low)
-                .first(conn)?
-        } else {
-            target
-                .select(conversations::delivered_for_high)
-                .first(conn)?
-        };
-        let nothing = Delivered {
-            count: 0,
-            up_to,
-            delivered_at: now,
-        };
-        if up_to.0 <= watermark {
-            return Ok(nothing);
-        }
-        let count = diesel::update(
-            messages::table
-                .filter(messages::conversation_id.eq(conversation.id.0))
-                .filter(messages::sender_id.eq(other.0))
-                .filter(messages::id.gt(watermark))
-                .filter(messages::id.le(up_to.0))
-                .filter(messages::delivered_at.is_null())
-                .filter(messages::read_at.is_null()),
-        )
-        .set(messages::delivered_at.eq(to_naive(now)))
-        .execute(conn)?;
-        if is_low {
-            diesel::update(target.filter(conversations::delivered_for_low.lt(up_to.0)))
-                .set(conversations::delivered_for_low.eq(up_to.0))
-                .execute(conn)?;
-        } else {
-            diesel::update(target.filter(conversations::delivered_for_high.lt(up_to.0)))
-                .set(conversations::delivered_for_high.eq(up_to.0))
-                .execute(conn)?;
-        }
-        Ok(Delivered { count, ..nothing })
-    })
+            .filter(messages::sender_id.eq(other.0))
+            .filter(messages::id.gt(watermark))
+            .filter(messages::id.le(up_to.0))
+            .filter(messages::delivered_at.is_null())
+            .filter(messages::read_at.is_null()),
+    )
+    .set(messages::delivered_at.eq(to_naive(now)))
+    .execute(conn)?;
+    if is_low {
+        diesel::update(target.filter(conversations::delivered_for_low.lt(up_to.0)))
+            .set(conversations::delivered_for_low.eq(up_to.0))
+            .execute(conn)?;
+    } else {
+        diesel::update(target.filter(conversations::delivered_for_high.lt(up_to.0)))
+            .set(conversations::delivered_for_high.eq(up_to.0))
+            .execute(conn)?;
+    }
+    Ok(Delivered { count, ..nothing })
 }

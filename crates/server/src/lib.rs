@@ -255,6 +255,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = state.shutdown.clone();
     let write_timeout = Duration::from_secs(settings.api.websocket.write_timeout_seconds);
     chat_api::service::presence::spawn_announcer(state.clone());
+    chat_api::service::delivery::spawn_batcher(state.clone());
     chat_api::service::webhooks::spawn_dispatcher(state.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {

@@ -8,7 +8,7 @@ use crate::extract::{integer, json_body, optional_json, path_id, positive};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
-use crate::service::presence;
+use crate::service::{delivery, presence};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
@@ -449,7 +449,7 @@ async fn delivered(
             return Err(e);
         }
     };
-    let d = chat::mark_delivered(&state, me, id, message).await?;
+    let d = delivery::mark_delivered(&state, me, id, message).await?;
     Ok(HttpResponse::Ok().json(DeliveredResult {
         delivered: d.count,
         up_to_message_id: d.up_to,

@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod connections;
+pub mod delivery;
 pub mod presence;
 pub mod tokens;
 pub mod webhooks;
