@@ -24,6 +24,8 @@
 #   BENCH_SERVER_BIN  the chat-server binary to measure (default the work
 #                   tree's release build), e.g. an older revision's from
 #                   compare.sh --build-only, for a before/after of one part
+#   BENCH_PRESENCE_ARGS  more options for chat-bench presence (e.g.
+#                   "--users 32000 --rate 1500")
 #   BENCH_KEEP_SEARCH_DB=1  keep the search scenario's database (to study plans)
 #   BENCH_ONLY      a comma list of the parts to run (default all of them):
 #                   standard (chat-bench all and idle), acks and index
@@ -151,7 +153,8 @@ if want presence; then
   bench_private_redis "$work"
   start_server
   echo "== running chat-bench presence $quick"
-  "$target/release/chat-bench" presence $quick \
+  # shellcheck disable=SC2086 # BENCH_PRESENCE_ARGS is a list of options
+  "$target/release/chat-bench" presence $quick ${BENCH_PRESENCE_ARGS:-} \
     --url "http://127.0.0.1:$port" \
     --server-pid "$server_pid" \
     --database-url "$database_url" \

@@ -9,6 +9,7 @@
 pub mod connections;
 pub mod conversations;
 pub mod db;
+pub mod delivery;
 pub mod deployment;
 pub mod error;
 pub mod events;

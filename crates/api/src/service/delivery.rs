@@ -1,6 +1,7 @@
 //! Delivery acks. Every socket and request of a node hands its acks to one
 //! queue, and the acks waiting at the same moment are stored in one
-//! transaction (one lock of the users' rows, one event write, one commit):
+//! transaction (a fixed number of statements, one commit, see
+//! `chat_persistence::delivery`):
 //! an ack per message per receiving socket would otherwise be a commit of
 //! its own that locks the rows the message writer locks, and the sends
 //! would wait on them. Each caller still awaits its own outcome. A batch
@@ -10,25 +11,17 @@
 use crate::error::ApiError;
 use crate::notify;
 use crate::state::AppState;
-use chat_domain::{Conversation, ConversationId, MessageId, ServerEvent, UserId};
+use chat_domain::{ConversationId, MessageId, ServerEvent, UserId};
+use chat_persistence::PersistenceError;
+use chat_persistence::delivery::{self, Ack, AckOutcome};
 use chat_persistence::events::Ledger;
-use chat_persistence::messages::{self, Delivered};
-use chat_persistence::{PersistenceError, QueryResult, conversations};
+use chat_persistence::messages::Delivered;
 use chat_realtime::Audience;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Acks one transaction takes at most.
 const MAX_BATCH: usize = 256;
-
-/// One acknowledgement: `recipient` got the other participant's messages
-/// of `conversation` up to `up_to`.
-#[derive(Debug, Clone, Copy)]
-struct Ack {
-    recipient: UserId,
-    conversation: ConversationId,
-    up_to: MessageId,
-}
 
 type Job = (Ack, oneshot::Sender<Result<Delivered, ApiError>>);
 
@@ -95,13 +88,6 @@ pub fn spawn_batcher(state: AppState) {
     });
 }
 
-/// What one ack of a batch did.
-enum Outcome {
-    Changed(Conversation, Delivered),
-    Unchanged(Delivered),
-    NotFound,
-}
-
 /// Stores `acks` in one transaction and publishes what changed; one outcome
 /// per ack, in order.
 async fn store_and_publish(state: &AppState, acks: Vec<Ack>) -> Vec<Result<Delivered, ApiError>> {
@@ -109,10 +95,10 @@ async fn store_and_publish(state: &AppState, acks: Vec<Ack>) -> Vec<Result<Deliv
     let stored = state
         .db
         .transaction(move |c| {
-            let outcomes = store(c, &acks)?;
+            let outcomes = delivery::mark_delivered_many(c, &acks)?;
             let mut participants = Vec::new();
             for o in &outcomes {
-                if let Outcome::Changed(conv, _) = o {
+                if let AckOutcome::Changed(conv, _) = o {
                     participants.extend([conv.user_low, conv.user_high]);
                 }
             }
@@ -122,7 +108,7 @@ async fn store_and_publish(state: &AppState, acks: Vec<Ack>) -> Vec<Result<Deliv
             // Users' rows last, as in every transaction (lock order).
             let mut ledger = Ledger::lock(c, &participants)?;
             for (ack, o) in acks.iter().zip(&outcomes) {
-                if let Outcome::Changed(conv, d) = o {
+                if let AckOutcome::Changed(conv, d) = o {
                     for user in [conv.user_low, conv.user_high] {
                         ledger.record(user, |seq, _| delivered_event(ack, d, Some(seq)).to_json());
                     }
@@ -140,7 +126,7 @@ async fn store_and_publish(state: &AppState, acks: Vec<Ack>) -> Vec<Result<Deliv
         }
     };
     for (ack, o) in acks.iter().zip(&outcomes) {
-        if let Outcome::Changed(_, d) = o {
+        if let AckOutcome::Changed(_, d) = o {
             let event = delivered_event(ack, d, None);
             state
                 .realtime
@@ -152,37 +138,10 @@ async fn store_and_publish(state: &AppState, acks: Vec<Ack>) -> Vec<Result<Deliv
     outcomes
         .into_iter()
         .map(|o| match o {
-            Outcome::Changed(_, d) | Outcome::Unchanged(d) => Ok(d),
-            Outcome::NotFound => Err(PersistenceError::NotFound.into()),
+            AckOutcome::Changed(_, d) | AckOutcome::Unchanged(d) => Ok(d),
+            AckOutcome::NotFound => Err(PersistenceError::NotFound.into()),
         })
         .collect()
-}
-
-/// Moves the watermarks, conversations in id order (the order the message
-/// writer locks them in, so the two never wait on each other in a cycle).
-fn store(c: &mut chat_persistence::DbConnection, acks: &[Ack]) -> QueryResult<Vec<Outcome>> {
-    let mut order: Vec<usize> = (0..acks.len()).collect();
-    order.sort_by_key(|&i| (acks[i].conversation.0, acks[i].recipient.0, acks[i].up_to.0));
-    let mut outcomes: Vec<Option<Outcome>> = (0..acks.len()).map(|_| None).collect();
-    for i in order {
-        let ack = acks[i];
-        let found = conversations::find_for(c, ack.conversation, ack.recipient).and_then(|conv| {
-            Ok((
-                messages::mark_delivered(c, &conv, ack.recipient, ack.up_to)?,
-                conv,
-            ))
-        });
-        outcomes[i] = Some(match found {
-            Ok((d, conv)) if d.count > 0 => Outcome::Changed(conv, d),
-            Ok((d, _)) => Outcome::Unchanged(d),
-            Err(PersistenceError::NotFound) => Outcome::NotFound,
-            Err(e) => return Err(e),
-        });
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::NotFound))
-        .collect())
 }
 
 fn delivered_event(ack: &Ack, d: &Delivered, seq: Option<i64>) -> ServerEvent {
