@@ -307,6 +307,7 @@ async fn two_nodes() -> Option<(TestServer, TestServer)> {
     let redis = chat_tests::redis_url()?;
     let db = std::sync::Arc::new(TestDb::new().await);
     let options = ServerOptions {
+        redis_cluster_nodes: None,
         redis_url: Some(redis),
         channel_prefix: Some(format!("{}:", chat_tests::unique_name("pr"))),
         env: vec![
