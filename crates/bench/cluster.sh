@@ -20,7 +20,9 @@
 # so per-node and per-shard costs per message can be read off.
 #
 # Writes crates/bench/cluster-results.json (the raw results, one object per
-# setup and scenario) and prints a summary. Environment: BENCH_PG_BASE as
+# setup and scenario; BENCH_CLUSTER_OUT elsewhere) and prints a summary.
+# BENCH_SETUPS orders the setups (default "single redis3 cluster3"). The
+# runs in BENCHMARKS.md are kept as cluster-results-1.json and -2.json. Environment: BENCH_PG_BASE as
 # in run.sh, BENCH_NO_BUILD=1 to skip the release build.
 set -euo pipefail
 
@@ -54,10 +56,15 @@ stop_nodes() {
   done
   node_pids=()
 }
+single_redis_pid=""
+shard_pids=()
 cleanup() {
   set +e
   stop_nodes
+  # Whichever setup was running: stop both servers of ours.
+  [[ -n "$single_redis_pid" ]] && redis_pid=$single_redis_pid
   bench_stop_redis
+  ((${#shard_pids[@]})) && cluster_pids=("${shard_pids[@]}")
   bench_stop_redis_cluster
   [[ -n "$db" ]] && bench_drop_db "$db"
   rm -rf "$work"
@@ -86,7 +93,7 @@ run_setup() {
     bench_start_server "$server_bin" "$pg_base/$db" "$port" "$work/$name-node$i.log" "bench_${ts}_${name}:"
     node_pids+=("$server_pid")
     urls+=("http://127.0.0.1:$port")
-    ((i > 0)) && watch+=("node$i=$server_pid")
+    ((i > 0)) && watch+=("node$((i + 1))=$server_pid")
   done
   [[ -n "${redis_pid:-}" ]] && watch+=("redis=$redis_pid")
   for i in "${!cluster_pids[@]}"; do
@@ -113,23 +120,38 @@ run_setup() {
   db=""
 }
 
-# One redis-server of our own for single and redis3.
+# One redis-server of our own for single and redis3, a cluster of our own
+# for cluster3, both up for the whole run; BENCH_SETUPS orders the setups
+# (default "single redis3 cluster3").
 bench_private_redis "$work"
-run_setup single 1
-run_setup redis3 3
-redis_info=$(redis-cli -u "$redis_url" INFO commandstats | tr -d '\r' | grep -E 'cmdstat_(publish|subscribe|unsubscribe|eval|ping)' || true)
-bench_stop_redis
-redis_pid=""
-redis_url=""
-
+single_redis_url=$redis_url
+single_redis_pid=$redis_pid
 mkdir -p "$work/cluster"
 bench_redis_cluster "$work/cluster" 3
-run_setup cluster3 3
+cluster_nodes=$redis_cluster_nodes
+shard_pids=("${cluster_pids[@]}")
+for setup in ${BENCH_SETUPS:-single redis3 cluster3}; do
+  case $setup in
+    single | redis3)
+      redis_url=$single_redis_url redis_pid=$single_redis_pid redis_cluster_nodes="" cluster_pids=()
+      [[ $setup == single ]] && run_setup single 1 || run_setup redis3 3
+      ;;
+    cluster3)
+      redis_url="" redis_pid="" redis_cluster_nodes=$cluster_nodes cluster_pids=("${shard_pids[@]}")
+      run_setup cluster3 3
+      ;;
+    *) echo "unknown setup $setup" >&2; exit 2 ;;
+  esac
+done
+redis_info=$(redis-cli -u "$single_redis_url" INFO commandstats | tr -d '\r' | grep -E 'cmdstat_(publish|subscribe|unsubscribe|eval|ping)' || true)
 shard_info=()
-for addr in ${redis_cluster_nodes//,/ }; do
+for addr in ${cluster_nodes//,/ }; do
   shard_info+=("$addr: $(redis-cli -h "${addr%:*}" -p "${addr#*:}" INFO commandstats | tr -d '\r' |
     grep -E 'cmdstat_(spublish|ssubscribe|sunsubscribe|evalsha|eval|hlen|cluster)' | tr '\n' ' ')")
 done
+redis_pid=$single_redis_pid
+bench_stop_redis
+cluster_pids=("${shard_pids[@]}")
 bench_stop_redis_cluster
 
 {

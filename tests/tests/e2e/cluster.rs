@@ -420,7 +420,7 @@ async fn fault_under_load(masters: usize, replicas: usize, fault: Fault) {
     }
     let acked = sender.await.expect("sender");
     assert!(
-        acked.len() > 50,
+        acked.len() > 20,
         "the load kept being stored: {}",
         acked.len()
     );
