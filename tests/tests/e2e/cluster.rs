@@ -269,6 +269,15 @@ async fn per_sender_order_holds_on_a_cluster() {
     crate::multinode::per_sender_order_on(a, b).await;
 }
 
+#[tokio::test]
+async fn a_dead_nodes_users_go_offline_on_a_cluster() {
+    let Some(cluster) = shared_redis_cluster() else {
+        return skip();
+    };
+    let (a, b) = crate::presence::two_nodes_on(None, Some(cluster.seeds())).await;
+    crate::presence::a_dead_nodes_users_go_offline(a, b).await;
+}
+
 /// What a receiving socket ends up with: the `chat_message` ids in the
 /// order received, and the close code if the server closed it.
 #[derive(Debug, Default)]
