@@ -62,6 +62,10 @@ const MAX_SUB_BATCH: usize = 1024;
 /// How often the manager retries subscriptions that failed (and the
 /// publisher a failed announcement).
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// On a cluster, how long the manager waits after a reconnection event for
+/// the other primaries' (fred reports one per connection), so that every
+/// channel is subscribed again once, not once per primary.
+const RECONNECT_SETTLE: Duration = Duration::from_millis(50);
 /// How often an idle subscriber connection is pinged (so a dead connection
 /// is noticed even without traffic).
 const KEEPALIVE_EVERY_TICKS: u32 = 10;
@@ -812,6 +816,12 @@ impl Manager {
                 }
                 r = reconnects.recv(), if reconnects_open => match r {
                     Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if self.sharded {
+                            // fred reports each primary's new connection
+                            // apart: subscribe everything once for them all.
+                            tokio::time::sleep(RECONNECT_SETTLE).await;
+                            while reconnects.try_recv().is_ok() {}
+                        }
                         self.after_reconnect();
                         self.sync(true).await;
                         self.send_resyncs().await;
