@@ -3,6 +3,7 @@
 
 mod auth;
 mod chat;
+mod cluster;
 mod connections;
 mod conventions;
 mod delivery;

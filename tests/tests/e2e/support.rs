@@ -197,6 +197,7 @@ pub async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)
 /// Options for nodes that work together: one Redis, one channel prefix.
 pub fn node_options(redis: String) -> ServerOptions {
     ServerOptions {
+        redis_cluster_nodes: None,
         redis_url: Some(redis),
         channel_prefix: Some(format!("{}:", chat_tests::unique_name("mn"))),
         env: vec![],
