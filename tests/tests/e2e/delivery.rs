@@ -27,6 +27,25 @@ async fn message(api: &Api, token: &str, id: &Value) -> Value {
     m
 }
 
+/// The statuses of the conversation's history as `token` sees it, newest first.
+async fn statuses(api: &Api, token: &str, conv: i64) -> Vec<String> {
+    let (status, history) = api
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/messages/"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    history["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|m| m["status"].as_str().expect("status").to_owned())
+        .collect()
+}
+
 async fn delivered(api: &Api, token: &str, conv: i64, body: Value) -> (u16, Value) {
     api.call(
         "POST",
@@ -145,21 +164,7 @@ async fn http_ack_for_push_handlers_and_own_messages_never_delivered_by_own_ack(
     assert_eq!(res["delivered"], 0);
     silent(&mut wb, 300).await;
     // History and detail agree.
-    let (_, history) = api
-        .call(
-            "GET",
-            &format!("/api/chat/conversations/{conv}/messages/"),
-            Some(&tb),
-            None,
-        )
-        .await;
-    let statuses: Vec<&Value> = history["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|m| &m["status"])
-        .collect();
-    assert_eq!(statuses, [&json!("sent"), &json!("delivered")]);
+    assert_eq!(statuses(&api, &tb, conv).await, ["sent", "delivered"]);
 }
 
 #[tokio::test]
@@ -291,29 +296,10 @@ async fn acks_arriving_together_are_each_answered_and_logged_without_gaps() {
         assert_eq!(*status, 200, "{res}");
         assert_eq!(res["delivered"], 3, "{res}");
         assert_eq!(&res["up_to_message_id"], last);
-        let (_, history) = api
-            .call(
-                "GET",
-                &format!("/api/chat/conversations/{conv}/messages/"),
-                Some(tb),
-                None,
-            )
-            .await;
-        let statuses: Vec<&Value> = history["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|m| &m["status"])
-            .collect();
         // Newest first: the racing send (not acked), then the three acked.
         assert_eq!(
-            statuses,
-            [
-                &json!("sent"),
-                &json!("delivered"),
-                &json!("delivered"),
-                &json!("delivered")
-            ]
+            statuses(&api, tb, *conv).await,
+            ["sent", "delivered", "delivered", "delivered"]
         );
         // Both logs: every seq once, in order, the delivery among them.
         for token in [ta, tb] {
@@ -342,16 +328,9 @@ async fn acks_arriving_together_are_each_answered_and_logged_without_gaps() {
 /// once Redis is back (stored before broadcast).
 #[tokio::test]
 async fn an_ack_taken_while_redis_is_down_is_kept_and_resumed_on_the_other_node() {
-    if chat_tests::pg_base_url().is_none() {
-        eprintln!("skipped: the Redis-kill test needs TEST_DATABASE_URL");
-        return;
-    }
-    let Some(mut redis) = PrivateRedis::start().await else {
+    let Some((mut redis, node1, node2)) = two_nodes_on_private_redis().await else {
         return;
     };
-    let (node1, node2) = two_nodes(Some(redis.url()))
-        .await
-        .expect("a Redis URL was given");
     let (api1, api2) = (Api::new(&node1), Api::new(&node2));
     let (ta, tb, conv, _a, b) = api1.pair("alice", "bob").await;
     let m = api1.send_message(&ta, conv, "hi").await;
