@@ -393,7 +393,9 @@ struct DeliveredRequest {
 /// What an acknowledgement changed.
 #[derive(Debug, Serialize, ToSchema)]
 struct DeliveredResult {
-    /// How many messages became delivered now (0 when nothing changed).
+    /// How many messages became delivered now (0 when nothing changed, or
+    /// when another acknowledgement of yours for this conversation, stored
+    /// at the same moment, reached further and delivered them).
     #[schema(value_type = i64)]
     delivered: usize,
     /// The acknowledged message.
