@@ -66,9 +66,15 @@ server_pid=""
 bench_server_env() {
   local database_url=$1 port=$2 prefix=$3
   shift 3
+  # With redis_cluster_nodes set (bench_redis_cluster), the Redis Cluster
+  # takes the place of the URL (the two are exclusive).
+  local redis_env=(REDIS_URL="$redis_url")
+  if [[ -n "${redis_cluster_nodes:-}" ]]; then
+    redis_env=(REDIS_URL= REDIS_CLUSTER_NODES="$redis_cluster_nodes")
+  fi
   exec env HOST=127.0.0.1 PORT="$port" \
     DATABASE_URL="$database_url" \
-    REDIS_URL="$redis_url" \
+    "${redis_env[@]}" \
     JWT_SECRET="$jwt_secret" \
     RUST_LOG=warn \
     CHAT__REDIS__CHANNEL_PREFIX="$prefix" \
@@ -76,6 +82,7 @@ bench_server_env() {
     CHAT__AUTH__ARGON2_ITERATIONS=1 \
     CHAT__RATE_LIMITS__AUTH_PER_MINUTE=0 \
     CHAT__RATE_LIMITS__MESSAGES_PER_SECOND=0 \
+    CHAT__RATE_LIMITS__FRAMES_PER_SECOND=0 \
     CHAT__RATE_LIMITS__MAX_SOCKETS_PER_USER=0 \
     "$@"
 }
@@ -106,6 +113,51 @@ bench_private_redis() {
   done
   redis_url="redis://127.0.0.1:$p"
   echo "== private redis-server (pid $redis_pid) at $redis_url"
+}
+
+# bench_redis_cluster DIR N: starts N redis-server primaries with cluster
+# mode on free ports (each in DIR/nodeI), joins them with redis-cli --cluster
+# create and waits for cluster_state:ok; sets redis_cluster_nodes
+# (host:port,...) and cluster_pids (one per primary, in slot order).
+redis_cluster_nodes=""
+cluster_pids=()
+bench_redis_cluster() {
+  local dir=$1 n=$2 i p addrs=() ports=()
+  for ((i = 0; i < n; i++)); do
+    p=$(bench_free_port)
+    mkdir -p "$dir/node$i"
+    (cd "$dir/node$i" && exec redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-node-timeout 5000 --save "" --appendonly no \
+      --dir . >redis.log 2>&1) &
+    cluster_pids+=($!)
+    ports+=("$p")
+    addrs+=("127.0.0.1:$p")
+  done
+  for p in "${ports[@]}"; do
+    for _ in $(seq 1 50); do
+      redis-cli -p "$p" PING >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log"
+  for p in "${ports[@]}"; do
+    for _ in $(seq 1 100); do
+      redis-cli -p "$p" CLUSTER INFO | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+  done
+  redis_cluster_nodes=$(IFS=,; echo "${addrs[*]}")
+  echo "== Redis Cluster of $n primaries (pids ${cluster_pids[*]}) at $redis_cluster_nodes"
+}
+
+bench_stop_redis_cluster() {
+  local pid
+  for pid in "${cluster_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  cluster_pids=()
+  redis_cluster_nodes=""
 }
 
 bench_stop_redis() {

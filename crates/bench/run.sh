@@ -21,6 +21,11 @@
 #                   BENCH_USER_STREAMS as there)
 #   BENCH_QUIET_LOAD=0.8  before measuring, wait (at most BENCH_QUIET_TIMEOUT s,
 #                   default 1500) until the 1-minute load average is below this
+#   BENCH_SERVER_BIN  the chat-server binary to measure (default the work
+#                   tree's release build), e.g. an older revision's from
+#                   compare.sh --build-only, for a before/after of one part
+#   BENCH_PRESENCE_ARGS  more options for chat-bench presence (e.g.
+#                   "--users 32000 --rate 1500")
 #   BENCH_KEEP_SEARCH_DB=1  keep the search scenario's database (to study plans)
 #   BENCH_ONLY      a comma list of the parts to run (default all of them):
 #                   standard (chat-bench all and idle), acks and index
@@ -102,7 +107,7 @@ jwt_secret=$(openssl rand -hex 32 2>/dev/null || head -c 32 /dev/urandom | od -A
 
 # start_server [DATABASE_URL]
 start_server() {
-  bench_start_server "$target/release/chat-server" "${1:-$database_url}" "$port" "$work/server.log" "bench_${ts}:"
+  bench_start_server "${BENCH_SERVER_BIN:-$target/release/chat-server}" "${1:-$database_url}" "$port" "$work/server.log" "bench_${ts}:"
 }
 
 check_server() {
@@ -148,7 +153,8 @@ if want presence; then
   bench_private_redis "$work"
   start_server
   echo "== running chat-bench presence $quick"
-  "$target/release/chat-bench" presence $quick \
+  # shellcheck disable=SC2086 # BENCH_PRESENCE_ARGS is a list of options
+  "$target/release/chat-bench" presence $quick ${BENCH_PRESENCE_ARGS:-} \
     --url "http://127.0.0.1:$port" \
     --server-pid "$server_pid" \
     --database-url "$database_url" \

@@ -9,6 +9,10 @@
 #                                     then with_index (as migrated)
 #   ... --quick                       small sizes, to check the machinery
 #
+# With BENCH_BEFORE=REV, `acks` compares a change instead of a feature:
+# acks_on_before (REV's server, built as compare.sh builds it) is the
+# baseline and acks_on (this work tree) the variant, both with acks.
+#
 # BENCH_ROUNDS times (default 3), runs the throughput scenario for the
 # baseline, then for the variant, each on a fresh database and a freshly
 # started release server of this work tree with run.sh's settings (the
@@ -49,6 +53,14 @@ if [[ "${BENCH_NO_BUILD:-}" != 1 ]]; then
 fi
 server_bin="$target/release/chat-server"
 bench_bin="$target/release/chat-bench"
+before_bin=""
+if [[ -n "${BENCH_BEFORE:-}" ]]; then
+  [[ $kind == acks ]] || { echo "BENCH_BEFORE works with acks only" >&2; exit 2; }
+  BENCH_NO_BUILD=1 "$here/compare.sh" "$BENCH_BEFORE" --build-only
+  sha=$(git -C "$root" rev-parse --verify "$BENCH_BEFORE^{commit}")
+  before_bin="$target/bench-before/${sha:0:12}/chat-server"
+  baseline=acks_on_before
+fi
 
 bench_runs_begin variants "$mode"
 
@@ -60,12 +72,14 @@ for round in $(seq 1 "$rounds"); do
     n=$((n + 1))
     extra=()
     prepare=bench_prepare_nothing
+    binary=$server_bin
     case $label in
       acks_on) extra=(--acks) ;;
+      acks_on_before) extra=(--acks) binary=$before_bin ;;
       without_index) prepare=bench_prepare_without_index ;;
     esac
     echo "== round $round"
-    bench_throughput_run "$n" "$label" "$server_bin" "$prepare" "bench_${kind}_${ts}" "${extra[@]}"
+    bench_throughput_run "$n" "$label" "$binary" "$prepare" "bench_${kind}_${ts}" "${extra[@]}"
   done
 done
 

@@ -5,6 +5,8 @@
 //! - `TEST_DATABASE_URL=postgres://…/postgres`: a PostgreSQL database per
 //!   test, cloned from a template migrated once, dropped afterwards;
 //! - `TEST_REDIS_URL=redis://…`: servers relay through Redis.
+//! - Redis Cluster tests: see [`cluster_wanted`] (on by default whenever
+//!   one of the two above is set; the harness starts its own cluster).
 //!
 //! `TEST_RUN_PREFIX` names the databases and Redis channels of a run, so
 //! runs sharing the servers do not meet.
@@ -288,6 +290,9 @@ fn ensure_template(conn: &mut PgConnection, base: &str, template: &str) -> Resul
 pub struct ServerOptions {
     /// Relay through this Redis (defaults to `TEST_REDIS_URL`).
     pub redis_url: Option<String>,
+    /// Relay through the Redis Cluster with these seeds
+    /// (`REDIS_CLUSTER_NODES`) instead of any Redis URL.
+    pub redis_cluster_nodes: Option<String>,
     /// Channel prefix (defaults to a fresh unique one; give two nodes the same).
     pub channel_prefix: Option<String>,
     /// Extra `CHAT__SECTION__KEY` style variables.
@@ -326,7 +331,9 @@ fn node_vars(db: &TestDb, options: &ServerOptions) -> Vec<(String, String)> {
                 .unwrap_or_else(|| format!("{}:", unique_name("ch"))),
         ),
     ];
-    if let Some(redis) = options.redis_url.clone().or_else(redis_url) {
+    if let Some(seeds) = options.redis_cluster_nodes.clone() {
+        vars.push(("REDIS_CLUSTER_NODES".into(), seeds));
+    } else if let Some(redis) = options.redis_url.clone().or_else(redis_url) {
         vars.push(("REDIS_URL".into(), redis));
     }
     vars.extend(options.env.iter().cloned());
@@ -709,4 +716,347 @@ impl S3Server {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
     }
+}
+// ------------------------------------------------------------ Redis Cluster
+
+/// Whether this run tests on a Redis Cluster: `TEST_REDIS_CLUSTER=1`, or a
+/// run on shared backends (`TEST_REDIS_URL` or `TEST_DATABASE_URL` set, as
+/// in the PostgreSQL + Redis pass of `.ci/run`); `TEST_REDIS_CLUSTER=0`
+/// turns it off. The harness starts the cluster itself (redis-server 7+
+/// and redis-cli must be installed; a run that wants a cluster and cannot
+/// start one fails rather than skips).
+pub fn cluster_wanted() -> bool {
+    match std::env::var("TEST_REDIS_CLUSTER").ok().as_deref() {
+        Some("0") => false,
+        Some("") | None => redis_url().is_some() || pg_base_url().is_some(),
+        Some(_) => true,
+    }
+}
+
+/// A local Redis Cluster of the tests' own: redis-server processes with
+/// `--cluster-enabled yes` on free ports, each in a directory of a temp
+/// dir, joined by `redis-cli --cluster create`. Every node process is
+/// watched by a shell that SIGKILLs it and removes its directory when the
+/// pipe to it closes, so nothing outlives the test process (even one
+/// killed). Stopped on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    dir: PathBuf,
+    nodes: std::sync::Mutex<Vec<ClusterNode>>,
+}
+
+#[derive(Debug)]
+struct ClusterNode {
+    port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// A port free for a cluster node: it and its bus port (+10000).
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl ClusterNode {
+    /// Starts (or restarts) the node process; returns once it takes
+    /// connections.
+    fn spawn(&mut self) {
+        use std::process::{Command, Stdio};
+        // The shell kills redis-server when its stdin closes; "keep" on
+        // stdin (a deliberate kill) leaves the directory for a restart.
+        let script = r#"redis-server "$@" & pid=$!; read cmd; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; d=$PWD; [ "$cmd" = keep ] || { rm -rf "$d"; rmdir "${d%/*}" 2>/dev/null; }"#;
+        let child = Command::new("sh")
+            .args(["-c", script, "sh"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                // The other shards keep serving while one is down.
+                "--cluster-require-full-coverage",
+                "no",
+                "--cluster-allow-reads-when-down",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                ".",
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (cluster node)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if redis_cli(self.port, &["ping"]).is_ok_and(|o| o.trim() == "PONG") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("cluster node on {} did not come up", self.port);
+    }
+
+    /// SIGKILL; with `keep` its directory (nodes.conf) stays for a restart.
+    fn kill(&mut self, keep: bool) {
+        use std::io::Write;
+        if let Some(mut child) = self.child.take() {
+            if let Some(mut stdin) = child.stdin.take()
+                && keep
+            {
+                let _ = stdin.write_all(b"keep\n");
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts `masters` primaries with `replicas` replicas each and waits
+    /// until every node says `cluster_state:ok`. Blocking (a few seconds).
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        for tool in ["redis-server", "redis-cli"] {
+            let version = std::process::Command::new(tool).arg("--version").output();
+            assert!(
+                version.is_ok_and(|o| o.status.success()),
+                "{tool} (Redis 7 or later) is needed for the Redis Cluster tests"
+            );
+        }
+        let dir = std::env::temp_dir().join(unique_name("redis_cluster"));
+        let mut nodes = Vec::new();
+        for i in 0..masters * (1 + replicas) {
+            let node_dir = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&node_dir).expect("cluster node dir");
+            let mut node = ClusterNode {
+                port: free_cluster_port(),
+                dir: node_dir,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster {
+            dir,
+            nodes: std::sync::Mutex::new(nodes),
+        };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Vec<ClusterNode>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every node's port, in start order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes().iter().map(|n| n.port).collect()
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,…`: what `REDIS_CLUSTER_NODES` takes.
+    pub fn seeds(&self) -> String {
+        self.ports()
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits (up to 30 s) until every running node says `cluster_state:ok`
+    /// and sees every slot served.
+    pub fn wait_ok(&self) {
+        let ports: Vec<u16> = self
+            .nodes()
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect();
+        for _ in 0..600 {
+            let ok = ports.iter().all(|p| {
+                redis_cli(*p, &["cluster", "info"]).is_ok_and(|info| {
+                    info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                })
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the Redis Cluster on {ports:?} did not become ok");
+    }
+
+    /// `redis-cli` on node `port` (any node answers cluster commands).
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        redis_cli(port, args).unwrap_or_else(|e| panic!("redis-cli -p {port} {args:?}: {e}"))
+    }
+
+    /// The primaries now serving slots, as (port, slot ranges), read from a
+    /// running node's `CLUSTER NODES`.
+    pub fn primaries(&self) -> Vec<(u16, Vec<(u16, u16)>)> {
+        let running: Vec<u16> = self
+            .nodes()
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect();
+        let port = *running.first().expect("a running node");
+        let text = self.cli(port, &["cluster", "nodes"]);
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 8 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let Some(node_port) = fields[1]
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+            else {
+                continue;
+            };
+            let ranges: Vec<(u16, u16)> = fields[8..]
+                .iter()
+                .filter(|f| !f.starts_with('['))
+                .filter_map(|f| match f.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => f.parse().ok().map(|s| (s, s)),
+                })
+                .collect();
+            if !ranges.is_empty() {
+                out.push((node_port, ranges));
+            }
+        }
+        out
+    }
+
+    /// The port of a replica of the primary on `port`.
+    pub fn replica_of(&self, port: u16) -> u16 {
+        let text = self.cli(port, &["cluster", "nodes"]);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .filter(|f: &Vec<&str>| f.len() >= 8)
+            .collect();
+        let port_of = |addr: &str| -> Option<u16> {
+            addr.split('@').next()?.rsplit_once(':')?.1.parse().ok()
+        };
+        let id = lines
+            .iter()
+            .find(|f| port_of(f[1]) == Some(port))
+            .map(|f| f[0])
+            .expect("the node is in its own CLUSTER NODES");
+        lines
+            .iter()
+            .find(|f| f[2].contains("slave") && f[3] == id)
+            .and_then(|f| port_of(f[1]))
+            .unwrap_or_else(|| panic!("no replica of {port}"))
+    }
+
+    /// The port of the primary serving `key`'s (or channel's) slot.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let port = self.ports()[0];
+        let slot: u16 = self
+            .cli(port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("a slot");
+        self.primaries()
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+    }
+
+    /// Runs `f` on the node listening on `port`.
+    fn with_node(&self, port: u16, f: impl FnOnce(&mut ClusterNode)) {
+        let mut nodes = self.nodes();
+        f(nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster"));
+    }
+
+    /// SIGKILLs the node on `port` (its cluster config stays for a restart).
+    pub fn kill(&self, port: u16) {
+        self.with_node(port, |node| node.kill(true));
+    }
+
+    /// Starts the node on `port` again with its cluster config (it rejoins
+    /// with the slots it had, unless a replica took them over).
+    pub fn restart(&self, port: u16) {
+        self.with_node(port, |node| {
+            node.kill(true);
+            node.spawn();
+        });
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in self.nodes().iter_mut() {
+            node.kill(false);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+static SHARED_CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+
+/// The run's three-primary Redis Cluster, started on first use and shared
+/// by the tests that only need one (each gets its own channel prefix);
+/// `None` when [`cluster_wanted`] says no. Its nodes die with the test
+/// process. Tests that kill nodes start a [`RedisCluster`] of their own.
+pub fn shared_redis_cluster() -> Option<&'static RedisCluster> {
+    if !cluster_wanted() {
+        return None;
+    }
+    Some(SHARED_CLUSTER.get_or_init(|| RedisCluster::start(3, 0)))
 }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
     /// Where attachment files live.
     pub files: Arc<crate::service::attachments::Files>,
+    /// Delivery acks, stored in batches.
+    pub deliveries: crate::service::delivery::DeliveryQueue,
 }
 
 /// The node's shutdown signal: sockets watch it and close with 1012.
@@ -136,6 +138,7 @@ impl AppState {
             shutdown: Shutdown::default(),
             webhooks,
             files: Arc::new(files),
+            deliveries: Default::default(),
         })
     }
 }

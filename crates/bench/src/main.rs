@@ -81,6 +81,9 @@ common options:
   --server-pid PID              the server's process (RSS, CPU and fd figures)
   --setup-concurrency 32        requests in flight while creating users and pairs
   --json-out FILE               also write the JSON result there
+  --nodes URL,URL               throughput/latency: other nodes of the same deployment; each
+                                pair's users then sit on different nodes (cross-node delivery)
+  --watch-pids NAME=PID,...     also report these processes' CPU (cores) under their names
 ";
 
 /// Options every scenario understands.
@@ -90,10 +93,15 @@ struct Common {
     server_pid: Option<u32>,
     setup_concurrency: usize,
     json_out: Option<String>,
+    /// Other nodes of the deployment (throughput and latency).
+    nodes: Vec<String>,
 }
 
 impl Common {
     fn take(args: &mut Args) -> Result<Self> {
+        if let Some(list) = args.take("watch-pids") {
+            sysinfo::watch_pids(&list)?;
+        }
         Ok(Self {
             url: args
                 .take("url")
@@ -101,6 +109,10 @@ impl Common {
             server_pid: args.take("server-pid").map(|p| p.parse()).transpose()?,
             setup_concurrency: args.get("setup-concurrency", 32)?,
             json_out: args.take("json-out"),
+            nodes: args
+                .take("nodes")
+                .map(|list| list.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -126,6 +138,7 @@ fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::
         drain: secs(args.get("drain", 10.0)?)?,
         concurrency: c.setup_concurrency,
         server_pid: c.server_pid,
+        nodes: c.nodes.clone(),
     })
 }
 
@@ -145,6 +158,7 @@ fn latency_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Con
         drain: secs(args.get("drain", 10.0)?)?,
         concurrency: c.setup_concurrency,
         server_pid: c.server_pid,
+        nodes: c.nodes.clone(),
     })
 }
 

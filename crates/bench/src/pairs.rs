@@ -5,6 +5,10 @@
 //! With `user_streams` each user also holds one user stream (`/ws/chat/`),
 //! checked the same way and reported apart, so the figures of the
 //! conversation sockets stay comparable with runs without streams.
+//! With `nodes` (other servers of the same deployment) the users of pair
+//! `p` are put on different nodes: `a` (the sender) on node `p % n`, `b` on
+//! node `(p + 1) % n`, so every receiver socket is fed across nodes
+//! (through Redis, or the Redis Cluster's sharded channels).
 
 use crate::api::{Api, Pair, bounded};
 use crate::stats::{Percentiles, round3};
@@ -46,6 +50,8 @@ pub struct Config {
     pub drain: Duration,
     pub concurrency: usize,
     pub server_pid: Option<u32>,
+    /// Other nodes' URLs (`http://127.0.0.1:PORT`); empty: one node.
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -463,6 +469,16 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     };
     let pairs = api.create_pairs(prefix, cfg.pairs, cfg.concurrency).await?;
     let per_user = cfg.sockets_per_user.max(1);
+    let mut node_apis = vec![api.clone()];
+    for url in &cfg.nodes {
+        node_apis.push(Api::new(url, api.tag.clone())?);
+    }
+    let n_nodes = node_apis.len();
+    // The node a user of pair `p` connects to.
+    let node_of = |p: usize, is_a: bool| -> &Api {
+        let i = if is_a { p % n_nodes } else { (p + 1) % n_nodes };
+        &node_apis[i]
+    };
     // (pair, role, socket)
     let plan: Vec<(usize, bool, usize)> = (0..pairs.len())
         .flat_map(|p| (0..per_user).flat_map(move |s| [(p, true, s), (p, false, s)]))
@@ -471,7 +487,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         let (p, is_a, _) = plan[i];
         let pair: &Pair = &pairs[p];
         let user = if is_a { &pair.a } else { &pair.b };
-        let url = api.ws_url(pair.conversation, &user.token);
+        let url = node_of(p, is_a).ws_url(pair.conversation, &user.token);
         async move { ws::connect(&url?, false, None).await }
     })
     .await?;
@@ -487,7 +503,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         let (p, is_a) = stream_plan[i];
         let pair: &Pair = &pairs[p];
         let user = if is_a { &pair.a } else { &pair.b };
-        let url = api.stream_url(&user.token, None);
+        let url = node_of(p, is_a).stream_url(&user.token, None);
         async move { ws::connect(&url?, false, None).await }
     })
     .await?;
@@ -633,6 +649,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         Value::Null
     };
     Ok(json!({
+        "nodes": n_nodes,
         "pairs": pairs.len(),
         "sockets": pairs.len() * per_user * 2,
         "sockets_per_user": per_user,

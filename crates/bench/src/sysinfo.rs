@@ -103,6 +103,29 @@ fn machine_busy_ticks() -> Option<u64> {
     Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7).unwrap_or(&0))
 }
 
+/// Processes named on the command line (`--watch-pids name=pid,...`: the
+/// other nodes, each shard's redis-server), reported under their names.
+static WATCHED: OnceLock<Vec<(&'static str, u32)>> = OnceLock::new();
+
+/// Parses and records `name=pid,name=pid` for every later [`CpuSnapshot`].
+pub fn watch_pids(list: &str) -> Result<()> {
+    let mut watched = Vec::new();
+    for item in list.split(',').filter(|i| !i.is_empty()) {
+        let (name, pid) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--watch-pids: '{item}' is not name=pid"))?;
+        let pid: u32 = pid
+            .parse()
+            .map_err(|_| format!("--watch-pids: bad pid in '{item}'"))?;
+        // A handful of names for the life of the process.
+        watched.push((&*Box::leak(name.to_owned().into_boxed_str()), pid));
+    }
+    WATCHED
+        .set(watched)
+        .map_err(|_| "--watch-pids given twice".to_owned())?;
+    Ok(())
+}
+
 /// CPU time consumed so far by the server, this tool, PostgreSQL and Redis.
 #[derive(Debug, Clone, Default)]
 pub struct CpuSnapshot {
@@ -125,6 +148,11 @@ impl CpuSnapshot {
         }
         if let Some((_, t)) = stat("self") {
             ticks.insert("bench", t);
+        }
+        for (name, pid) in WATCHED.get().map_or(&[][..], Vec::as_slice) {
+            if let Some((_, t)) = stat(&pid.to_string()) {
+                ticks.insert(name, t);
+            }
         }
         if let Ok(dir) = fs::read_dir("/proc") {
             for entry in dir.flatten() {

@@ -255,6 +255,34 @@ fn set_status_if(
 }
 
 /// The users `user` has an accepted connection with.
+/// `(user, partner)` for every accepted connection of any of `users`, in
+/// one statement (the presence announcer's batches).
+pub fn partners_of_many(
+    conn: &mut DbConnection,
+    users: &[UserId],
+) -> QueryResult<Vec<(UserId, UserId)>> {
+    let raw: Vec<i64> = users.iter().map(|u| u.0).collect();
+    let rows: Vec<(i64, i64)> = connections::table
+        .filter(connections::status.eq(ConnectionStatus::Accepted.as_str()))
+        .filter(
+            connections::requester_id
+                .eq_any(&raw)
+                .or(connections::addressee_id.eq_any(&raw)),
+        )
+        .select((connections::requester_id, connections::addressee_id))
+        .load(conn)?;
+    let mut pairs = Vec::with_capacity(rows.len() * 2);
+    for (r, a) in rows {
+        if raw.contains(&r) {
+            pairs.push((UserId(r), UserId(a)));
+        }
+        if raw.contains(&a) {
+            pairs.push((UserId(a), UserId(r)));
+        }
+    }
+    Ok(pairs)
+}
+
 pub fn partners(conn: &mut DbConnection, user: UserId) -> QueryResult<Vec<UserId>> {
     let rows: Vec<(i64, i64)> = connections::table
         .filter(connections::status.eq(ConnectionStatus::Accepted.as_str()))

@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod connections;
 pub mod conversations;
 pub mod db;
+pub mod delivery;
 pub mod deployment;
 pub mod error;
 pub mod events;

@@ -122,12 +122,17 @@ struct ProfileChangeset<'a> {
 }
 
 /// Records when the user was last online.
-pub fn set_last_seen(
+/// Records `at` as `last_seen` of all of `ids` in one statement.
+pub fn set_last_seen_many(
     conn: &mut DbConnection,
-    id: UserId,
+    ids: &[UserId],
     at: chrono::DateTime<chrono::Utc>,
 ) -> QueryResult<()> {
-    diesel::update(users::table.find(id.0))
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    diesel::update(users::table.filter(users::id.eq_any(raw)))
         .set(users::last_seen.eq(to_naive(at)))
         .execute(conn)?;
     Ok(())

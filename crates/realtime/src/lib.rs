@@ -22,7 +22,8 @@ mod redis_bus;
 
 use chat_domain::{ConversationId, ServerEvent, UserId};
 pub use presence::{Presence, PresenceChange};
-use redis_bus::RedisBus;
+pub use redis_bus::{ClusterStatus, parse_cluster_nodes};
+use redis_bus::{RedisBus, RedisTarget};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,8 +110,14 @@ pub enum Outbound {
 /// Settings of [`Realtime::start`].
 #[derive(Clone)]
 pub struct RealtimeConfig {
-    /// Redis URL; `None` runs a single node with an in-process bus.
+    /// Redis URL; `None` (and no cluster nodes) runs a single node with an
+    /// in-process bus.
     pub redis_url: Option<String>,
+    /// Seed nodes (`host:port`) of a Redis Cluster, in place of
+    /// `redis_url`: the bus then uses sharded pub/sub (`SSUBSCRIBE` /
+    /// `SPUBLISH`) and presence keys carry hash tags. Setting both is a
+    /// configuration error.
+    pub redis_cluster_nodes: Vec<String>,
     /// Prepended to every Redis channel name, so deployments (and tests)
     /// sharing one Redis do not hear each other.
     pub channel_prefix: String,
@@ -130,6 +137,7 @@ impl Default for RealtimeConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             channel_prefix: "chat:".into(),
             socket_queue: 256,
             command_timeout: Duration::from_secs(2),
@@ -144,6 +152,7 @@ impl fmt::Debug for RealtimeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RealtimeConfig")
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_cluster_nodes", &self.redis_cluster_nodes)
             .field("channel_prefix", &self.channel_prefix)
             .field("socket_queue", &self.socket_queue)
             .field("command_timeout", &self.command_timeout)
@@ -261,10 +270,20 @@ impl Realtime {
             ));
         }
         let (hub_tx, hub_rx) = mpsc::channel(hub::HUB_QUEUE);
-        let (subscriptions, redis) = match config.redis_url.as_deref() {
+        let target = match (config.redis_url.as_deref(), &config.redis_cluster_nodes[..]) {
+            (None, []) => None,
+            (Some(url), []) => Some(RedisTarget::Single(url)),
+            (None, nodes) => Some(RedisTarget::Cluster(nodes)),
+            (Some(_), _) => {
+                return Err(RealtimeError::Config(
+                    "a Redis URL and Redis Cluster nodes are mutually exclusive".into(),
+                ));
+            }
+        };
+        let (subscriptions, redis) = match target {
             None => (hub::Subscriptions::InProcess, None),
-            Some(url) => {
-                let (bus, sub_tx) = RedisBus::start(&config, url, hub_tx.clone()).await?;
+            Some(target) => {
+                let (bus, sub_tx) = RedisBus::start(&config, target, hub_tx.clone()).await?;
                 (hub::Subscriptions::Redis(sub_tx), Some(bus))
             }
         };
@@ -421,10 +440,18 @@ impl Realtime {
     }
 
     /// Readiness: `Ok` without Redis; with Redis, a PING bounded by the
-    /// command timeout, `Err("redis: <reason>")` when it is down.
+    /// command timeout, `Err("redis: <reason>")` when it is down. On a
+    /// cluster, the cluster must say `cluster_state:ok` and every primary
+    /// answer a PING (see [`check_cluster`](Self::check_cluster)).
     pub async fn check(&self) -> Result<(), String> {
+        self.check_cluster().await.0
+    }
+
+    /// [`check`](Self::check), with the cluster's state when the bus runs
+    /// on a Redis Cluster (`None` otherwise).
+    pub async fn check_cluster(&self) -> (Result<(), String>, Option<ClusterStatus>) {
         match &self.inner.redis {
-            None => Ok(()),
+            None => (Ok(()), None),
             Some(redis) => redis.check().await,
         }
     }
@@ -462,6 +489,14 @@ impl Realtime {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    /// Whether the bus runs on a Redis Cluster (sharded pub/sub).
+    pub fn is_clustered(&self) -> bool {
+        self.inner
+            .redis
+            .as_ref()
+            .is_some_and(RedisBus::is_clustered)
     }
 
     /// Whether Redis is configured (multi-node mode).

@@ -11,6 +11,13 @@
 //! takes its users offline. A transition is decided atomically in Redis
 //! (a script that changes the hash and returns its size), so exactly one
 //! node reports each change. Without Redis the same happens in memory.
+//!
+//! On a Redis Cluster every key is a single-key command (or a script over
+//! its one key), and the id in each name is a hash tag: `pres:{7}`,
+//! `node:{a1}`, `node:{a1}:users`, `reap:{a1}`. So all of one user's keys
+//! live on one shard, and so do all of one node's, while different users
+//! and nodes spread over the shards. On a single Redis the names stay as
+//! they were (`pres:7`, `node:a1`, …), so a rolling deploy keeps working.
 
 use chat_domain::UserId;
 use fred::clients::Client;
@@ -48,11 +55,24 @@ struct Local {
     dirty: bool,
 }
 
+/// What presence is given of the Redis bus.
+#[derive(Debug)]
+pub(crate) struct RedisHandle {
+    pub(crate) client: Client,
+    /// The deployment's channel prefix, also the keys'.
+    pub(crate) prefix: String,
+    /// This node's id.
+    pub(crate) node: String,
+    /// Wrap ids in `{…}` (a cluster), so related keys share a slot.
+    pub(crate) hash_tags: bool,
+}
+
 #[derive(Debug)]
 struct RedisPresence {
     client: Client,
     prefix: String,
     node: String,
+    hash_tags: bool,
     lease: Duration,
 }
 
@@ -67,16 +87,17 @@ pub struct Presence {
 
 impl Presence {
     pub(crate) fn start(
-        redis: Option<(Client, String, String)>,
+        redis: Option<RedisHandle>,
         grace: Duration,
         lease: Duration,
     ) -> (Self, mpsc::UnboundedReceiver<PresenceChange>) {
         let (changes, rx) = mpsc::unbounded_channel();
-        let redis = redis.map(|(client, prefix, node)| {
+        let redis = redis.map(|h| {
             Arc::new(RedisPresence {
-                client,
-                prefix,
-                node,
+                client: h.client,
+                prefix: h.prefix,
+                node: h.node,
+                hash_tags: h.hash_tags,
                 lease,
             })
         });
@@ -245,16 +266,29 @@ impl Presence {
 }
 
 impl RedisPresence {
+    /// `{prefix}{kind}:{id}{suffix}`, the id as a hash tag on a cluster.
+    fn key(&self, kind: &str, id: impl std::fmt::Display, suffix: &str) -> String {
+        if self.hash_tags {
+            format!("{}{kind}:{{{id}}}{suffix}", self.prefix)
+        } else {
+            format!("{}{kind}:{id}{suffix}", self.prefix)
+        }
+    }
+
     fn user_key(&self, user: UserId) -> String {
-        format!("{}pres:{}", self.prefix, user)
+        self.key("pres", user, "")
     }
 
     fn node_key(&self, node: &str) -> String {
-        format!("{}node:{}", self.prefix, node)
+        self.key("node", node, "")
     }
 
     fn node_users_key(&self, node: &str) -> String {
-        format!("{}node:{}:users", self.prefix, node)
+        self.key("node", node, ":users")
+    }
+
+    fn reap_key(&self, node: &str) -> String {
+        self.key("reap", node, "")
     }
 
     fn nodes_key(&self) -> String {
@@ -309,7 +343,7 @@ impl RedisPresence {
             let claimed: Option<String> = self
                 .client
                 .set(
-                    format!("{}reap:{}", self.prefix, node),
+                    self.reap_key(&node),
                     &self.node,
                     Some(Expiration::PX(ms)),
                     Some(SetOptions::NX),

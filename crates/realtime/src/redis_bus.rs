@@ -12,6 +12,19 @@
 //!   from refcounts, re-subscribes every wanted channel after each
 //!   (re)connection, and resyncs the sockets once that is confirmed;
 //! - two watchers turn fred connection events into up/down logs.
+//!
+//! On a Redis Cluster ([`RedisTarget::Cluster`]) the clients are fred's
+//! clustered ones and every channel is a *sharded* channel: events go out
+//! with `SPUBLISH` and are heard with `SSUBSCRIBE`, so each event is handled
+//! by the one shard that owns its channel's slot instead of being broadcast
+//! to every shard (classic pub/sub in a cluster). Subscriptions are sent
+//! one channel per command (each lands on its slot's primary; fred follows
+//! `MOVED`), and a channel whose shard does not answer is retried later
+//! without holding up the other shards. Besides reconnections, the manager
+//! re-reads the slot map every few seconds: when a slot changed owner (a
+//! failover, a resharding) the server drops the sharded subscriptions there
+//! without closing the connection, so every channel is subscribed again and
+//! every socket resynced, as after a reconnection.
 
 use crate::envelope::{self, Channel};
 use crate::health::{Health, Link};
@@ -19,9 +32,11 @@ use crate::hub::{self, Resync, SubCommand};
 use crate::{Audience, Frame, RealtimeConfig, RealtimeError, Topic};
 use fred::clients::SubscriberClient;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy, Value,
+    Builder, Client, ClientLike, ClusterInterface, Config, EventInterface, PubsubInterface,
+    ReconnectPolicy, Value,
 };
 use fred::types::Message;
+use fred::types::config::{ClusterDiscoveryPolicy, Server, ServerConfig};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,6 +62,10 @@ const MAX_SUB_BATCH: usize = 1024;
 /// How often the manager retries subscriptions that failed (and the
 /// publisher a failed announcement).
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// On a cluster, how long the manager waits after a reconnection event for
+/// the other primaries' (fred reports one per connection), so that every
+/// channel is subscribed again once, not once per primary.
+const RECONNECT_SETTLE: Duration = Duration::from_millis(50);
 /// How often an idle subscriber connection is pinged (so a dead connection
 /// is noticed even without traffic).
 const KEEPALIVE_EVERY_TICKS: u32 = 10;
@@ -64,10 +83,88 @@ fn random_node_id() -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// Where the bus runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RedisTarget<'a> {
+    /// One Redis server (or a proxy), by URL: classic pub/sub.
+    Single(&'a str),
+    /// A Redis Cluster, by seed nodes (`host:port`): sharded pub/sub.
+    Cluster(&'a [String]),
+}
+
+/// A Redis Cluster as one node sees it, for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// `cluster_state` from `CLUSTER INFO` (`ok` or `fail`), or
+    /// `unknown` when no node answered.
+    pub state: String,
+    /// Primaries in this node's slot map.
+    pub primaries: usize,
+    /// Of those, how many answered a PING within the command timeout.
+    pub reachable: usize,
+}
+
+/// Parses one `host:port` seed (`[v6]:port` too).
+fn parse_seed(seed: &str) -> Result<Server, String> {
+    let (host, port) = seed
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{seed:?} is not host:port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{seed:?} has no valid port"))?;
+    if host.is_empty() {
+        return Err(format!("{seed:?} has no host"));
+    }
+    Ok(Server::new(host, port))
+}
+
+/// Splits a comma-separated list of `host:port` seeds, each checked;
+/// the error names the first bad one. Empty entries are refused too.
+pub fn parse_cluster_nodes(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(|seed| parse_seed(seed).map(|_| seed.trim().to_owned()))
+        .collect()
+}
+
+/// The fred configuration of a target.
+fn fred_config(target: RedisTarget<'_>) -> Result<Config, RealtimeError> {
+    match target {
+        RedisTarget::Single(url) => {
+            Config::from_url(url).map_err(|e| RealtimeError::Config(format!("redis url: {e}")))
+        }
+        RedisTarget::Cluster(seeds) => {
+            let hosts = seeds
+                .iter()
+                .map(|s| parse_seed(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RealtimeError::Config(format!("redis cluster nodes: {e}")))?;
+            if hosts.is_empty() {
+                return Err(RealtimeError::Config(
+                    "redis cluster nodes: none given".into(),
+                ));
+            }
+            Ok(Config {
+                server: ServerConfig::Clustered {
+                    hosts,
+                    // Seeds and the last slot map: a dead seed is not fatal.
+                    policy: ClusterDiscoveryPolicy::UseCache,
+                },
+                ..Config::default()
+            })
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RedisBus {
     node_id: String,
     prefix: String,
+    /// On a cluster: sharded pub/sub, hash-tagged presence keys.
+    sharded: bool,
     publisher: Client,
     subscriber: SubscriberClient,
     outbox: mpsc::Sender<(String, String)>,
@@ -93,12 +190,12 @@ impl RedisBus {
     /// background.
     pub(crate) async fn start(
         config: &RealtimeConfig,
-        url: &str,
+        target: RedisTarget<'_>,
         hub: mpsc::Sender<hub::Command>,
     ) -> Result<(Self, mpsc::UnboundedSender<SubCommand>), RealtimeError> {
         let t = config.command_timeout;
-        let mut fred_config =
-            Config::from_url(url).map_err(|e| RealtimeError::Config(format!("redis url: {e}")))?;
+        let sharded = matches!(target, RedisTarget::Cluster(_));
+        let mut fred_config = fred_config(target)?;
         // Without this the first connection failure is final.
         fred_config.fail_fast = false;
         let policy = ReconnectPolicy::new_exponential(0, 100, 2_000, 2);
@@ -192,10 +289,13 @@ impl RedisBus {
             envelope::encode_resync(&node_id),
         );
         tasks.push(tokio::spawn(run_publisher(
-            publisher.clone(),
+            Publisher {
+                client: publisher.clone(),
+                sharded,
+                health: health.clone(),
+                command_timeout: t,
+            },
             outbox_rx,
-            health.clone(),
-            t,
             announcement,
         )));
         tasks.push(tokio::spawn(run_receiver(
@@ -209,6 +309,8 @@ impl RedisBus {
         let manager = Manager {
             client: subscriber.clone(),
             prefix: prefix.clone(),
+            sharded,
+            slot_map: None,
             timeout: t,
             health: health.clone(),
             hub,
@@ -225,6 +327,7 @@ impl RedisBus {
             Self {
                 node_id,
                 prefix,
+                sharded,
                 publisher,
                 subscriber,
                 outbox,
@@ -267,29 +370,94 @@ impl RedisBus {
         }
     }
 
-    /// The publisher client, channel prefix and node id, for presence.
-    pub(crate) fn presence_client(&self) -> (Client, String, String) {
-        (
-            self.publisher.clone(),
-            self.prefix.clone(),
-            self.node_id.clone(),
-        )
+    /// What presence needs: the publisher client, channel prefix, node id,
+    /// and whether keys need hash tags (on a cluster).
+    pub(crate) fn presence_client(&self) -> crate::presence::RedisHandle {
+        crate::presence::RedisHandle {
+            client: self.publisher.clone(),
+            prefix: self.prefix.clone(),
+            node: self.node_id.clone(),
+            hash_tags: self.sharded,
+        }
     }
 
-    /// Readiness: a PING through the publisher, and the subscriber's state.
-    pub(crate) async fn check(&self) -> Result<(), String> {
-        if !self.publisher.is_connected() {
-            return Err("redis: not connected".into());
+    /// Whether the bus runs on a Redis Cluster.
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.sharded
+    }
+
+    /// Readiness: a PING through the publisher (every primary's, on a
+    /// cluster, and the cluster's own state), and the subscriber's state.
+    pub(crate) async fn check(&self) -> (Result<(), String>, Option<ClusterStatus>) {
+        let mut cluster = None;
+        let result = async {
+            if !self.publisher.is_connected() {
+                return Err("redis: not connected".to_owned());
+            }
+            if self.sharded {
+                let status = self.cluster_status().await;
+                let problem = if status.state != "ok" {
+                    Some(format!("redis: cluster_state is {}", status.state))
+                } else if status.primaries == 0 || status.reachable < status.primaries {
+                    Some(format!(
+                        "redis: {} of {} cluster primaries answered",
+                        status.reachable, status.primaries
+                    ))
+                } else {
+                    None
+                };
+                cluster = Some(status);
+                if let Some(problem) = problem {
+                    return Err(problem);
+                }
+            } else {
+                match timeout(self.command_timeout, self.publisher.ping::<Value>(None)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("redis: {e}")),
+                    Err(_) => return Err("redis: PING timed out".into()),
+                }
+            }
+            if !self.subscriber.is_connected() {
+                return Err("redis: subscriber not connected".into());
+            }
+            Ok(())
         }
-        match timeout(self.command_timeout, self.publisher.ping::<Value>(None)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("redis: {e}")),
-            Err(_) => return Err("redis: PING timed out".into()),
+        .await;
+        (result, cluster)
+    }
+
+    /// `CLUSTER INFO`'s state, and a PING to every primary of the slot map
+    /// (concurrently, each bounded by the command timeout).
+    async fn cluster_status(&self) -> ClusterStatus {
+        let t = self.command_timeout;
+        let primaries = self
+            .publisher
+            .cached_cluster_state()
+            .map(|s| s.unique_primary_nodes())
+            .unwrap_or_default();
+        let info = timeout(t, self.publisher.cluster_info::<String>()).await;
+        let state = match info {
+            Ok(Ok(text)) => text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("cluster_state:"))
+                .unwrap_or("unknown")
+                .to_owned(),
+            _ => "unknown".to_owned(),
+        };
+        let pings = primaries.iter().map(|server| {
+            let node = self.publisher.with_cluster_node(server.clone());
+            async move { matches!(timeout(t, node.ping::<Value>(None)).await, Ok(Ok(_))) }
+        });
+        let reachable = futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .filter(|up| *up)
+            .count();
+        ClusterStatus {
+            state,
+            primaries: primaries.len(),
+            reachable,
         }
-        if !self.subscriber.is_connected() {
-            return Err("redis: subscriber not connected".into());
-        }
-        Ok(())
     }
 
     /// Marks Redis down after a join gave up waiting for its SUBSCRIBE.
@@ -362,13 +530,26 @@ fn spawn_watcher(
 /// After events were dropped, publishes `announcement` (control channel,
 /// payload) once Redis takes publishes again, so the other nodes resync the
 /// sockets that missed them; retried until it goes through.
-async fn run_publisher(
+/// The publisher task's client and what it needs to report.
+struct Publisher {
     client: Client,
-    mut outbox: mpsc::Receiver<(String, String)>,
+    /// `SPUBLISH` (on a cluster) rather than `PUBLISH`.
+    sharded: bool,
     health: Arc<Health>,
     command_timeout: Duration,
+}
+
+async fn run_publisher(
+    publisher: Publisher,
+    mut outbox: mpsc::Receiver<(String, String)>,
     announcement: (String, String),
 ) {
+    let Publisher {
+        ref client,
+        sharded,
+        ref health,
+        command_timeout,
+    } = publisher;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -378,16 +559,19 @@ async fn run_publisher(
                 if n == 0 {
                     break;
                 }
-                send_batch(&client, &mut batch, &health, command_timeout).await
+                send_batch(&publisher, &mut batch).await
             }
             _ = retry.tick() => client.is_connected(),
         };
         if working && health.take_announce() {
             let (channel, payload) = announcement.clone();
-            let sent = timeout(
-                command_timeout,
-                client.publish::<Value, _, _>(channel, payload),
-            )
+            let sent = timeout(command_timeout, async {
+                if sharded {
+                    client.spublish::<Value, _, _>(channel, payload).await
+                } else {
+                    client.publish::<Value, _, _>(channel, payload).await
+                }
+            })
             .await;
             match sent {
                 Ok(Ok(_)) => {
@@ -410,12 +594,13 @@ async fn run_publisher(
 /// Publishes one batch as a pipeline; whether Redis took it. A batch that
 /// fails is dropped and counted (pub/sub keeps nothing for later, so stale
 /// events are not piled up while reconnecting).
-async fn send_batch(
-    client: &Client,
-    batch: &mut Vec<(String, String)>,
-    health: &Health,
-    command_timeout: Duration,
-) -> bool {
+async fn send_batch(publisher: &Publisher, batch: &mut Vec<(String, String)>) -> bool {
+    let Publisher {
+        ref client,
+        sharded,
+        ref health,
+        command_timeout,
+    } = *publisher;
     if !client.is_connected() {
         health.add_dropped(batch.len());
         health.mark_down(Link::Publisher, "publish", "not connected");
@@ -426,7 +611,11 @@ async fn send_batch(
     let n = batch.len();
     for (channel, payload) in batch.drain(..) {
         // Only queues in memory.
-        let _: Result<Value, _> = pipeline.publish(channel, payload).await;
+        let _: Result<Value, _> = if sharded {
+            pipeline.spublish(channel, payload).await
+        } else {
+            pipeline.publish(channel, payload).await
+        };
     }
     let sent = timeout(
         command_timeout + Duration::from_millis(100),
@@ -556,6 +745,11 @@ async fn run_receiver(
 struct Manager {
     client: SubscriberClient,
     prefix: String,
+    /// Sharded channels (a cluster): `SSUBSCRIBE` one channel at a time.
+    sharded: bool,
+    /// On a cluster, the slot ranges and their primaries last seen: a
+    /// change means the sharded subscriptions of the moved slots are gone.
+    slot_map: Option<Vec<(u16, u16, Server)>>,
     timeout: Duration,
     health: Arc<Health>,
     hub: mpsc::Sender<hub::Command>,
@@ -622,6 +816,12 @@ impl Manager {
                 }
                 r = reconnects.recv(), if reconnects_open => match r {
                     Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if self.sharded {
+                            // fred reports each primary's new connection
+                            // apart: subscribe everything once for them all.
+                            tokio::time::sleep(RECONNECT_SETTLE).await;
+                            while reconnects.try_recv().is_ok() {}
+                        }
                         self.after_reconnect();
                         self.sync(true).await;
                         self.send_resyncs().await;
@@ -637,6 +837,11 @@ impl Manager {
                         if idle_ticks >= KEEPALIVE_EVERY_TICKS {
                             idle_ticks = 0;
                             self.keepalive().await;
+                            if self.slots_moved().await {
+                                self.after_reconnect();
+                                self.sync(true).await;
+                                self.send_resyncs().await;
+                            }
                         }
                     }
                 }
@@ -660,9 +865,12 @@ impl Manager {
             self.resync_when_subscribed = true;
         }
         self.connected_before = true;
-        self.subscribed = self
-            .client
-            .tracked_channels()
+        let tracked = if self.sharded {
+            self.client.tracked_shard_channels()
+        } else {
+            self.client.tracked_channels()
+        };
+        self.subscribed = tracked
             .iter()
             .filter_map(|ch| envelope::parse_channel(&self.prefix, ch))
             .filter(|c| !self.wanted.contains_key(c))
@@ -722,6 +930,10 @@ impl Manager {
         if !force && !self.client.is_connected() {
             return;
         }
+        if self.sharded {
+            self.sync_sharded(to_unsub, to_sub).await;
+            return;
+        }
         let names = |channels: &[Channel]| -> Vec<String> {
             channels
                 .iter()
@@ -764,8 +976,104 @@ impl Manager {
         }
     }
 
+    /// [`sync`](Self::sync) on a cluster: one `SSUBSCRIBE`/`SUNSUBSCRIBE`
+    /// per channel (a multi-channel one must stay within one slot, and
+    /// fred reads only the first of its replies), each bounded by the
+    /// command timeout. Once a shard fails to answer, its other channels
+    /// wait for the next round, so one dead shard delays only its own.
+    async fn sync_sharded(&mut self, to_unsub: Vec<Channel>, to_sub: Vec<Channel>) {
+        let routing = self.client.cached_cluster_state();
+        let shard_of = |name: &str| -> Option<Server> {
+            let slot = fred::util::redis_keyslot(name.as_bytes());
+            routing.as_ref().and_then(|r| r.get_server(slot).cloned())
+        };
+        let mut failed: HashSet<Server> = HashSet::new();
+        let mut all_ok = true;
+        for (channel, subscribe) in to_unsub
+            .into_iter()
+            .map(|c| (c, false))
+            .chain(to_sub.into_iter().map(|c| (c, true)))
+        {
+            let name = envelope::channel_name(&self.prefix, channel);
+            let shard = shard_of(&name);
+            if shard.as_ref().is_some_and(|s| failed.contains(s)) {
+                all_ok = false;
+                continue;
+            }
+            let what = if subscribe {
+                "ssubscribe"
+            } else {
+                "sunsubscribe"
+            };
+            let done = if subscribe {
+                timeout(self.timeout, self.client.ssubscribe(name)).await
+            } else {
+                timeout(self.timeout, self.client.sunsubscribe(name)).await
+            };
+            match done {
+                Ok(Ok(())) => {
+                    if subscribe {
+                        self.subscribed.insert(channel);
+                    } else {
+                        self.subscribed.remove(&channel);
+                    }
+                }
+                Ok(Err(e)) => {
+                    all_ok = false;
+                    self.health.mark_down(Link::Subscriber, what, e);
+                    failed.extend(shard);
+                }
+                Err(_) => {
+                    all_ok = false;
+                    self.health.mark_down(Link::Subscriber, what, "timed out");
+                    failed.extend(shard);
+                }
+            }
+        }
+        if all_ok {
+            self.health.mark_up(Link::Subscriber);
+        }
+    }
+
+    /// On a cluster: re-reads the slot map (`CLUSTER SLOTS` through fred)
+    /// and tells whether a slot changed primary since the last look (the
+    /// first look only records it).
+    async fn slots_moved(&mut self) -> bool {
+        if !self.sharded || !self.client.is_connected() {
+            return false;
+        }
+        match timeout(self.timeout, self.client.sync_cluster()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "reading the cluster's slot map failed");
+                return false;
+            }
+            Err(_) => return false,
+        }
+        let Some(routing) = self.client.cached_cluster_state() else {
+            return false;
+        };
+        let map: Vec<(u16, u16, Server)> = routing
+            .slots()
+            .iter()
+            .map(|r| (r.start, r.end, r.primary.clone()))
+            .collect();
+        match self.slot_map.replace(map) {
+            Some(before) if Some(&before) != self.slot_map.as_ref() => {
+                info!("cluster slots changed owner; subscribing again and resyncing sockets");
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn keepalive(&self) {
         if !self.client.is_connected() {
+            return;
+        }
+        if self.sharded {
+            // A PING would reach one node only; the slot map check that
+            // follows talks to the cluster.
             return;
         }
         match timeout(self.timeout, self.client.ping::<Value>(None)).await {

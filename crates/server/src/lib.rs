@@ -167,14 +167,18 @@ async fn channel_prefix(settings: &Settings, db: &Database) -> Result<String, St
     if !settings.redis.channel_prefix.is_empty() {
         return Ok(settings.redis.channel_prefix.clone());
     }
-    let Some(url) = settings.redis_url() else {
+    if !settings.uses_redis() {
         return Ok("chat:".into()); // the in-process bus: nothing is shared
-    };
+    }
+    // A cluster has database 0 only: the same prefix as on one Redis's db 0.
+    let redis_db = settings
+        .redis_url()
+        .map_or(0, |url| redis_database(url.expose()));
     let fresh = uuid::Uuid::new_v4().simple().to_string();
     let id = db
         .run(move |c| chat_persistence::deployment::identity(c, &fresh))
         .await?;
-    Ok(format!("chat:{id}:{}:", redis_database(url.expose())))
+    Ok(format!("chat:{id}:{redis_db}:"))
 }
 
 /// The database number of a Redis URL (`redis://host:6379/2` is 2); 0 when
@@ -231,6 +235,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tracing::debug!(%channel_prefix, "redis channel prefix");
     let realtime = Realtime::start(RealtimeConfig {
         redis_url: settings.redis_url().map(|url| url.expose().to_owned()),
+        redis_cluster_nodes: settings.redis_cluster_nodes(),
         channel_prefix,
         socket_queue: settings.redis.socket_queue,
         command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
@@ -255,6 +260,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = state.shutdown.clone();
     let write_timeout = Duration::from_secs(settings.api.websocket.write_timeout_seconds);
     chat_api::service::presence::spawn_announcer(state.clone());
+    chat_api::service::delivery::spawn_batcher(state.clone());
     chat_api::service::webhooks::spawn_dispatcher(state.clone());
     chat_api::service::attachments::spawn_cleanup(state.clone());
     let data = web::Data::new(state);

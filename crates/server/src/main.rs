@@ -45,7 +45,11 @@ async fn serve(settings: Settings) -> Result<(), StartError> {
     let database_url = chat_persistence::db::redact(settings.database_url().expose());
     let redis = settings
         .redis_url()
-        .map(|u| chat_persistence::db::redact(u.expose()));
+        .map(|u| chat_persistence::db::redact(u.expose()))
+        .or_else(|| {
+            let nodes = settings.redis_cluster_nodes();
+            (!nodes.is_empty()).then(|| format!("cluster {}", nodes.join(",")))
+        });
     let running = start(settings).await?;
     tracing::info!(addr = %running.addr, database = %database_url, redis = ?redis, "chat server listening");
     let (handle, shutdown) = (running.handle.clone(), running.shutdown.clone());

@@ -175,6 +175,9 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Empty means the in-process bus. The URL may hold a password.
     pub url: Secret,
+    /// Seed nodes of a Redis Cluster, `host:port,host:port`, in place of
+    /// `url` (sharded pub/sub). Empty: no cluster.
+    pub cluster_nodes: String,
     /// Channel name prefix.
     pub channel_prefix: String,
     /// Command timeout.
@@ -261,6 +264,7 @@ impl Settings {
             ("PORT", "server.port"),
             ("DATABASE_URL", "database.url"),
             ("REDIS_URL", "redis.url"),
+            ("REDIS_CLUSTER_NODES", "redis.cluster_nodes"),
             ("JWT_SECRET", "auth.jwt_secret"),
             ("WEBHOOK_URL", "webhooks.url"),
         ] {
@@ -331,6 +335,7 @@ impl Settings {
         at_least_one("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
         at_least_one("redis.socket_queue", self.redis.socket_queue)?;
         at_least_one("redis.presence_lease_ms", self.redis.presence_lease_ms)?;
+        self.check_cluster()?;
         // API.md: failed deliveries are retried for at least 24 hours.
         if self.is_production() && self.api.webhooks.retry_max_age_seconds < 86_400 {
             return Err(InvalidSetting::new(
@@ -341,6 +346,50 @@ impl Settings {
         at_least_one("server.max_connections", self.server.max_connections)?;
         at_least_one("server.backlog", self.server.backlog)?;
         self.api.validate()
+    }
+
+    /// `redis.cluster_nodes`: well-formed seeds, not together with
+    /// `redis.url`, and no hash tag in the channel prefix (it would put
+    /// every channel and key on one shard).
+    fn check_cluster(&self) -> Result<(), InvalidSetting> {
+        let nodes = self.redis.cluster_nodes.trim();
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        if !self.redis.url.is_empty() {
+            return Err(InvalidSetting::new(
+                "redis.cluster_nodes",
+                "REDIS_CLUSTER_NODES and REDIS_URL (redis.url) are mutually exclusive: \
+                 set one (the cluster's seed nodes take the place of the URL)",
+            ));
+        }
+        chat_realtime::parse_cluster_nodes(nodes).map_err(|e| {
+            InvalidSetting::new(
+                "redis.cluster_nodes",
+                format!("must be host:port[,host:port...]: {e}"),
+            )
+        })?;
+        if self.redis.channel_prefix.contains(['{', '}']) {
+            return Err(InvalidSetting::new(
+                "redis.channel_prefix",
+                "must not contain { or } on a Redis Cluster (a hash tag in the prefix \
+                 would put every channel and key on one shard)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The Redis Cluster's seed nodes; empty without a cluster.
+    pub fn redis_cluster_nodes(&self) -> Vec<String> {
+        chat_realtime::parse_cluster_nodes(self.redis.cluster_nodes.trim())
+            .ok()
+            .filter(|_| !self.redis.cluster_nodes.trim().is_empty())
+            .unwrap_or_default()
+    }
+
+    /// Whether Redis (one server or a cluster) relays between nodes.
+    pub fn uses_redis(&self) -> bool {
+        self.redis_url().is_some() || !self.redis_cluster_nodes().is_empty()
     }
 
     /// Whether this is a production deployment.
@@ -426,6 +475,44 @@ mod tests {
         );
         assert_eq!(s.api.auth.access_token_minutes, 5);
         assert!(!s.uses_dev_secret());
+    }
+
+    #[test]
+    fn cluster_nodes_are_checked_at_load() {
+        let base = [("CHAT_CONFIG_DIR", "/nonexistent")];
+        let load = |extra: &[(&str, &str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            Settings::load_from(&vars(&all))
+        };
+        let s = load(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000, 10.0.0.2:7001")]).expect("loads");
+        assert_eq!(s.redis_cluster_nodes(), ["10.0.0.1:7000", "10.0.0.2:7001"]);
+        assert!(s.redis_url().is_none() && s.uses_redis());
+        let both = load(&[
+            ("REDIS_CLUSTER_NODES", "h:7000"),
+            ("REDIS_URL", "redis://h:6379"),
+        ])
+        .expect_err("both");
+        assert!(both.to_string().contains("mutually exclusive"), "{both}");
+        for bad in ["h", "h:", ":7000", "h:0", "h:70000", "h:7000,", "h:x"] {
+            let err = load(&[("REDIS_CLUSTER_NODES", bad)]).expect_err(bad);
+            assert!(
+                err.to_string().contains("redis.cluster_nodes"),
+                "{bad}: {err}"
+            );
+        }
+        let tagged = load(&[
+            ("REDIS_CLUSTER_NODES", "h:7000"),
+            ("CHAT__REDIS__CHANNEL_PREFIX", "chat{x}:"),
+        ])
+        .expect_err("tagged prefix");
+        assert!(tagged.to_string().contains("channel_prefix"), "{tagged}");
+        assert!(
+            load(&[])
+                .expect("defaults")
+                .redis_cluster_nodes()
+                .is_empty()
+        );
     }
 
     #[test]

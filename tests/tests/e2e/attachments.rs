@@ -637,11 +637,7 @@ fn attachment_node_process() {
 #[tokio::test]
 async fn a_kill_mid_upload_leaves_nothing_the_cleanup_does_not_remove() {
     let db = Arc::new(TestDb::new().await);
-    let options = ServerOptions {
-        redis_url: None,
-        channel_prefix: None,
-        env: vec![],
-    };
+    let options = ServerOptions::default();
     let mut node = NodeProcess::start(&db, &options, "attachments::attachment_node_process").await;
     let api_a = Api {
         http: reqwest::Client::new(),

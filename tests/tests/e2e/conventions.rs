@@ -884,6 +884,7 @@ async fn a_database_that_cannot_be_opened_is_503() {
     let server = TestServer::start_on(
         db,
         ServerOptions {
+            redis_cluster_nodes: None,
             env: vec![(
                 "CHAT__DATABASE__CHECKOUT_TIMEOUT_SECONDS".into(),
                 "1".into(),

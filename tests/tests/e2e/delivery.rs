@@ -27,6 +27,25 @@ async fn message(api: &Api, token: &str, id: &Value) -> Value {
     m
 }
 
+/// The statuses of the conversation's history as `token` sees it, newest first.
+async fn statuses(api: &Api, token: &str, conv: i64) -> Vec<String> {
+    let (status, history) = api
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/messages/"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    history["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|m| m["status"].as_str().expect("status").to_owned())
+        .collect()
+}
+
 async fn delivered(api: &Api, token: &str, conv: i64, body: Value) -> (u16, Value) {
     api.call(
         "POST",
@@ -145,21 +164,7 @@ async fn http_ack_for_push_handlers_and_own_messages_never_delivered_by_own_ack(
     assert_eq!(res["delivered"], 0);
     silent(&mut wb, 300).await;
     // History and detail agree.
-    let (_, history) = api
-        .call(
-            "GET",
-            &format!("/api/chat/conversations/{conv}/messages/"),
-            Some(&tb),
-            None,
-        )
-        .await;
-    let statuses: Vec<&Value> = history["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|m| &m["status"])
-        .collect();
-    assert_eq!(statuses, [&json!("sent"), &json!("delivered")]);
+    assert_eq!(statuses(&api, &tb, conv).await, ["sent", "delivered"]);
 }
 
 #[tokio::test]
@@ -250,4 +255,97 @@ async fn a_flood_of_acks_is_coalesced() {
     for id in &ids {
         assert_eq!(message(&api, &ta, id).await["status"], "delivered");
     }
+}
+
+/// Acks arriving together are stored together: each caller still gets its
+/// own answer (a stranger's 404 in the same moment changes nothing for the
+/// others), sends racing the acks are all stored, and both users' streams
+/// keep a gapless `seq`.
+#[tokio::test]
+async fn acks_arriving_together_are_each_answered_and_logged_without_gaps() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let (_stranger, ts) = api.user("stranger").await;
+    let mut pairs = Vec::new();
+    for i in 0..8 {
+        let (ta, tb, conv, _a, _b) = api.pair(&format!("sender{i}"), &format!("acker{i}")).await;
+        let mut last = Value::Null;
+        for n in 0..3 {
+            last = api.send_message(&ta, conv, &format!("m{n}")).await;
+        }
+        pairs.push((ta, tb, conv, last["id"].clone()));
+    }
+    let acks = pairs
+        .iter()
+        .map(|(_, tb, conv, last)| delivered(&api, tb, *conv, json!({"message_id": last})));
+    let strangers = pairs
+        .iter()
+        .map(|(_, _, conv, last)| delivered(&api, &ts, *conv, json!({"message_id": last})));
+    let racing_sends = pairs
+        .iter()
+        .map(|(ta, _, conv, _)| api.send_message(ta, *conv, "racing"));
+    let (acked, refused, sent) = tokio::join!(
+        futures_util::future::join_all(acks),
+        futures_util::future::join_all(strangers),
+        futures_util::future::join_all(racing_sends),
+    );
+    for (status, res) in &refused {
+        assert_error(*status, res, 404);
+    }
+    for ((status, res), (ta, tb, conv, last)) in acked.iter().zip(&pairs) {
+        assert_eq!(*status, 200, "{res}");
+        assert_eq!(res["delivered"], 3, "{res}");
+        assert_eq!(&res["up_to_message_id"], last);
+        // Newest first: the racing send (not acked), then the three acked.
+        assert_eq!(
+            statuses(&api, tb, *conv).await,
+            ["sent", "delivered", "delivered", "delivered"]
+        );
+        // Both logs: every seq once, in order, the delivery among them.
+        for token in [ta, tb] {
+            let (mut ws, first) = crate::ws_support::stream(&server, token, "since=0").await;
+            let head = seq(&first);
+            let mut seqs = Vec::new();
+            let mut delivered_events = 0;
+            while seqs.len() < usize::try_from(head).expect("seq") {
+                let e = next(&mut ws).await;
+                if e.get("seq").is_some_and(|s| !s.is_null()) {
+                    seqs.push(seq(&e));
+                    if e["type"] == "messages_delivered" {
+                        delivered_events += 1;
+                    }
+                }
+            }
+            assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+            assert_eq!(delivered_events, 1);
+        }
+    }
+    assert_eq!(sent.len(), pairs.len());
+}
+
+/// The fault test of the ack path: an ack taken while Redis is down is
+/// stored with its log event, and the other node's user reads it on resume
+/// once Redis is back (stored before broadcast).
+#[tokio::test]
+async fn an_ack_taken_while_redis_is_down_is_kept_and_resumed_on_the_other_node() {
+    let Some((mut redis, node1, node2)) = two_nodes_on_private_redis().await else {
+        return;
+    };
+    let (api1, api2) = (Api::new(&node1), Api::new(&node2));
+    let (ta, tb, conv, _a, b) = api1.pair("alice", "bob").await;
+    let m = api1.send_message(&ta, conv, "hi").await;
+    let (_, before) = crate::ws_support::stream(&node1, &ta, "").await;
+    redis.kill();
+    let (status, res) = delivered(&api2, &tb, conv, json!({"message_id": m["id"]})).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["delivered"], 1);
+    redis.restart().await;
+    let since = seq(&before);
+    let (mut ws, first) = crate::ws_support::stream(&node1, &ta, &format!("since={since}")).await;
+    assert_eq!(seq(&first), since + 1, "one event since: {first}");
+    let e = next_of(&mut ws, "messages_delivered").await;
+    assert_eq!(e["seq"], since + 1);
+    assert_eq!(e["user_id"], b);
+    assert_eq!(e["up_to_message_id"], m["id"]);
+    assert_eq!(message(&api1, &ta, &m["id"]).await["status"], "delivered");
 }

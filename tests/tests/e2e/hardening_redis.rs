@@ -32,18 +32,15 @@ async fn publish(redis_url: &str, channel: &str, payload: &[u8]) -> String {
     String::from_utf8_lossy(&answer[..n]).trim().to_owned()
 }
 
-/// A node on `db` with the default (derived) channel prefix, on `redis`.
-async fn default_prefixed(db: Arc<TestDb>, redis: String) -> TestServer {
-    TestServer::start_on(
-        db,
-        ServerOptions {
-            redis_url: Some(redis),
-            // Empty: the prefix a deployment gets when it sets none.
-            channel_prefix: Some(String::new()),
-            env: vec![],
-        },
-    )
-    .await
+/// Options of a node with the default (derived) channel prefix, on `redis`.
+fn default_prefixed(redis: String) -> ServerOptions {
+    ServerOptions {
+        redis_cluster_nodes: None,
+        redis_url: Some(redis),
+        // Empty: the prefix a deployment gets when it sets none.
+        channel_prefix: Some(String::new()),
+        env: vec![],
+    }
 }
 
 #[tokio::test]
@@ -53,9 +50,20 @@ async fn deployments_sharing_a_redis_never_share_channels() {
     };
     // Two deployments: databases of their own, Redis databases 1 and 2 of
     // one server (pub/sub ignores the number), and no prefix configured.
-    let a = default_prefixed(Arc::new(TestDb::new().await), format!("{}/1", redis.url())).await;
+    deployments_stay_apart(
+        default_prefixed(format!("{}/1", redis.url())),
+        default_prefixed(format!("{}/2", redis.url())),
+    )
+    .await;
+}
+
+/// Deployments A and B (databases of their own, each node with the
+/// options given, no prefix configured) do not hear each other, and a
+/// second node of B hears B (also run on a Redis Cluster).
+pub(crate) async fn deployments_stay_apart(a_options: ServerOptions, b_options: ServerOptions) {
+    let a = TestServer::start_on(Arc::new(TestDb::new().await), a_options).await;
     let b_db = Arc::new(TestDb::new().await);
-    let b = default_prefixed(b_db.clone(), format!("{}/2", redis.url())).await;
+    let b = TestServer::start_on(b_db.clone(), b_options.clone()).await;
     let (a, api_a, ta, _, conv_a, _, _) = pair_on(a).await;
     let (b, api_b, tb, _, conv_b, _, _) = pair_on(b).await;
     assert_eq!(conv_a, conv_b, "equal conversation ids in both");
@@ -69,7 +77,7 @@ async fn deployments_sharing_a_redis_never_share_channels() {
 
     // A second node of deployment B (same database) derives the same
     // prefix, so B's nodes still hear each other.
-    let b2 = default_prefixed(b_db, format!("{}/2", redis.url())).await;
+    let b2 = TestServer::start_on(b_db, b_options).await;
     let mut on_b2 = join(&b2.ws_url(""), conv_b, &tb).await;
     api_b.send_message(&tb, conv_b, "within B").await;
     assert_eq!(
@@ -90,6 +98,7 @@ async fn payloads_from_redis_are_checked_before_they_reach_sockets() {
     };
     let prefix = format!("{}:", chat_tests::unique_name("rv"));
     let options = ServerOptions {
+        redis_cluster_nodes: None,
         redis_url: Some(redis.url()),
         channel_prefix: Some(prefix.clone()),
         env: vec![],

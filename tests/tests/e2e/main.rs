@@ -4,6 +4,7 @@
 mod attachments;
 mod auth;
 mod chat;
+mod cluster;
 mod connections;
 mod conventions;
 mod delivery;

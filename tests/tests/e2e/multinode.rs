@@ -11,6 +11,12 @@ async fn events_cross_nodes() {
     let Some((node1, node2)) = two_nodes(None).await else {
         return;
     };
+    events_cross_nodes_on(node1, node2).await;
+}
+
+/// Every kind of conversation event reaches the other node (also run on a
+/// Redis Cluster).
+pub(crate) async fn events_cross_nodes_on(node1: TestServer, node2: TestServer) {
     let (node1, api1, ta, tb, conv, a, b) = pair_on(node1).await;
     let api2 = Api::new(&node2);
     let mut wa = join(&node1.ws_url(""), conv, &ta).await;
@@ -71,6 +77,12 @@ async fn per_sender_order_holds_across_nodes() {
     let Some((node1, node2)) = two_nodes(None).await else {
         return;
     };
+    per_sender_order_on(node1, node2).await;
+}
+
+/// One sender's messages arrive in order on both nodes (also run on a
+/// Redis Cluster).
+pub(crate) async fn per_sender_order_on(node1: TestServer, node2: TestServer) {
     let (node1, _, ta, tb, conv, _, _) = pair_on(node1).await;
     let mut wa = join(&node1.ws_url(""), conv, &ta).await;
     let mut wb = join(&node2.ws_url(""), conv, &tb).await;

@@ -305,9 +305,19 @@ async fn at_most_one_presence_event_per_user_per_second() {
 /// `None` when the run has no Redis.
 async fn two_nodes() -> Option<(TestServer, TestServer)> {
     let redis = chat_tests::redis_url()?;
+    Some(two_nodes_on(Some(redis), None).await)
+}
+
+/// Two nodes on one database with a short presence lease, on `redis` or
+/// the Redis Cluster with seeds `cluster`.
+pub(crate) async fn two_nodes_on(
+    redis: Option<String>,
+    cluster: Option<String>,
+) -> (TestServer, TestServer) {
     let db = std::sync::Arc::new(TestDb::new().await);
     let options = ServerOptions {
-        redis_url: Some(redis),
+        redis_cluster_nodes: cluster,
+        redis_url: redis,
         channel_prefix: Some(format!("{}:", chat_tests::unique_name("pr"))),
         env: vec![
             ("CHAT__REDIS__PRESENCE_GRACE_MS".into(), GRACE_MS.into()),
@@ -316,7 +326,7 @@ async fn two_nodes() -> Option<(TestServer, TestServer)> {
     };
     let a = TestServer::start_on(db.clone(), options.clone()).await;
     let b = TestServer::start_on(db, options).await;
-    Some((a, b))
+    (a, b)
 }
 
 #[tokio::test]
@@ -325,6 +335,12 @@ async fn presence_crosses_nodes_and_a_dead_nodes_users_go_offline() {
         eprintln!("skipped: needs TEST_REDIS_URL");
         return;
     };
+    a_dead_nodes_users_go_offline(node1, node2).await;
+}
+
+/// Presence crosses nodes; node 1 dying takes its users offline, decided
+/// by node 2 (also run on a Redis Cluster).
+pub(crate) async fn a_dead_nodes_users_go_offline(node1: TestServer, node2: TestServer) {
     let (node1, _api, ta, tb, _conv, a, _b) = pair_on(node1).await;
     let mut wb = stream(&node2, &tb).await;
     // Online on node 1, seen on node 2; a second socket on node 2 changes nothing.

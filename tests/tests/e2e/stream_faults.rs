@@ -685,16 +685,9 @@ async fn streams_on_another_node_get_every_event_with_the_same_seq() {
 /// the resync that follows Redis's return, as nothing comes after it.
 #[tokio::test]
 async fn redis_killed_under_load_loses_and_repeats_nothing() {
-    if chat_tests::pg_base_url().is_none() {
-        eprintln!("skipped: the Redis-kill test needs TEST_DATABASE_URL");
-        return;
-    }
-    let Some(mut redis) = PrivateRedis::start().await else {
+    let Some((mut redis, node1, node2)) = two_nodes_on_private_redis().await else {
         return;
     };
-    let (node1, node2) = two_nodes(Some(redis.url()))
-        .await
-        .expect("a Redis URL was given");
     let api = Api::new(&node1);
     let (pairs, quiet) = (10, 2);
     let stop = Arc::new(AtomicBool::new(false));

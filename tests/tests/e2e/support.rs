@@ -194,9 +194,25 @@ pub async fn two_nodes(redis: Option<String>) -> Option<(TestServer, TestServer)
     Some((a, b))
 }
 
+/// Two nodes on one database and a Redis of the test's own, to kill and
+/// restart; `None` (with a note) when the run has no PostgreSQL (two SQLite
+/// nodes would not share a database) or no redis-server.
+pub async fn two_nodes_on_private_redis() -> Option<(PrivateRedis, TestServer, TestServer)> {
+    if chat_tests::pg_base_url().is_none() {
+        eprintln!("skipped: the Redis-kill tests need TEST_DATABASE_URL");
+        return None;
+    }
+    let redis = PrivateRedis::start().await?;
+    let (a, b) = two_nodes(Some(redis.url()))
+        .await
+        .expect("a Redis URL was given");
+    Some((redis, a, b))
+}
+
 /// Options for nodes that work together: one Redis, one channel prefix.
 pub fn node_options(redis: String) -> ServerOptions {
     ServerOptions {
+        redis_cluster_nodes: None,
         redis_url: Some(redis),
         channel_prefix: Some(format!("{}:", chat_tests::unique_name("mn"))),
         env: vec![],

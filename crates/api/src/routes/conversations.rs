@@ -8,7 +8,7 @@ use crate::extract::{integer, json_body, optional_json, path_id, positive};
 use crate::openapi::responses as resp;
 use crate::pagination::{ConversationPage, MessagePage, PageRequest, Paginated, query_pairs};
 use crate::service::chat::{self, Read, ReadSelection};
-use crate::service::presence;
+use crate::service::{delivery, presence};
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chat_domain::{Conversation, ConversationId, Message, MessageId, User, UserId};
@@ -393,7 +393,9 @@ struct DeliveredRequest {
 /// What an acknowledgement changed.
 #[derive(Debug, Serialize, ToSchema)]
 struct DeliveredResult {
-    /// How many messages became delivered now (0 when nothing changed).
+    /// How many messages became delivered now (0 when nothing changed, or
+    /// when another acknowledgement of yours for this conversation, stored
+    /// at the same moment, reached further and delivered them).
     #[schema(value_type = i64)]
     delivered: usize,
     /// The acknowledged message.
@@ -449,7 +451,7 @@ async fn delivered(
             return Err(e);
         }
     };
-    let d = chat::mark_delivered(&state, me, id, message).await?;
+    let d = delivery::mark_delivered(&state, me, id, message).await?;
     Ok(HttpResponse::Ok().json(DeliveredResult {
         delivered: d.count,
         up_to_message_id: d.up_to,

@@ -43,6 +43,25 @@ struct ReadinessChecks {
     database: &'static str,
     /// `ok`, `unavailable` or `not_configured` (no Redis: single node).
     redis: &'static str,
+    /// Only on a Redis Cluster: the cluster as this node sees it. `redis`
+    /// is `ok` only when `state` is `ok` and every primary answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_cluster: Option<ClusterCheck>,
+}
+
+/// A Redis Cluster's state, from this node.
+#[derive(Debug, Serialize, ToSchema)]
+struct ClusterCheck {
+    /// `cluster_state` from `CLUSTER INFO`: `ok`, `fail`, or `unknown`
+    /// when no node answered.
+    #[schema(example = "ok")]
+    state: String,
+    /// Primaries (shards) in this node's slot map.
+    #[schema(example = 3)]
+    primaries: usize,
+    /// Of those, how many answered a PING in time.
+    #[schema(example = 3)]
+    reachable: usize,
 }
 
 /// Liveness
@@ -72,8 +91,15 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "unavailable"
         }
     };
+    let mut redis_cluster = None;
     let redis = if state.realtime.is_distributed() {
-        match state.realtime.check().await {
+        let (result, cluster) = state.realtime.check_cluster().await;
+        redis_cluster = cluster.map(|c| ClusterCheck {
+            state: c.state,
+            primaries: c.primaries,
+            reachable: c.reachable,
+        });
+        match result {
             Ok(()) => "ok",
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: redis down");
@@ -86,7 +112,11 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = database == "ok" && redis != "unavailable";
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
-        checks: ReadinessChecks { database, redis },
+        checks: ReadinessChecks {
+            database,
+            redis,
+            redis_cluster,
+        },
     };
     if ready {
         HttpResponse::Ok().json(body)

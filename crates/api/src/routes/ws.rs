@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::limits::{FrameKind, too_many};
 use crate::pagination::query_pairs;
 use crate::service::chat::{self, NewMessage, ReadSelection, Sent};
+use crate::service::delivery;
 use crate::state::AppState;
 use actix_web::FromRequest;
 use actix_web::http::StatusCode;
@@ -977,7 +978,7 @@ impl Socket<'_> {
         self.acks.due = None;
         self.acks.last = Some(Instant::now());
         for (conversation, up_to) in std::mem::take(&mut self.acks.pending) {
-            match chat::mark_delivered(self.state, self.user.id, conversation, up_to).await {
+            match delivery::mark_delivered(self.state, self.user.id, conversation, up_to).await {
                 Ok(_) => {
                     let stored = &mut self.acks.stored;
                     match stored.iter_mut().find(|(c, _)| *c == conversation) {

@@ -11,7 +11,7 @@ use chat_domain::{
     UserId,
 };
 use chat_persistence::events::Ledger;
-use chat_persistence::messages::{self, Delivered, SendOutcome};
+use chat_persistence::messages::{self, SendOutcome};
 use chat_persistence::reactions::{self, Reacted};
 use chat_persistence::{SendRequest, conversations, users};
 use chat_realtime::Audience;
@@ -196,71 +196,6 @@ fn read_event(
         message_ids: ids.to_vec(),
         read_at,
         stream: None,
-    }
-}
-
-/// Acknowledges delivery as `recipient` of the other participant's
-/// messages up to `up_to` (any message of the conversation); records and
-/// publishes `messages_delivered` when something changed. 404 for a
-/// non-participant or a message that is not in the conversation.
-pub async fn mark_delivered(
-    state: &AppState,
-    recipient: UserId,
-    conversation: ConversationId,
-    up_to: MessageId,
-) -> Result<Delivered, ApiError> {
-    let state = state.clone();
-    to_completion(async move { deliver_and_publish(&state, recipient, conversation, up_to).await })
-        .await
-}
-
-async fn deliver_and_publish(
-    state: &AppState,
-    recipient: UserId,
-    conversation: ConversationId,
-    up_to: MessageId,
-) -> Result<Delivered, ApiError> {
-    let (delivered, events) = state
-        .db
-        .transaction(move |c| {
-            let conv = conversations::find_for(c, conversation, recipient)?;
-            let delivered = messages::mark_delivered(c, &conv, recipient, up_to)?;
-            if delivered.count == 0 {
-                return Ok((delivered, Vec::new()));
-            }
-            let mut ledger = Ledger::lock(c, &[conv.user_low, conv.user_high])?;
-            for user in [conv.user_low, conv.user_high] {
-                ledger.record(user, |seq, _| {
-                    delivered_event(conversation, recipient, &delivered, Some(seq)).to_json()
-                });
-            }
-            let events = ledger.write(c, delivered.delivered_at)?;
-            Ok((delivered, events))
-        })
-        .await?;
-    if delivered.count > 0 {
-        let event = delivered_event(conversation, recipient, &delivered, None);
-        state
-            .realtime
-            .publish(conversation, &event, Audience::Everyone)
-            .await;
-        notify::user_events(state, events).await;
-    }
-    Ok(delivered)
-}
-
-fn delivered_event(
-    conversation: ConversationId,
-    recipient: UserId,
-    d: &Delivered,
-    seq: Option<i64>,
-) -> ServerEvent {
-    ServerEvent::MessagesDelivered {
-        conversation_id: conversation,
-        user_id: recipient,
-        up_to_message_id: d.up_to,
-        delivered_at: d.delivered_at,
-        seq,
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod attachments;
 pub mod chat;
 pub mod connections;
+pub mod delivery;
 pub mod presence;
 pub mod tokens;
 pub mod webhooks;

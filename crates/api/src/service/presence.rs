@@ -6,8 +6,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use chat_domain::{ServerEvent, User, UserId};
 use chat_persistence::{connections, users};
-use chat_realtime::{Audience, PresenceChange, Topic};
+use chat_realtime::{Audience, Frame, PresenceChange, Topic};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,6 +16,12 @@ use tokio::sync::mpsc;
 
 /// The most presence events of one user per this window.
 const DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Changes the announcer takes at once: one database round trip for all.
+const BATCH: usize = 256;
+
+/// Presence publishes awaited together.
+const PUBLISHES_IN_FLIGHT: usize = 64;
 
 /// A user's presence as a viewer may see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -72,28 +79,49 @@ pub async fn online(state: &AppState, users: &[UserId]) -> Result<Vec<bool>, Api
     })
 }
 
-/// Sends `user`'s presence to the streams of everyone connected to them.
-async fn announce(state: &AppState, user: &User, view: PresenceView) {
-    let id = user.id;
-    let partners = match state.db.run(move |c| connections::partners(c, id)).await {
+/// Sends each user's presence to the streams of everyone connected to
+/// them: one statement for all their connections, the publishes in flight
+/// together.
+async fn announce(state: &AppState, views: Vec<(User, PresenceView)>) {
+    if views.is_empty() {
+        return;
+    }
+    let ids: Vec<UserId> = views.iter().map(|(u, _)| u.id).collect();
+    let pairs = match state
+        .db
+        .run(move |c| connections::partners_of_many(c, &ids))
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e.report(), "presence: connections not loaded");
             return;
         }
     };
-    let json = ServerEvent::Presence {
-        user_id: user.id,
-        status: view.status.to_owned(),
-        last_seen: view.last_seen,
-    }
-    .to_json();
-    for partner in partners {
-        state
-            .realtime
-            .publish_frame(Topic::User(partner), json.clone(), None, Audience::Everyone)
-            .await;
-    }
+    let frames: HashMap<UserId, Frame> = views
+        .into_iter()
+        .map(|(user, view)| {
+            let json = ServerEvent::Presence {
+                user_id: user.id,
+                status: view.status.to_owned(),
+                last_seen: view.last_seen,
+            }
+            .to_json();
+            (user.id, Frame::from(json))
+        })
+        .collect();
+    let publishes = pairs.into_iter().filter_map(|(user, partner)| {
+        let frame = frames.get(&user)?.clone();
+        Some(
+            state
+                .realtime
+                .publish_frame(Topic::User(partner), frame, None, Audience::Everyone),
+        )
+    });
+    futures_util::stream::iter(publishes)
+        .buffer_unordered(PUBLISHES_IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
 }
 
 /// `share_presence` was switched: the user's connections see the change
@@ -102,7 +130,7 @@ pub async fn sharing_changed(state: &AppState, user: &User) {
     let online = online_or_offline(state, &[user.id]).await;
     let online = online.first().copied().unwrap_or(false);
     // Hidden: offline with no last_seen; shown again: what is true now.
-    announce(state, user, PresenceView::of(user, online)).await
+    announce(state, vec![(user.clone(), PresenceView::of(user, online))]).await
 }
 
 enum Work {
@@ -128,59 +156,102 @@ pub fn spawn_announcer(state: AppState) {
         }
     });
     tokio::spawn(async move {
-        // Per user: when the last event went out and what it said.
-        let mut sent: HashMap<UserId, (Instant, bool)> = HashMap::new();
-        // Per user: the newest state not yet announced.
-        let mut waiting: HashMap<UserId, bool> = HashMap::new();
-        while let Some(item) = work.recv().await {
-            let (user, online) = match item {
-                Work::Change(c) => {
-                    if !c.online {
-                        let (id, now) = (c.user, chat_domain::now());
-                        if let Err(e) = state
-                            .db
-                            .run(move |db| users::set_last_seen(db, id, now))
-                            .await
-                        {
-                            tracing::warn!(error = %e.report(), "last_seen not recorded");
+        let mut debounce = Debounce::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        while work.recv_many(&mut batch, BATCH).await > 0 {
+            let mut went_offline = Vec::new();
+            let mut due = Vec::new();
+            for item in batch.drain(..) {
+                let (user, online) = match item {
+                    Work::Change(c) => {
+                        if !c.online {
+                            went_offline.push(c.user);
                         }
+                        (c.user, c.online)
                     }
-                    (c.user, c.online)
-                }
-                Work::Due(user) => match waiting.remove(&user) {
-                    Some(online) => (user, online),
-                    None => continue,
-                },
-            };
-            if let Some((at, last)) = sent.get(&user).copied() {
-                if at.elapsed() < DEBOUNCE {
-                    if waiting.insert(user, online).is_none() {
+                    Work::Due(user) => match debounce.waiting.remove(&user) {
+                        Some(online) => (user, online),
+                        None => continue,
+                    },
+                };
+                match debounce.decide(user, online) {
+                    Decision::Announce => due.push((user, online)),
+                    Decision::Later(wait) => {
                         let tx = work_tx.clone();
-                        let wait = DEBOUNCE.saturating_sub(at.elapsed());
                         tokio::spawn(async move {
                             tokio::time::sleep(wait).await;
                             let _ = tx.send(Work::Due(user));
                         });
                     }
+                    Decision::Nothing => {}
+                }
+            }
+            // last_seen first: an offline event carries it.
+            let ids: Vec<UserId> = due.iter().map(|(u, _)| *u).collect();
+            let now = chat_domain::now();
+            let loaded = state
+                .db
+                .run(move |db| {
+                    users::set_last_seen_many(db, &went_offline, now)?;
+                    users::find_many(db, &ids)
+                })
+                .await;
+            let found = match loaded {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "presence: users not loaded");
                     continue;
                 }
-                if last == online {
-                    continue;
-                }
-            }
-            sent.insert(user, (Instant::now(), online));
-            // Forget users quiet for long, so the map stays bounded.
-            if sent.len() > 10_000 {
-                sent.retain(|_, (at, _)| at.elapsed() < DEBOUNCE);
-            }
-            let id = user;
-            match state.db.run(move |c| users::find(c, id)).await {
-                Ok(u) if u.share_presence => {
-                    announce(&state, &u, PresenceView::of(&u, online)).await
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e.report(), "presence: user not loaded"),
-            }
+            };
+            let online: HashMap<UserId, bool> = due.into_iter().collect();
+            let views = found
+                .into_iter()
+                .filter(|u| u.share_presence)
+                .filter_map(|u| {
+                    let view = PresenceView::of(&u, *online.get(&u.id)?);
+                    Some((u, view))
+                })
+                .collect();
+            announce(&state, views).await;
         }
     });
+}
+
+/// What to do with a user's change now.
+enum Decision {
+    Announce,
+    /// Inside the window: decide again after this long.
+    Later(Duration),
+    Nothing,
+}
+
+/// At most one event per user per [`DEBOUNCE`].
+#[derive(Default)]
+struct Debounce {
+    /// Per user: when the last event went out and what it said.
+    sent: HashMap<UserId, (Instant, bool)>,
+    /// Per user: the newest state not yet announced.
+    waiting: HashMap<UserId, bool>,
+}
+
+impl Debounce {
+    fn decide(&mut self, user: UserId, online: bool) -> Decision {
+        if let Some((at, last)) = self.sent.get(&user).copied() {
+            if at.elapsed() < DEBOUNCE {
+                return match self.waiting.insert(user, online) {
+                    None => Decision::Later(DEBOUNCE.saturating_sub(at.elapsed())),
+                    Some(_) => Decision::Nothing,
+                };
+            }
+            if last == online {
+                return Decision::Nothing;
+            }
+        }
+        self.sent.insert(user, (Instant::now(), online));
+        // Forget users quiet for long, so the map stays bounded.
+        if self.sent.len() > 10_000 {
+            self.sent.retain(|_, (at, _)| at.elapsed() < DEBOUNCE);
+        }
+        Decision::Announce
+    }
 }
