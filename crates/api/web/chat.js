@@ -380,7 +380,7 @@ export class ChatView {
         ? h('a', { class: 'image', href: api.fileUrl(a.url), target: '_blank', rel: 'noopener' },
           h('img', { src: api.fileUrl(a.thumbnail_url), alt: a.filename, ...thumbSize(a) }))
         : h('a', { class: 'file', href: api.fileUrl(a.url), download: a.filename },
-          `📄 ${a.filename} (${sizeText(a.size)})`))));
+          `${a.filename} (${sizeText(a.size)})`))));
   }
 
   renderMessage(m) {
