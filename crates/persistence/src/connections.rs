@@ -254,7 +254,6 @@ fn set_status_if(
     Ok(changed == 1)
 }
 
-/// The users `user` has an accepted connection with.
 /// `(user, partner)` for every accepted connection of any of `users`, in
 /// one statement (the presence announcer's batches).
 pub fn partners_of_many(
@@ -283,18 +282,10 @@ pub fn partners_of_many(
     Ok(pairs)
 }
 
+/// The users `user` has an accepted connection with.
 pub fn partners(conn: &mut DbConnection, user: UserId) -> QueryResult<Vec<UserId>> {
-    let rows: Vec<(i64, i64)> = connections::table
-        .filter(connections::status.eq(ConnectionStatus::Accepted.as_str()))
-        .filter(
-            connections::requester_id
-                .eq(user.0)
-                .or(connections::addressee_id.eq(user.0)),
-        )
-        .select((connections::requester_id, connections::addressee_id))
-        .load(conn)?;
-    Ok(rows
+    Ok(partners_of_many(conn, &[user])?
         .into_iter()
-        .map(|(r, a)| if r == user.0 { UserId(a) } else { UserId(r) })
+        .map(|(_, partner)| partner)
         .collect())
 }

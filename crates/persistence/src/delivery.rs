@@ -4,10 +4,10 @@
 
 use crate::db::DbConnection;
 use crate::error::{PersistenceError, QueryResult};
-use crate::messages::Delivered;
 use crate::rows::{ConversationRow, to_naive};
 use crate::schema::{connections, conversations, messages};
 use chat_domain::{Conversation, ConversationId, MessageId, UserId};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Timestamp};
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,17 @@ pub struct Ack {
     pub conversation: ConversationId,
     /// Up to which message.
     pub up_to: MessageId,
+}
+
+/// What an acknowledgement changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Messages that became delivered now (0: nothing changed).
+    pub count: usize,
+    /// The acknowledged message.
+    pub up_to: MessageId,
+    /// The time recorded on them.
+    pub delivered_at: DateTime<Utc>,
 }
 
 /// What one ack of a batch did.
@@ -146,7 +157,7 @@ pub fn mark_delivered_many(conn: &mut DbConnection, acks: &[Ack]) -> QueryResult
 fn stamp_messages<'a>(
     conn: &mut DbConnection,
     groups: impl Iterator<Item = &'a Group>,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> QueryResult<HashMap<(i64, i64), usize>> {
     let (mut conv, mut sender, mut low, mut high) = (vec![], vec![], vec![], vec![]);
     for g in groups {

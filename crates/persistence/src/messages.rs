@@ -358,14 +358,3 @@ pub fn mark_read(
         })
     })
 }
-
-/// What an acknowledgement changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    /// Messages that became delivered now (0: nothing changed).
-    pub count: usize,
-    /// The acknowledged message.
-    pub up_to: MessageId,
-    /// The time recorded on them.
-    pub delivered_at: DateTime<Utc>,
-}
