@@ -261,6 +261,10 @@ bench_runs_cleanup() {
 
 # PREPARE hooks of bench_throughput_run (BINARY DATABASE_URL LOG).
 bench_prepare_nothing() { :; }
+bench_prepare_with_sql() {
+  bench_migrate "$1" "$2" "$3"
+  psql "$2" -X -q -v ON_ERROR_STOP=1 -c "$BENCH_VARIANT_SQL" >/dev/null
+}
 bench_prepare_without_index() {
   bench_migrate "$1" "$2" "$3"
   bench_drop_search_index "$2"

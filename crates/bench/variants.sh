@@ -7,6 +7,10 @@
 #   crates/bench/variants.sh index    without_index (baseline: a database where the
 #                                     search column and GIN index were dropped),
 #                                     then with_index (as migrated)
+#   crates/bench/variants.sh sql      as_migrated (baseline), then with_sql: the
+#                                     database migrated, then $BENCH_VARIANT_SQL run
+#                                     on it (e.g. dropping an index or a foreign
+#                                     key, to see what it costs before a migration)
 #   ... --quick                       small sizes, to check the machinery
 #
 # With BENCH_BEFORE=REV, `acks` compares a change instead of a feature:
@@ -35,8 +39,12 @@ mode=${2:-}
 case $kind in
   acks) baseline=acks_off variant=acks_on ;;
   index) baseline=without_index variant=with_index ;;
+  sql)
+    baseline=as_migrated variant=with_sql
+    [[ -n "${BENCH_VARIANT_SQL:-}" ]] || { echo "sql needs BENCH_VARIANT_SQL" >&2; exit 2; }
+    ;;
   *)
-    echo "usage: crates/bench/variants.sh acks|index [--quick]" >&2
+    echo "usage: crates/bench/variants.sh acks|index|sql [--quick]" >&2
     exit 2
     ;;
 esac
@@ -77,6 +85,7 @@ for round in $(seq 1 "$rounds"); do
       acks_on) extra=(--acks) ;;
       acks_on_before) extra=(--acks) binary=$before_bin ;;
       without_index) prepare=bench_prepare_without_index ;;
+      with_sql) prepare=bench_prepare_with_sql ;;
     esac
     echo "== round $round"
     bench_throughput_run "$n" "$label" "$binary" "$prepare" "bench_${kind}_${ts}" "${extra[@]}"
