@@ -4,6 +4,7 @@
 
 use crate::db::DbConnection;
 use crate::error::{PersistenceError, QueryResult};
+use crate::prepared::prepared;
 use crate::rows::{ConversationRow, to_naive};
 use crate::schema::{connections, conversations, messages};
 use chat_domain::{Conversation, ConversationId, MessageId, UserId};
@@ -178,7 +179,7 @@ fn stamp_messages<'a>(
                 #[diesel(sql_type = BigInt)]
                 n: i64,
             }
-            let stamped: Vec<Stamped> = diesel::sql_query(
+            let stamped: Vec<Stamped> = prepared(diesel::sql_query(
                 "WITH g AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
                               AS g(conv, sender, lo, hi)), \
                       u AS (UPDATE messages m SET delivered_at = $5 FROM g \
@@ -194,7 +195,7 @@ fn stamp_messages<'a>(
             .bind::<Array<BigInt>, _>(&low)
             .bind::<Array<BigInt>, _>(&high)
             .bind::<Timestamp, _>(to_naive(now))
-            .load(pg)?;
+            ).load(pg)?;
             for s in stamped {
                 let n = usize::try_from(s.n).map_err(|_| PersistenceError::other("bad count"))?;
                 counts.insert((s.conversation_id, s.sender_id), n);
@@ -247,16 +248,18 @@ fn move_watermarks<'a>(
                 .select(conversations::id)
                 .for_no_key_update()
                 .load::<i64>(pg)?;
-            diesel::sql_query(
-                "UPDATE conversations c SET \
+            prepared(
+                diesel::sql_query(
+                    "UPDATE conversations c SET \
                    delivered_for_low = GREATEST(c.delivered_for_low, g.lo), \
                    delivered_for_high = GREATEST(c.delivered_for_high, g.hi) \
                  FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS g(id, lo, hi) \
                  WHERE c.id = g.id",
+                )
+                .bind::<Array<BigInt>, _>(&ids)
+                .bind::<Array<BigInt>, _>(&low)
+                .bind::<Array<BigInt>, _>(&high),
             )
-            .bind::<Array<BigInt>, _>(&ids)
-            .bind::<Array<BigInt>, _>(&low)
-            .bind::<Array<BigInt>, _>(&high)
             .execute(pg)?;
         }
         DbConnection::Sqlite(_) => {

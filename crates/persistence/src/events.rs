@@ -11,6 +11,7 @@
 
 use crate::db::DbConnection;
 use crate::error::QueryResult;
+use crate::prepared::prepared;
 use crate::schema::{user_events, users};
 use chat_domain::{Conversation, Message, ServerEvent, StreamCounters, User, UserId};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -290,29 +291,31 @@ fn write_pg(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     if !changed.is_empty() {
-        diesel::sql_query(
-            "UPDATE users AS u SET event_seq = v.seq, total_unread = v.total, \
+        prepared(
+            diesel::sql_query(
+                "UPDATE users AS u SET event_seq = v.seq, total_unread = v.total, \
                unread_conversations = v.convs \
              FROM unnest($1, $2, $3, $4) AS v(id, seq, total, convs) WHERE u.id = v.id",
-        )
-        .bind::<Array<BigInt>, _>(changed.iter().map(|(u, _)| u.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(
-            changed
-                .iter()
-                .map(|(_, s)| s.total_unread)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<BigInt>, _>(
-            changed
-                .iter()
-                .map(|(_, s)| s.unread_conversations)
-                .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(changed.iter().map(|(u, _)| u.0).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(changed.iter().map(|(_, s)| s.seq).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                changed
+                    .iter()
+                    .map(|(_, s)| s.total_unread)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(
+                changed
+                    .iter()
+                    .map(|(_, s)| s.unread_conversations)
+                    .collect::<Vec<_>>(),
+            ),
         )
         .execute(pg)?;
     }
     if !events.is_empty() {
-        diesel::sql_query(
+        prepared(diesel::sql_query(
             "INSERT INTO user_events (user_id, seq, payload, created_at) \
              SELECT v.user_id, v.seq, v.payload, $4 FROM unnest($1, $2, $3) AS v(user_id, seq, payload)",
         )
@@ -320,7 +323,7 @@ fn write_pg(
         .bind::<Array<BigInt>, _>(events.iter().map(|e| e.seq).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
         .bind::<Timestamp, _>(now)
-        .execute(pg)?;
+        ).execute(pg)?;
     }
     Ok(())
 }

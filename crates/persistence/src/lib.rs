@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod messages;
 pub mod outbox;
+mod prepared;
 pub mod reactions;
 mod rows;
 pub mod schema;
@@ -26,4 +27,4 @@ pub mod writer;
 
 pub use db::{Database, DatabaseUrl, DbConnection, PoolOptions};
 pub use error::{Cause, Constraint, PersistenceError, QueryResult};
-pub use writer::{MessageWriter, SendRequest};
+pub use writer::{MessageWriter, SendRequest, Submitted};

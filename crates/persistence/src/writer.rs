@@ -1,10 +1,13 @@
 //! The message writer: sends from every socket and request of a node go
-//! through one queue, and on PostgreSQL the sends waiting at the same moment
-//! are stored in one transaction (one lock query, one multi-row insert, one
-//! counter update, one commit), so the commit cost is shared instead of paid
-//! per message. Each sender awaits its own outcome, so a socket's frames
-//! still complete in order; a writer takes whatever is queued when it is
-//! free, so an idle system adds no delay.
+//! through a few queues, and on PostgreSQL the sends waiting in one queue
+//! at the same moment are stored in one transaction (one lock query, one
+//! multi-row insert, one counter update, one commit), so the commit cost is
+//! shared instead of paid per message. A conversation always goes through
+//! the same queue, whose writer stores one batch after the other: sends of
+//! one conversation queued in some order are stored in that order, so a
+//! socket may queue its next send before the previous one is stored. A
+//! writer takes whatever is queued when it is free, so an idle system adds
+//! no delay.
 //!
 //! SQLite (one connection, single node) stores each send on its own.
 
@@ -12,6 +15,7 @@ use crate::db::{Database, DbConnection};
 use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::events::{Ledger, StreamState, UserEvent};
 use crate::messages::{self, SendOutcome, Stored};
+use crate::prepared::prepared;
 use crate::rows::{ConversationRow, MessageRow, to_naive};
 use chat_domain::{
     AttachmentId, ClientId, Conversation, ConversationId, Message, MessageContent, MessageId,
@@ -26,7 +30,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// One send.
 #[derive(Debug, Clone)]
@@ -44,17 +48,43 @@ pub struct SendRequest {
     pub attachments: Vec<AttachmentId>,
 }
 
-type Job = (SendRequest, oneshot::Sender<QueryResult<SendOutcome>>);
+type Reply = oneshot::Sender<QueryResult<SendOutcome>>;
+type Job = (SendRequest, Reply);
 
 /// Handle to the writer tasks; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct MessageWriter {
     db: Database,
-    queue: Option<mpsc::Sender<Job>>,
+    /// One per writer task; empty on SQLite.
+    queues: Arc<[mpsc::Sender<Job>]>,
     /// Set when webhooks are configured: each stored message gets its
     /// webhook event in its transaction, due this long after it.
     webhook_delay: Option<Duration>,
     stored: Arc<AtomicU64>,
+}
+
+/// A send the writer has taken; [`Submitted::outcome`] waits for it.
+#[derive(Debug)]
+pub struct Submitted(Taken);
+
+#[derive(Debug)]
+enum Taken {
+    /// In a writer's queue, behind the sends queued before it.
+    Queued(oneshot::Receiver<QueryResult<SendOutcome>>),
+    /// Stored on its own when awaited (SQLite, or a send with files).
+    Alone(MessageWriter, SendRequest),
+}
+
+impl Submitted {
+    /// Stores the send (or finds its original) and answers once committed.
+    pub async fn outcome(self) -> QueryResult<SendOutcome> {
+        match self.0 {
+            Taken::Queued(answer) => answer
+                .await
+                .map_err(|_| PersistenceError::other("message writer dropped a send"))?,
+            Taken::Alone(writer, request) => writer.send_alone(request).await,
+        }
+    }
 }
 
 /// Counts the sends of `outcome` that stored a row: counted where the
@@ -79,25 +109,28 @@ impl MessageWriter {
         if db.is_sqlite() {
             return Self {
                 db,
-                queue: None,
+                queues: Arc::new([]),
                 webhook_delay,
                 stored,
             };
         }
-        let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * writers.max(1) * 4);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(run_writer(
-                db.clone(),
-                rx.clone(),
-                max_batch.max(1),
-                webhook_delay,
-                stored.clone(),
-            ));
-        }
+        let max_batch = max_batch.max(1);
+        let queues = (0..writers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Job>(max_batch * 4);
+                tokio::spawn(run_writer(
+                    db.clone(),
+                    rx,
+                    max_batch,
+                    webhook_delay,
+                    stored.clone(),
+                ));
+                tx
+            })
+            .collect();
         Self {
             db,
-            queue: Some(tx),
+            queues,
             webhook_delay,
             stored,
         }
@@ -109,35 +142,61 @@ impl MessageWriter {
         self.stored.load(Ordering::Relaxed)
     }
 
-    /// Stores a send (or finds its original) and answers once committed.
-    pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
-        // A send with files is rare and needs its uploads locked with it:
-        // a transaction of its own, as on SQLite.
-        let queue = self
-            .queue
-            .as_ref()
-            .filter(|_| request.attachments.is_empty());
-        let Some(queue) = queue else {
-            let (delay, stored) = (self.webhook_delay, self.stored.clone());
-            // Counted inside the blocking task, which runs to its end even
-            // when this future is dropped.
-            return self
-                .db
-                .run(move |c| {
-                    let outcome = send_one(c, &request, delay);
-                    count_stored(&stored, &outcome);
-                    outcome
-                })
-                .await;
+    /// The queue that stores a send to `conversation`, if one does. A send
+    /// with files is rare and needs its uploads locked with it: a
+    /// transaction of its own, as on SQLite.
+    fn queue_of(
+        &self,
+        conversation: ConversationId,
+        with_files: bool,
+    ) -> Option<&mpsc::Sender<Job>> {
+        if with_files || self.queues.is_empty() {
+            return None;
+        }
+        let n = i64::try_from(self.queues.len()).ok()?;
+        let shard = usize::try_from(conversation.0.rem_euclid(n)).ok()?;
+        self.queues.get(shard)
+    }
+
+    /// Whether a send to `conversation` goes through a queue, so that a
+    /// send submitted after it, in the same conversation, is stored after
+    /// it without waiting for its outcome.
+    pub fn queues(&self, conversation: ConversationId, with_files: bool) -> bool {
+        self.queue_of(conversation, with_files).is_some()
+    }
+
+    /// Takes a send: queued now (waiting for room in the queue, which is
+    /// bounded), stored when [`Submitted::outcome`] is awaited or, when
+    /// queued, whether or not anyone awaits it.
+    pub async fn submit(&self, request: SendRequest) -> QueryResult<Submitted> {
+        let Some(queue) = self.queue_of(request.conversation, !request.attachments.is_empty())
+        else {
+            return Ok(Submitted(Taken::Alone(self.clone(), request)));
         };
         let (reply, answer) = oneshot::channel();
         queue
             .send((request, reply))
             .await
             .map_err(|_| PersistenceError::other("message writer stopped"))?;
-        answer
+        Ok(Submitted(Taken::Queued(answer)))
+    }
+
+    /// Stores a send (or finds its original) and answers once committed.
+    pub async fn send(&self, request: SendRequest) -> QueryResult<SendOutcome> {
+        self.submit(request).await?.outcome().await
+    }
+
+    async fn send_alone(&self, request: SendRequest) -> QueryResult<SendOutcome> {
+        let (delay, stored) = (self.webhook_delay, self.stored.clone());
+        // Counted inside the blocking task, which runs to its end even
+        // when this future is dropped.
+        self.db
+            .run(move |c| {
+                let outcome = send_one(c, &request, delay);
+                count_stored(&stored, &outcome);
+                outcome
+            })
             .await
-            .map_err(|_| PersistenceError::other("message writer dropped a send"))?
     }
 }
 
@@ -160,27 +219,18 @@ fn send_one(
 
 async fn run_writer(
     db: Database,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    mut queue: mpsc::Receiver<Job>,
     max_batch: usize,
     webhook_delay: Option<Duration>,
     stored: Arc<AtomicU64>,
 ) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
-        let mut batch: Vec<Job> = Vec::new();
-        {
-            let mut rx = queue.lock().await;
-            match rx.recv().await {
-                Some(job) => batch.push(job),
-                None => return,
-            }
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+        // Waits for one send, then takes what else is queued.
+        if queue.recv_many(&mut batch, max_batch).await == 0 {
+            return;
         }
-        let (requests, replies): (Vec<SendRequest>, Vec<_>) = batch.into_iter().unzip();
+        let (requests, replies): (Vec<SendRequest>, Vec<Reply>) = batch.drain(..).unzip();
         let outcomes = db
             .run(move |c| store_batch(c, &requests, webhook_delay))
             .await;
@@ -305,21 +355,23 @@ fn store_batch_pg(
     let keyed: Vec<&SendRequest> = requests.iter().filter(|r| r.client_id.is_some()).collect();
     let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
     if !keyed.is_empty() {
-        let found: Vec<MessageRow> = diesel::sql_query(
-            "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+        let found: Vec<MessageRow> = prepared(
+            diesel::sql_query(
+                "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
                     m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
              FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
               AND m.client_id = k.client_id",
-        )
-        .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.sender.0).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            keyed
-                .iter()
-                .filter_map(|r| r.client_id.as_ref().map(|c| c.as_str().to_owned()))
-                .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.sender.0).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                keyed
+                    .iter()
+                    .filter_map(|r| r.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .collect::<Vec<_>>(),
+            ),
         )
         .load(pg)?;
         for m in found.into_iter().map(MessageRow::into_message) {
@@ -466,8 +518,9 @@ fn load_locked(
     HashMap<ConversationId, Conversation>,
     std::vec::IntoIter<i64>,
 )> {
-    let rows: Vec<LockedConversation> = diesel::sql_query(
-        "WITH fresh AS MATERIALIZED ( \
+    let rows: Vec<LockedConversation> = prepared(
+        diesel::sql_query(
+            "WITH fresh AS MATERIALIZED ( \
            SELECT coalesce(array_agg(v ORDER BY v), '{}') AS fresh_ids \
            FROM (SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS v \
                  FROM generate_series(1, $2)) s) \
@@ -476,9 +529,10 @@ fn load_locked(
                 c.message_count, k.status, fresh.fresh_ids \
          FROM conversations c JOIN connections k ON k.id = c.connection_id CROSS JOIN fresh \
          WHERE c.id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<BigInt, _>(i64::try_from(wanted).unwrap_or(i64::MAX)),
     )
-    .bind::<Array<BigInt>, _>(ids)
-    .bind::<BigInt, _>(i64::try_from(wanted).unwrap_or(i64::MAX))
     .load(pg)?;
     let fresh = rows
         .first()
@@ -587,7 +641,7 @@ fn write_batch(
     if stored.is_empty() && changed.is_empty() && events.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    prepared(diesel::sql_query(
         "WITH m AS ( \
            INSERT INTO messages (id, conversation_id, sender_id, content, client_id, created_at) \
            SELECT k.id, k.conversation_id, k.sender_id, k.content, k.client_id, $6 \
@@ -643,6 +697,6 @@ fn write_batch(
     .bind::<Array<BigInt>, _>(events.iter().map(|e| e.user.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(events.iter().map(|e| e.seq).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
-    .execute(pg)?;
+    ).execute(pg)?;
     Ok(())
 }

@@ -29,6 +29,7 @@ mod webhooks;
 mod websocket;
 mod writer;
 mod ws_limits;
+mod ws_pipeline;
 mod ws_rate;
 mod ws_slow;
 mod ws_support;

@@ -281,6 +281,7 @@ async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream
         dropped,
         write_timeout,
         failed: None,
+        inflight: Inflight::default(),
     };
     let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
     // Acks the client sent are stored even when it leaves within the window.
@@ -340,6 +341,38 @@ struct Socket<'a> {
     /// Set when a write failed outside the paths that return a close
     /// reason (events answering a frame); the loop closes with it.
     failed: Option<Closing>,
+    inflight: Inflight,
+}
+
+/// How many sends a socket may have taken and not yet answered.
+const PIPELINE_DEPTH: usize = 32;
+
+/// An answer to a send: the task that stores and publishes it.
+type Answer = actix_web::rt::task::JoinHandle<Result<Sent, ApiError>>;
+
+/// Sends this socket has handed to the writer and not yet answered, oldest
+/// first, all to one conversation: the writer's queue stores them in the
+/// order they were taken, so the socket reads the next frame without
+/// waiting for the previous send to commit, and batches fill up. Each is
+/// published by its own task (the client may leave; the send is still
+/// published), after the one before it.
+#[derive(Default)]
+struct Inflight {
+    conversation: Option<ConversationId>,
+    /// Each answer with the `client_id` an error names.
+    sends: std::collections::VecDeque<(Answer, Option<String>)>,
+    /// Resolves once the newest send is published.
+    published: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// The oldest send's answer (never resolves when there is none).
+async fn next_answer(
+    sends: &mut std::collections::VecDeque<(Answer, Option<String>)>,
+) -> Result<Result<Sent, ApiError>, actix_web::rt::task::JoinError> {
+    match sends.front_mut() {
+        Some((answer, _)) => answer.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The client does not read what it is sent (1013).
@@ -416,7 +449,10 @@ impl Socket<'_> {
                 _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
                     Box::pin(self.store_acks()).await;
                 }
-                incoming = stream.recv() => {
+                answer = next_answer(&mut self.inflight.sends), if !self.inflight.sends.is_empty() => {
+                    Box::pin(self.answered(answer)).await;
+                }
+                incoming = stream.recv(), if self.inflight.sends.len() < PIPELINE_DEPTH => {
                     last_heard = Instant::now();
                     match incoming {
                         Some(Ok(Incoming::Text(text))) => {
@@ -456,8 +492,9 @@ impl Socket<'_> {
                 }
                 _ = draining.changed() => {
                     // Frames already taken have been handled (actions run to
-                    // their end before the loop gets here again); deliver
-                    // what they queued, then close.
+                    // their end before the loop gets here again; sends are
+                    // answered now); deliver what they queued, then close.
+                    Box::pin(self.settle()).await;
                     if !self.acks.pending.is_empty() {
                         Box::pin(self.store_acks()).await;
                     }
@@ -822,7 +859,13 @@ impl Socket<'_> {
     }
 
     async fn handle_frame(&mut self, text: &str) {
-        let frame = match ClientFrame::parse(text) {
+        let frame = ClientFrame::parse(text);
+        // Answers go out in the order of the frames: a frame other than a
+        // send waits for the sends taken before it.
+        if !matches!(&frame, Ok(f) if matches!(f.event, ClientEvent::ChatMessage { .. })) {
+            self.settle().await;
+        }
+        let frame = match frame {
             Ok(f) => f,
             Err(e) => {
                 if self
@@ -903,7 +946,74 @@ impl Socket<'_> {
             client_id,
             attachments,
         };
-        match chat::send_message(self.state, &self.user, new).await {
+        if !chat::pipelines(self.state, &new) {
+            self.settle().await;
+            let sent = chat::send_message(self.state, &self.user, new).await;
+            return self.answer(sent, echo).await;
+        }
+        if self
+            .inflight
+            .conversation
+            .is_some_and(|c| c != conversation)
+        {
+            self.settle().await;
+        }
+        let taken = match chat::take_message(self.state, &self.user, new).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                self.settle().await;
+                return self.answer(Err(e), echo).await;
+            }
+        };
+        let previous = self.inflight.published.take();
+        let (done, published) = tokio::sync::oneshot::channel();
+        let answer = actix_web::rt::spawn(
+            async move {
+                let stored = taken.stored().await;
+                if let Some(previous) = previous {
+                    // Gone (its task failed) counts as published.
+                    let _ = previous.await;
+                }
+                let sent = match stored {
+                    Ok(stored) => stored.publish().await,
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(());
+                sent
+            }
+            .instrument(tracing::Span::current()),
+        );
+        self.inflight.conversation = Some(conversation);
+        self.inflight.published = Some(published);
+        self.inflight.sends.push_back((answer, echo));
+    }
+
+    /// Answers the sends taken so far, in order.
+    async fn settle(&mut self) {
+        while !self.inflight.sends.is_empty() {
+            let answer = next_answer(&mut self.inflight.sends).await;
+            self.answered(answer).await;
+        }
+        self.inflight.conversation = None;
+        self.inflight.published = None;
+    }
+
+    /// Answers the oldest send, whose task has ended.
+    async fn answered(
+        &mut self,
+        answer: Result<Result<Sent, ApiError>, actix_web::rt::task::JoinError>,
+    ) {
+        let Some((_, echo)) = self.inflight.sends.pop_front() else {
+            return;
+        };
+        let sent = answer
+            .unwrap_or_else(|e| Err(ApiError::internal_because(format!("send task failed: {e}"))));
+        self.answer(sent, echo).await;
+    }
+
+    /// What this socket hears of its own send.
+    async fn answer(&mut self, sent: Result<Sent, ApiError>, echo: Option<String>) {
+        match sent {
             // Everyone's sockets, this one included, get it from the hub.
             Ok(Sent::Stored(_)) => {}
             // A retry: only this socket hears of it again.

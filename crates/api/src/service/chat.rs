@@ -57,37 +57,91 @@ pub async fn send_message(
     new: NewMessage,
 ) -> Result<Sent, ApiError> {
     let (state, sender) = (state.clone(), sender.clone());
-    to_completion(async move { store_and_publish(&state, &sender, new).await }).await
+    to_completion(async move { take_message(&state, &sender, new).await?.finish().await }).await
 }
 
-async fn store_and_publish(
+/// A send the writer has taken, in the order it was taken:
+/// [`TakenMessage::finish`] waits for it to be stored and publishes it.
+#[derive(Debug)]
+pub struct TakenMessage {
+    state: AppState,
+    submitted: chat_persistence::Submitted,
+}
+
+/// The first half of [`send_message`]: the rate limit, then the send
+/// handed to the writer. Sends of one conversation taken one after the
+/// other are stored in that order even when nobody waits in between
+/// (when [`pipelines`] says so).
+pub async fn take_message(
     state: &AppState,
     sender: &User,
     new: NewMessage,
-) -> Result<Sent, ApiError> {
+) -> Result<TakenMessage, ApiError> {
     state.check_message_rate(sender.id).map_err(too_many)?;
-    let outcome = state
+    let submitted = state.writer.submit(request(sender, new)).await?;
+    Ok(TakenMessage {
+        state: state.clone(),
+        submitted,
+    })
+}
+
+/// Whether `new` may be taken before the sends taken before it are
+/// stored: it goes through a writer's queue, which keeps the order.
+pub fn pipelines(state: &AppState, new: &NewMessage) -> bool {
+    state
         .writer
-        .send(SendRequest {
-            conversation: new.conversation,
-            sender: sender.id,
-            content: new.content,
-            client_id: new.client_id,
-            attachments: new.attachments,
+        .queues(new.conversation, !new.attachments.is_empty())
+}
+
+fn request(sender: &User, new: NewMessage) -> SendRequest {
+    SendRequest {
+        conversation: new.conversation,
+        sender: sender.id,
+        content: new.content,
+        client_id: new.client_id,
+        attachments: new.attachments,
+    }
+}
+
+impl TakenMessage {
+    /// Waits for the send to be stored (or refused).
+    pub async fn stored(self) -> Result<StoredMessage, ApiError> {
+        let outcome = self.submitted.outcome().await?;
+        Ok(StoredMessage {
+            state: self.state,
+            outcome,
         })
-        .await?;
-    match outcome {
-        SendOutcome::Stored(stored) => {
-            let m = stored.message.clone();
-            notify::message_stored(state, *stored).await;
-            Ok(Sent::Stored(m))
+    }
+
+    /// Waits for the send, then publishes what was stored.
+    pub async fn finish(self) -> Result<Sent, ApiError> {
+        self.stored().await?.publish().await
+    }
+}
+
+/// A send's outcome, committed, not yet published.
+#[derive(Debug)]
+pub struct StoredMessage {
+    state: AppState,
+    outcome: SendOutcome,
+}
+
+impl StoredMessage {
+    /// Publishes a stored message; a duplicate or a refusal publishes nothing.
+    pub async fn publish(self) -> Result<Sent, ApiError> {
+        match self.outcome {
+            SendOutcome::Stored(stored) => {
+                let m = stored.message.clone();
+                notify::message_stored(&self.state, *stored).await;
+                Ok(Sent::Stored(m))
+            }
+            SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),
+            SendOutcome::Denied(denied) => Err(denied.into()),
+            SendOutcome::NotAttachable => Err(ApiError::field(
+                "attachment_ids",
+                "Each attachment must be a file you uploaded that has not been sent yet.",
+            )),
         }
-        SendOutcome::Duplicate(m) => Ok(Sent::Duplicate(m)),
-        SendOutcome::Denied(denied) => Err(denied.into()),
-        SendOutcome::NotAttachable => Err(ApiError::field(
-            "attachment_ids",
-            "Each attachment must be a file you uploaded that has not been sent yet.",
-        )),
     }
 }
 

@@ -1,0 +1,230 @@
+//! A socket may write its sends back to back without waiting for each
+//! echo: the server takes the next send before the previous one is
+//! stored, yet stores, numbers and delivers them in the order they were
+//! written, answers retries and refusals in their place, and broadcasts
+//! every send it took even when the client hangs up right after writing.
+
+use crate::support::*;
+use crate::ws_support::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The chat messages of a history page, oldest first.
+async fn history(api: &Api, token: &str, conv: i64) -> Vec<Value> {
+    let (status, page) = api
+        .call(
+            "GET",
+            &format!("/api/chat/conversations/{conv}/messages/?page_size=100&page=1"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut all = Vec::new();
+    let pages = page["count"].as_u64().unwrap_or(0).div_ceil(100);
+    for p in 1..=pages {
+        let (_, page) = api
+            .call(
+                "GET",
+                &format!("/api/chat/conversations/{conv}/messages/?page_size=100&page={p}"),
+                Some(token),
+                None,
+            )
+            .await;
+        all.extend(page["results"].as_array().cloned().unwrap_or_default());
+    }
+    all.sort_by_key(|m| m["id"].as_i64());
+    assert!(all.iter().all(|m| m["id"].is_i64()), "ids in {all:?}");
+    all
+}
+
+/// Reads `ws` until `n` chat messages arrived (or 30 s passed); returns
+/// them and every `error` event, in arrival order.
+async fn read_messages(ws: &mut Ws, n: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut messages, mut errors) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while messages.len() < n {
+        let Ok(v) = tokio::time::timeout_at(deadline, next(ws)).await else {
+            break;
+        };
+        match v["type"].as_str() {
+            Some("chat_message") => messages.push(v),
+            Some("error") => errors.push(v),
+            _ => {}
+        }
+    }
+    (messages, errors)
+}
+
+fn contents(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Message ids: `message_id` in events, `id` in message objects.
+fn ids(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .map(|m| {
+            m["message_id"]
+                .as_i64()
+                .or(m["id"].as_i64())
+                .unwrap_or_else(|| panic!("an id in {m}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_written_back_to_back_are_stored_and_delivered_in_order() {
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
+    let base = server.ws_url("");
+    let mut bob = join(&base, conv, &tb).await;
+    let alice = join(&base, conv, &ta).await;
+    let (mut write, mut read) = alice.split();
+    let n = 300;
+    // Alice reads her own socket while she writes: her echoes, the
+    // re-echo of a retry, and the error of a refused frame.
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen
+            .iter()
+            .filter(|v: &&Value| v["type"] == "chat_message")
+            .count()
+            < n + 1
+        {
+            match tokio::time::timeout_at(deadline, read.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).expect("json frame");
+                    if v["type"] != "presence" {
+                        seen.push(v);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        seen
+    });
+    let mut frames = Vec::new();
+    for i in 0..n {
+        frames.push(json!({"type": "chat_message", "content": format!("m{i}"), "client_id": format!("k{i}")}));
+        if i == 150 {
+            // A retry of an earlier send, and a frame the server refuses.
+            frames.push(json!({"type": "chat_message", "content": "again", "client_id": "k10"}));
+            frames.push(json!({"type": "chat_message", "content": "   "}));
+        }
+    }
+    for f in &frames {
+        write
+            .feed(Message::Text(f.to_string().into()))
+            .await
+            .expect("write");
+    }
+    write.flush().await.expect("flush");
+
+    let sent: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let (got, errors) = read_messages(&mut bob, n).await;
+    assert!(errors.is_empty(), "bob got errors: {errors:?}");
+    assert_eq!(contents(&got), sent, "bob got every send, in order");
+    let got_ids = ids(&got);
+    assert!(
+        got_ids.windows(2).all(|w| w[0] < w[1]),
+        "ids follow the order of the frames: {got_ids:?}"
+    );
+    silent(&mut bob, 300).await;
+
+    let seen = tokio::time::timeout(Duration::from_secs(40), reader)
+        .await
+        .expect("alice's reader finished")
+        .expect("reader");
+    let echoes: Vec<Value> = seen
+        .iter()
+        .filter(|v| v["type"] == "chat_message")
+        .cloned()
+        .collect();
+    // Her 300 echoes in order, plus the original of k10 once more.
+    let retry: Vec<&Value> = echoes.iter().filter(|m| m["client_id"] == "k10").collect();
+    assert_eq!(retry.len(), 2, "k10 echoed, then re-echoed for the retry");
+    assert_eq!(
+        retry[0]["message_id"], retry[1]["message_id"],
+        "the retry names the original"
+    );
+    assert_eq!(retry[1]["content"], "m10", "the retry stored nothing new");
+    let mut firsts = Vec::new();
+    for m in &echoes {
+        if !firsts
+            .iter()
+            .any(|f: &Value| f["message_id"] == m["message_id"])
+        {
+            firsts.push(m.clone());
+        }
+    }
+    assert_eq!(contents(&firsts), sent, "alice's echoes, in order");
+    let refusals: Vec<&Value> = seen.iter().filter(|v| v["type"] == "error").collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one error for the blank frame: {refusals:?}"
+    );
+
+    let stored = history(&api, &ta, conv).await;
+    assert_eq!(contents(&stored), sent, "stored once each, in order");
+    assert_eq!(ids(&stored), got_ids, "what bob got is what is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_send_taken_before_the_client_hangs_up_is_delivered() {
+    let (server, api, ta, tb, conv, _, _) = pair_server().await;
+    let base = server.ws_url("");
+    let mut bob = join(&base, conv, &tb).await;
+    let mut alice = join(&base, conv, &ta).await;
+    for i in 0..100 {
+        let f = json!({"type": "chat_message", "content": format!("h{i}")});
+        alice
+            .feed(Message::Text(f.to_string().into()))
+            .await
+            .expect("write");
+    }
+    alice.flush().await.expect("flush");
+    // Once the first send is stored, gone without a close frame: the
+    // connection's write side shut, then the socket dropped unread.
+    next_of(&mut alice, "chat_message").await;
+    if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = alice.get_mut() {
+        tokio::io::AsyncWriteExt::shutdown(tcp)
+            .await
+            .expect("shutdown");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(alice);
+
+    // However many the server took, they are stored, and bob gets exactly
+    // those: a prefix of what was written, in order.
+    let mut stored = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = history(&api, &tb, conv).await;
+        if !now.is_empty() && now.len() == stored.len() {
+            break;
+        }
+        stored = now;
+    }
+    assert!(!stored.is_empty(), "the server took some of the sends");
+    let (got, _) = read_messages(&mut bob, stored.len()).await;
+    silent(&mut bob, 300).await;
+    let prefix: Vec<String> = (0..stored.len()).map(|i| format!("h{i}")).collect();
+    assert_eq!(
+        contents(&stored),
+        prefix,
+        "a prefix of the frames is stored"
+    );
+    assert_eq!(
+        ids(&got),
+        ids(&stored),
+        "bob got every stored send, in order"
+    );
+}
