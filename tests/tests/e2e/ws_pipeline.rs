@@ -228,3 +228,103 @@ async fn every_send_taken_before_the_client_hangs_up_is_delivered() {
         "bob got every stored send, in order"
     );
 }
+
+/// Writes `n` sends back to back on `ws` while acking every message of
+/// the partner it reads; returns the partner's messages it read, the
+/// number of its own echoes, and the socket (still open).
+async fn send_and_ack(ws: Ws, conv: i64, me: i64, tag: &str, n: usize) -> (Vec<Value>, usize, Ws) {
+    let (mut write, mut read) = ws.split();
+    let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let tag = tag.to_owned();
+    let writer = tokio::spawn(async move {
+        for i in 0..n {
+            let f = json!({"type": "chat_message", "content": format!("{tag}{i}")});
+            write
+                .send(Message::Text(f.to_string().into()))
+                .await
+                .expect("write");
+            while let Ok(id) = to_ack.try_recv() {
+                let ack = json!({"type": "ack", "conversation_id": conv, "message_id": id});
+                write
+                    .send(Message::Text(ack.to_string().into()))
+                    .await
+                    .expect("write ack");
+            }
+        }
+        write
+    });
+    let (mut theirs, mut mine) = (Vec::new(), 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while theirs.len() < n || mine < n {
+        match tokio::time::timeout_at(deadline, read.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("json frame");
+                match v["type"].as_str() {
+                    Some("chat_message") if v["sender_id"] == me => mine += 1,
+                    Some("chat_message") => {
+                        let _ = acks.send(v["message_id"].clone());
+                        theirs.push(v);
+                    }
+                    Some("error") => panic!("error event: {v}"),
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(Message::Close(c)))) => panic!("closed: {c:?}"),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("socket ended: {other:?}"),
+        }
+    }
+    let mut write = writer.await.expect("writer");
+    if let Some(last) = theirs.last() {
+        let ack = json!({"type": "ack", "conversation_id": conv, "message_id": last["message_id"]});
+        write
+            .send(Message::Text(ack.to_string().into()))
+            .await
+            .expect("write the last ack");
+    }
+    (theirs, mine, write.reunite(read).expect("one socket"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_sending_back_to_back_while_acking_everything_keep_their_sockets() {
+    let (server, api, ta, tb, conv, a, b) = pair_server().await;
+    let base = server.ws_url("");
+    let alice = join(&base, conv, &ta).await;
+    let bob = join(&base, conv, &tb).await;
+    let n = 400;
+    let (from_bob, from_alice) = tokio::join!(
+        send_and_ack(alice, conv, a, "a", n),
+        send_and_ack(bob, conv, b, "b", n)
+    );
+    // Both sockets stay open until the acks are seen stored.
+    let expect = |tag: &str| (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>();
+    assert_eq!(
+        contents(&from_bob.0),
+        expect("b"),
+        "alice got bob's, in order"
+    );
+    assert_eq!(
+        contents(&from_alice.0),
+        expect("a"),
+        "bob got alice's, in order"
+    );
+    assert_eq!((from_bob.1, from_alice.1), (n, n), "each got every echo");
+    // The acks were stored: every message is delivered (or read).
+    let mut undelivered = Vec::new();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stored = history(&api, &ta, conv).await;
+        assert_eq!(stored.len(), 2 * n);
+        undelivered = stored
+            .into_iter()
+            .filter(|m| m["status"] == "sent")
+            .collect();
+        if undelivered.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        undelivered.is_empty(),
+        "acked but not delivered: {undelivered:?}"
+    );
+}

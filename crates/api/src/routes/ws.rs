@@ -23,8 +23,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Session};
 use chat_domain::{
-    ClientEvent, ClientFrame, ClientId, Conversation, ConversationId, MessageContent, MessageId,
-    ServerEvent, StreamStart, User,
+    ClientEvent, ClientEventError, ClientFrame, ClientId, Conversation, ConversationId,
+    MessageContent, MessageId, ServerEvent, StreamStart, User,
 };
 use chat_persistence::events;
 use chat_persistence::messages::{self, Cursor};
@@ -363,6 +363,20 @@ struct Inflight {
     sends: std::collections::VecDeque<(Answer, Option<String>)>,
     /// Resolves once the newest send is published.
     published: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The send in flight is stored on its own (SQLite, or with files):
+    /// no frame is read until it is answered.
+    exclusive: bool,
+    /// A frame read while sends were in flight that must wait for them;
+    /// no frame is read after it until it is handled.
+    deferred: Option<Result<ClientFrame, ClientEventError>>,
+}
+
+impl Inflight {
+    /// Whether the socket reads its next frame now. While it does not, it
+    /// still delivers its queue and answers its sends.
+    fn takes_frames(&self) -> bool {
+        self.deferred.is_none() && !self.exclusive && self.sends.len() < PIPELINE_DEPTH
+    }
 }
 
 /// The oldest send's answer (never resolves when there is none).
@@ -451,8 +465,13 @@ impl Socket<'_> {
                 }
                 answer = next_answer(&mut self.inflight.sends), if !self.inflight.sends.is_empty() => {
                     Box::pin(self.answered(answer)).await;
+                    if self.inflight.sends.is_empty()
+                        && let Some(frame) = self.inflight.deferred.take()
+                    {
+                        Box::pin(self.handle_parsed(frame)).await;
+                    }
                 }
-                incoming = stream.recv(), if self.inflight.sends.len() < PIPELINE_DEPTH => {
+                incoming = stream.recv(), if self.inflight.takes_frames() => {
                     last_heard = Instant::now();
                     match incoming {
                         Some(Ok(Incoming::Text(text))) => {
@@ -470,7 +489,11 @@ impl Socket<'_> {
                             }
                         }
                         Some(Ok(Incoming::Pong)) => {}
-                        Some(Ok(Incoming::Close)) | None => return None,
+                        Some(Ok(Incoming::Close)) | None => {
+                            // What the client sent before leaving is still done.
+                            Box::pin(self.settle()).await;
+                            return None;
+                        }
                         Some(Err(refused)) => {
                             tracing::debug!(?refused, "websocket input refused");
                             return Some(CloseReason {
@@ -860,11 +883,41 @@ impl Socket<'_> {
 
     async fn handle_frame(&mut self, text: &str) {
         let frame = ClientFrame::parse(text);
-        // Answers go out in the order of the frames: a frame other than a
-        // send waits for the sends taken before it.
-        if !matches!(&frame, Ok(f) if matches!(f.event, ClientEvent::ChatMessage { .. })) {
-            self.settle().await;
+        if !self.inflight.sends.is_empty() && self.must_wait(&frame) {
+            self.inflight.deferred = Some(frame);
+            return;
         }
+        self.handle_parsed(frame).await
+    }
+
+    /// Whether `frame` waits for the sends in flight to be answered, so
+    /// that answers keep the order of the frames: a read, an invalid frame,
+    /// and a send that cannot join them (another conversation, or stored on
+    /// its own). Acks and typing do not wait (coalesced or ephemeral).
+    fn must_wait(&self, frame: &Result<ClientFrame, ClientEventError>) -> bool {
+        let Ok(frame) = frame else {
+            return true;
+        };
+        match &frame.event {
+            ClientEvent::Ack { .. } | ClientEvent::TypingIndicator { .. } => false,
+            ClientEvent::MessageRead { .. } => true,
+            ClientEvent::ChatMessage { attachment_ids, .. } => {
+                let conversation = match &self.scope {
+                    Scope::Conversation { conversation, .. } => {
+                        Some(frame.conversation_id.unwrap_or(conversation.id))
+                    }
+                    Scope::Stream { .. } => frame.conversation_id,
+                };
+                let joins = conversation.is_some_and(|c| {
+                    Some(c) == self.inflight.conversation
+                        && self.state.writer.queues(c, !attachment_ids.is_empty())
+                });
+                self.inflight.exclusive || !joins
+            }
+        }
+    }
+
+    async fn handle_parsed(&mut self, frame: Result<ClientFrame, ClientEventError>) {
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
@@ -946,30 +999,19 @@ impl Socket<'_> {
             client_id,
             attachments,
         };
-        if !chat::pipelines(self.state, &new) {
-            self.settle().await;
-            let sent = chat::send_message(self.state, &self.user, new).await;
-            return self.answer(sent, echo).await;
-        }
-        if self
-            .inflight
-            .conversation
-            .is_some_and(|c| c != conversation)
-        {
-            self.settle().await;
-        }
-        let taken = match chat::take_message(self.state, &self.user, new).await {
-            Ok(taken) => taken,
-            Err(e) => {
-                self.settle().await;
-                return self.answer(Err(e), echo).await;
-            }
-        };
+        // Alone (SQLite, or with files): nothing else is read until it is
+        // answered, so it is stored after what came before and before
+        // what comes after. Otherwise later sends join it.
+        let exclusive = !chat::pipelines(self.state, &new);
+        let taken = chat::take_message(self.state, &self.user, new).await;
         let previous = self.inflight.published.take();
         let (done, published) = tokio::sync::oneshot::channel();
         let answer = actix_web::rt::spawn(
             async move {
-                let stored = taken.stored().await;
+                let stored = match taken {
+                    Ok(taken) => taken.stored().await,
+                    Err(e) => Err(e),
+                };
                 if let Some(previous) = previous {
                     // Gone (its task failed) counts as published.
                     let _ = previous.await;
@@ -984,18 +1026,24 @@ impl Socket<'_> {
             .instrument(tracing::Span::current()),
         );
         self.inflight.conversation = Some(conversation);
+        self.inflight.exclusive = exclusive;
         self.inflight.published = Some(published);
         self.inflight.sends.push_back((answer, echo));
     }
 
-    /// Answers the sends taken so far, in order.
+    /// Answers the sends taken so far, in order, and handles the frame
+    /// that waited for them.
     async fn settle(&mut self) {
-        while !self.inflight.sends.is_empty() {
-            let answer = next_answer(&mut self.inflight.sends).await;
-            self.answered(answer).await;
+        loop {
+            while !self.inflight.sends.is_empty() {
+                let answer = next_answer(&mut self.inflight.sends).await;
+                self.answered(answer).await;
+            }
+            match self.inflight.deferred.take() {
+                Some(frame) => Box::pin(self.handle_parsed(frame)).await,
+                None => return,
+            }
         }
-        self.inflight.conversation = None;
-        self.inflight.published = None;
     }
 
     /// Answers the oldest send, whose task has ended.
@@ -1006,6 +1054,13 @@ impl Socket<'_> {
         let Some((_, echo)) = self.inflight.sends.pop_front() else {
             return;
         };
+        if self.inflight.sends.is_empty() {
+            let deferred = self.inflight.deferred.take();
+            self.inflight = Inflight {
+                deferred,
+                ..Inflight::default()
+            };
+        }
         let sent = answer
             .unwrap_or_else(|e| Err(ApiError::internal_because(format!("send task failed: {e}"))));
         self.answer(sent, echo).await;
