@@ -285,9 +285,7 @@ async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream
     };
     let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
     // Acks the client sent are stored even when it leaves within the window.
-    if !socket_task.acks.pending.is_empty() {
-        socket_task.store_acks().await;
-    }
+    socket_task.store_acks().await;
     state.realtime.leave(topic, socket);
     presence.closed(user_id);
     drop(slot);
@@ -379,6 +377,17 @@ impl Inflight {
     }
 }
 
+/// What the acks being stored gave (never resolves when none are).
+async fn acks_stored(
+    storing: &mut Option<AckStore>,
+) -> Result<Vec<(ConversationId, MessageId, Result<(), ApiError>)>, actix_web::rt::task::JoinError>
+{
+    match storing {
+        Some(store) => store.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The oldest send's answer (never resolves when there is none).
 async fn next_answer(
     sends: &mut std::collections::VecDeque<(Answer, Option<String>)>,
@@ -427,7 +436,14 @@ struct Acks {
     due: Option<Instant>,
     /// When the last ack was stored.
     last: Option<Instant>,
+    /// The acks being stored, beside the socket's loop (a store waits for
+    /// the node's ack batch, and the socket keeps delivering meanwhile).
+    storing: Option<AckStore>,
 }
+
+/// Each stored ack with what storing it gave.
+type AckStore =
+    actix_web::rt::task::JoinHandle<Vec<(ConversationId, MessageId, Result<(), ApiError>)>>;
 
 const ACK_WINDOW: Duration = Duration::from_millis(100);
 
@@ -458,10 +474,14 @@ impl Socket<'_> {
             if let Some(close) = self.failed.take() {
                 return close;
             }
-            let acks_due = self.acks.due;
+            let acks_due = self.acks.due.filter(|_| self.acks.storing.is_none());
             tokio::select! {
                 _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
-                    Box::pin(self.store_acks()).await;
+                    self.start_storing_acks();
+                }
+                stored = acks_stored(&mut self.acks.storing), if self.acks.storing.is_some() => {
+                    self.acks.storing = None;
+                    Box::pin(self.acks_stored(stored)).await;
                 }
                 answer = next_answer(&mut self.inflight.sends), if !self.inflight.sends.is_empty() => {
                     Box::pin(self.answered(answer)).await;
@@ -518,9 +538,7 @@ impl Socket<'_> {
                     // their end before the loop gets here again; sends are
                     // answered now); deliver what they queued, then close.
                     Box::pin(self.settle()).await;
-                    if !self.acks.pending.is_empty() {
-                        Box::pin(self.store_acks()).await;
-                    }
+                    Box::pin(self.store_acks()).await;
                     if let Err(close) = Box::pin(self.flush(outbound)).await {
                         return close;
                     }
@@ -1134,17 +1152,66 @@ impl Socket<'_> {
             Some(last) if now < last + ACK_WINDOW => {
                 acks.due.get_or_insert(last + ACK_WINDOW);
             }
-            _ => self.store_acks().await,
+            _ if acks.storing.is_some() => {
+                acks.due.get_or_insert(now + ACK_WINDOW);
+            }
+            _ => self.start_storing_acks(),
         }
     }
 
-    /// Stores the pending acks (one transaction per conversation).
-    async fn store_acks(&mut self) {
+    /// Starts storing the pending acks (one transaction per conversation,
+    /// in the node's ack batches) beside the socket's loop.
+    fn start_storing_acks(&mut self) {
         self.acks.due = None;
         self.acks.last = Some(Instant::now());
-        for (conversation, up_to) in std::mem::take(&mut self.acks.pending) {
-            match delivery::mark_delivered(self.state, self.user.id, conversation, up_to).await {
-                Ok(_) => {
+        let pending = std::mem::take(&mut self.acks.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let (state, me) = (self.state.clone(), self.user.id);
+        self.acks.storing = Some(actix_web::rt::spawn(
+            async move {
+                let mut stored = Vec::with_capacity(pending.len());
+                for (conversation, up_to) in pending {
+                    let done = delivery::mark_delivered(&state, me, conversation, up_to).await;
+                    stored.push((conversation, up_to, done.map(|_| ())));
+                }
+                stored
+            }
+            .instrument(tracing::Span::current()),
+        ));
+    }
+
+    /// Stores every ack taken so far, waiting for it (the socket is
+    /// closing).
+    async fn store_acks(&mut self) {
+        if let Some(storing) = self.acks.storing.take() {
+            self.acks_stored(storing.await).await;
+        }
+        self.start_storing_acks();
+        if let Some(storing) = self.acks.storing.take() {
+            self.acks_stored(storing.await).await;
+        }
+    }
+
+    /// Remembers what was stored; an ack refused is answered with `error`.
+    async fn acks_stored(
+        &mut self,
+        stored: Result<
+            Vec<(ConversationId, MessageId, Result<(), ApiError>)>,
+            actix_web::rt::task::JoinError,
+        >,
+    ) {
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                let e = ApiError::internal_because(format!("ack task failed: {e}"));
+                return self.error(error_message(&e), None).await;
+            }
+        };
+        for (conversation, up_to, done) in stored {
+            match done {
+                Ok(()) => {
                     let stored = &mut self.acks.stored;
                     match stored.iter_mut().find(|(c, _)| *c == conversation) {
                         Some(entry) => entry.1 = entry.1.max(up_to),
