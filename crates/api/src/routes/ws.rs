@@ -442,8 +442,8 @@ struct Acks {
 }
 
 /// Each stored ack with what storing it gave.
-type AckStore =
-    actix_web::rt::task::JoinHandle<Vec<(ConversationId, MessageId, Result<(), ApiError>)>>;
+type AckResults = Vec<(ConversationId, MessageId, Result<(), ApiError>)>;
+type AckStore = actix_web::rt::task::JoinHandle<AckResults>;
 
 const ACK_WINDOW: Duration = Duration::from_millis(100);
 
@@ -1195,13 +1195,7 @@ impl Socket<'_> {
     }
 
     /// Remembers what was stored; an ack refused is answered with `error`.
-    async fn acks_stored(
-        &mut self,
-        stored: Result<
-            Vec<(ConversationId, MessageId, Result<(), ApiError>)>,
-            actix_web::rt::task::JoinError,
-        >,
-    ) {
+    async fn acks_stored(&mut self, stored: Result<AckResults, actix_web::rt::task::JoinError>) {
         let stored = match stored {
             Ok(stored) => stored,
             Err(e) => {
