@@ -328,3 +328,254 @@ async fn both_sides_sending_back_to_back_while_acking_everything_keep_their_sock
         "acked but not delivered: {undelivered:?}"
     );
 }
+
+/// The chat messages `ws` gets until none came for a second.
+async fn read_until_quiet(ws: &mut Ws) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).expect("json frame");
+            if v["type"] == "chat_message" {
+                got.push(v);
+            }
+        }
+    }
+    got
+}
+
+/// Reads a conversation socket into `held` until it ends; returns whether
+/// it ended (a close or a cut) rather than `stop` being set.
+async fn hold(
+    ws: &mut Ws,
+    held: &mut Vec<Value>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("json frame");
+                if v["type"] == "chat_message" {
+                    held.push(v);
+                }
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_sends_across_a_redis_kill_reach_the_other_node_once_each_in_order() {
+    let Some((mut redis, node1, node2)) = two_nodes_on_private_redis().await else {
+        return;
+    };
+    let api = Api::new(&node1);
+    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
+    // Bob on node 2, reconnecting with `after=` whenever his socket ends.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let bob_base = node2.ws_url("");
+    let bob = tokio::spawn(async move {
+        let mut held: Vec<Value> = Vec::new();
+        let mut ws = join(&bob_base, conv, &tb).await;
+        let mut reconnects = 0;
+        while hold(&mut ws, &mut held, &stop).await {
+            reconnects += 1;
+            let after = ids(&held).last().copied().unwrap_or(0);
+            let url = format!("{bob_base}/ws/chat/{conv}/?token={tb}&after={after}");
+            loop {
+                if let Ok((mut again, _)) = tokio_tungstenite::connect_async(&url).await {
+                    let first = next(&mut again).await;
+                    if first["type"] == "connection_established" {
+                        ws = again;
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        (held, reconnects)
+    });
+    // Alice on node 1 writes bursts of 20 frames without waiting, reading
+    // her echoes (the acknowledgements) all along.
+    let alice = join(&node1.ws_url(""), conv, &ta).await;
+    let (mut write, mut read) = alice.split();
+    let echoes = tokio::spawn(async move {
+        let mut acked: Vec<i64> = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), read.next()).await
+        {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("json frame");
+                if v["type"] == "chat_message" && v["sender_id"] == a {
+                    acked.push(v["message_id"].as_i64().expect("message_id"));
+                }
+            }
+        }
+        acked
+    });
+    let started = tokio::time::Instant::now();
+    let (mut killed, mut restarted) = (false, false);
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        if !killed && started.elapsed() > Duration::from_secs(1) {
+            redis.kill();
+            killed = true;
+        }
+        for _ in 0..20 {
+            let f = json!({"type": "chat_message", "content": format!("r{n}")});
+            n += 1;
+            write
+                .feed(Message::Text(f.to_string().into()))
+                .await
+                .expect("write");
+        }
+        write.flush().await.expect("flush");
+        if killed && !restarted && started.elapsed() > Duration::from_secs(3) {
+            // Back after about two seconds down.
+            redis.restart().await;
+            restarted = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted);
+    let acked = echoes.await.expect("alice's reader");
+    assert!(
+        acked.len() > 100,
+        "alice's sends were answered: {}",
+        acked.len()
+    );
+
+    let stored = ids(&history(&api, &ta, conv).await);
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged {id} is stored");
+    }
+    // Bob ends up with exactly what is stored, once each and in order.
+    let mut caught_up = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if api.history_len(&ta, conv).await == stored.len() {
+            caught_up = true;
+            break;
+        }
+    }
+    assert!(caught_up);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop_tx.send(true);
+    let (held, reconnects) = bob.await.expect("bob");
+    let got = ids(&held);
+    assert_eq!(got, stored, "bob holds every stored message once, in order");
+    eprintln!(
+        "{} written, {} acknowledged, {} stored; bob reconnected {reconnects} times",
+        n,
+        acked.len(),
+        stored.len()
+    );
+}
+
+/// Not a test: the body of the node process of
+/// [`back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged`].
+#[test]
+fn pipeline_node_process() {
+    chat_tests::node_process_main();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
+    if chat_tests::pg_base_url().is_none() || chat_tests::redis_url().is_none() {
+        eprintln!("skipped: needs TEST_DATABASE_URL and TEST_REDIS_URL");
+        return;
+    }
+    let db = std::sync::Arc::new(chat_tests::TestDb::new().await);
+    let options = node_options(chat_tests::redis_url().expect("checked"));
+    let mut node_a =
+        chat_tests::NodeProcess::start(&db, &options, "ws_pipeline::pipeline_node_process").await;
+    let node_b = TestServer::start_on(db, options).await;
+    let api = Api::new(&node_b);
+    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
+    let mut bob = join(&node_b.ws_url(""), conv, &tb).await;
+    let alice = join(&node_a.ws_url(""), conv, &ta).await;
+    let (mut write, mut read) = alice.split();
+    let echoes = tokio::spawn(async move {
+        let mut acked: Vec<i64> = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), read.next()).await
+        {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("json frame");
+                if v["type"] == "chat_message" && v["sender_id"] == a {
+                    acked.push(v["message_id"].as_i64().expect("message_id"));
+                }
+            }
+        }
+        acked
+    });
+    // Bursts of 20 until the node, killed mid-burst, takes no more.
+    let writer = tokio::spawn(async move {
+        let mut n = 0;
+        'bursts: for _ in 0..1000 {
+            for _ in 0..20 {
+                let f = json!({"type": "chat_message", "content": format!("k{n}")});
+                if write
+                    .feed(Message::Text(f.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break 'bursts;
+                }
+                n += 1;
+            }
+            if write.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        n
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    node_a.kill().await;
+    let n = writer.await.expect("alice's writer");
+    let acked = echoes.await.expect("alice's reader");
+    assert!(
+        !acked.is_empty(),
+        "some sends were answered before the kill"
+    );
+
+    let stored = ids(&history(&api, &tb, conv).await);
+    let missing: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
+    let written: Vec<String> = (0..stored.len()).map(|i| format!("k{i}")).collect();
+    let stored_contents = contents(&history(&api, &tb, conv).await);
+    assert_eq!(
+        stored_contents, written,
+        "what is stored is a prefix of the frames, in order"
+    );
+    // Bob, on the node that stayed, holds what was stored before the kill
+    // and broadcast; any gap left by the kill is filled by `after=`.
+    let got = ids(&read_until_quiet(&mut bob).await);
+    assert!(stored.starts_with(&got), "bob's are stored, in order, once");
+    let last = got.last().copied().unwrap_or(0);
+    let url = node_b.ws_url(&format!("/ws/chat/{conv}/?token={tb}&after={last}"));
+    let (mut again, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket upgrade");
+    let first = next(&mut again).await;
+    assert_eq!(first["type"], "connection_established");
+    let (rest, _) = read_messages(&mut again, stored.len() - got.len()).await;
+    let mut all = got.clone();
+    all.extend(ids(&rest));
+    assert_eq!(
+        all, stored,
+        "bob then holds every stored message once, in order"
+    );
+    eprintln!(
+        "{n} written, {} acknowledged, {} stored, {} broadcast before the kill",
+        acked.len(),
+        stored.len(),
+        got.len()
+    );
+}
