@@ -95,6 +95,9 @@ struct Common {
     json_out: Option<String>,
     /// Other nodes of the deployment (throughput and latency).
     nodes: Vec<String>,
+    /// Where readiness is asked (`--ready-path`; the Django reference has
+    /// no `/readyz/`: any answer below 500 from the given path will do).
+    ready_path: String,
 }
 
 impl Common {
@@ -113,6 +116,7 @@ impl Common {
                 .take("nodes")
                 .map(|list| list.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
+            ready_path: args.take("ready-path").unwrap_or_else(|| "/readyz/".into()),
         })
     }
 }
@@ -543,7 +547,7 @@ async fn run_plan(plan: &Plan, api: &Api) -> Result<Value> {
 }
 
 async fn ready(api: &Api, c: &Common) -> Result<()> {
-    api.ready()
+    api.ready(&c.ready_path)
         .await
         .map_err(|e| format!("server at {} is not ready: {e}", c.url).into())
 }
