@@ -184,9 +184,12 @@ impl Message {
     }
 
     /// When it was delivered; a read message was delivered when it was read
-    /// at the latest.
+    /// at the latest (an ack after the read changes nothing).
     pub fn delivered_at(&self) -> Option<DateTime<Utc>> {
-        self.delivered_at.or(self.read_at)
+        match (self.delivered_at, self.read_at) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use crate::db::DbConnection;
 use crate::error::{PersistenceError, QueryResult};
 use crate::prepared::prepared;
 use crate::rows::{ConversationRow, to_naive};
-use crate::schema::{connections, conversations, messages};
+use crate::schema::{connections, conversations, delivery_marks, messages};
 use chat_domain::{Conversation, ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -60,8 +60,9 @@ struct Group {
     reporter: usize,
 }
 
-/// Moves the watermarks of `acks` forward and stamps `delivered_at` on the
-/// messages they pass; one outcome per ack, in order. Lock order as
+/// Moves the watermarks of `acks` forward and records each move with its
+/// time (the delivery time of the messages it passes); one outcome per
+/// ack, in order. Lock order as
 /// everywhere: messages, then conversations (in id order). Runs inside the
 /// caller's transaction (the outcome is stored with the events it causes).
 pub fn mark_delivered_many(conn: &mut DbConnection, acks: &[Ack]) -> QueryResult<Vec<AckOutcome>> {
@@ -132,7 +133,7 @@ pub fn mark_delivered_many(conn: &mut DbConnection, acks: &[Ack]) -> QueryResult
         return Ok(outcomes);
     }
 
-    let counts = stamp_messages(conn, groups.values(), now)?;
+    let counts = mark_messages(conn, groups.values(), now)?;
     move_watermarks(conn, groups.values())?;
     for g in groups.values() {
         let sender = g.conversation.other_participant(g.recipient);
@@ -153,9 +154,11 @@ pub fn mark_delivered_many(conn: &mut DbConnection, acks: &[Ack]) -> QueryResult
     Ok(outcomes)
 }
 
-/// Stamps the other participants' messages each group passes that were
-/// neither delivered nor read; how many per (conversation, sender).
-fn stamp_messages<'a>(
+/// Records each group's new watermark with the time (a delivery mark: the
+/// messages it passes take their delivery time from it) and counts the
+/// other participant's messages it passes that were not read; how many per
+/// (conversation, sender). One row per group, whatever it covers.
+fn mark_messages<'a>(
     conn: &mut DbConnection,
     groups: impl Iterator<Item = &'a Group>,
     now: DateTime<Utc>,
@@ -171,7 +174,7 @@ fn stamp_messages<'a>(
     match conn {
         DbConnection::Pg(pg) => {
             #[derive(QueryableByName)]
-            struct Stamped {
+            struct Passed {
                 #[diesel(sql_type = BigInt)]
                 conversation_id: i64,
                 #[diesel(sql_type = BigInt)]
@@ -179,41 +182,52 @@ fn stamp_messages<'a>(
                 #[diesel(sql_type = BigInt)]
                 n: i64,
             }
-            let stamped: Vec<Stamped> = prepared(diesel::sql_query(
-                "WITH g AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
-                              AS g(conv, sender, lo, hi)), \
-                      u AS (UPDATE messages m SET delivered_at = $5 FROM g \
-                            WHERE m.conversation_id = g.conv AND m.sender_id = g.sender \
-                              AND m.id > g.lo AND m.id <= g.hi \
-                              AND m.delivered_at IS NULL AND m.read_at IS NULL \
-                            RETURNING m.conversation_id, m.sender_id) \
-                 SELECT conversation_id, sender_id, count(*) AS n FROM u \
-                 GROUP BY conversation_id, sender_id",
+            let passed: Vec<Passed> = prepared(
+                diesel::sql_query(
+                    "WITH g AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
+                                  AS g(conv, sender, lo, hi)), \
+                          k AS (INSERT INTO delivery_marks (conversation_id, sender_id, up_to, at) \
+                                SELECT conv, sender, hi, $5 FROM g ON CONFLICT DO NOTHING) \
+                     SELECT g.conv AS conversation_id, g.sender AS sender_id, \
+                            (SELECT count(*) FROM messages m \
+                             WHERE m.conversation_id = g.conv AND m.sender_id = g.sender \
+                               AND m.id > g.lo AND m.id <= g.hi \
+                               AND m.read_at IS NULL AND m.delivered_at IS NULL) AS n \
+                     FROM g",
+                )
+                .bind::<Array<BigInt>, _>(&conv)
+                .bind::<Array<BigInt>, _>(&sender)
+                .bind::<Array<BigInt>, _>(&low)
+                .bind::<Array<BigInt>, _>(&high)
+                .bind::<Timestamp, _>(to_naive(now)),
             )
-            .bind::<Array<BigInt>, _>(&conv)
-            .bind::<Array<BigInt>, _>(&sender)
-            .bind::<Array<BigInt>, _>(&low)
-            .bind::<Array<BigInt>, _>(&high)
-            .bind::<Timestamp, _>(to_naive(now))
-            ).load(pg)?;
-            for s in stamped {
-                let n = usize::try_from(s.n).map_err(|_| PersistenceError::other("bad count"))?;
-                counts.insert((s.conversation_id, s.sender_id), n);
+            .load(pg)?;
+            for p in passed {
+                let n = usize::try_from(p.n).map_err(|_| PersistenceError::other("bad count"))?;
+                counts.insert((p.conversation_id, p.sender_id), n);
             }
         }
-        DbConnection::Sqlite(_) => {
+        DbConnection::Sqlite(lite) => {
             for i in 0..conv.len() {
-                let n = diesel::update(
-                    messages::table
-                        .filter(messages::conversation_id.eq(conv[i]))
-                        .filter(messages::sender_id.eq(sender[i]))
-                        .filter(messages::id.gt(low[i]))
-                        .filter(messages::id.le(high[i]))
-                        .filter(messages::delivered_at.is_null())
-                        .filter(messages::read_at.is_null()),
-                )
-                .set(messages::delivered_at.eq(to_naive(now)))
-                .execute(conn)?;
+                diesel::insert_into(delivery_marks::table)
+                    .values((
+                        delivery_marks::conversation_id.eq(conv[i]),
+                        delivery_marks::sender_id.eq(sender[i]),
+                        delivery_marks::up_to.eq(high[i]),
+                        delivery_marks::at.eq(to_naive(now)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(lite)?;
+                let n: i64 = messages::table
+                    .filter(messages::conversation_id.eq(conv[i]))
+                    .filter(messages::sender_id.eq(sender[i]))
+                    .filter(messages::id.gt(low[i]))
+                    .filter(messages::id.le(high[i]))
+                    .filter(messages::delivered_at.is_null())
+                    .filter(messages::read_at.is_null())
+                    .count()
+                    .get_result(lite)?;
+                let n = usize::try_from(n).map_err(|_| PersistenceError::other("bad count"))?;
                 counts.insert((conv[i], sender[i]), n);
             }
         }

@@ -3,7 +3,7 @@
 use crate::db::DbConnection;
 use crate::error::{Constraint, PersistenceError, QueryResult};
 use crate::events::{Ledger, UserEvent};
-use crate::rows::{MessageRow, NewMessageRow, columns, to_naive};
+use crate::rows::{MessageRow, NewMessageRow, to_naive};
 use crate::schema::{conversations, messages};
 use chat_domain::{
     AttachmentId, ClientId, Conversation, ConversationId, Message, MessageContent, MessageId,
@@ -164,7 +164,10 @@ fn insert(
             .get_result(conn)?
     };
     let now = to_naive(chat_domain::now());
-    let row: MessageRow = diesel::insert_into(messages::table)
+    // A new message has no reactions and no delivery yet; only its id
+    // comes back (SQLite's RETURNING takes no subquery, which the delivery
+    // time of a selected message is).
+    let id: i64 = diesel::insert_into(messages::table)
         .values(NewMessageRow {
             conversation_id: conversation.id.0,
             sender_id: sender.0,
@@ -173,8 +176,20 @@ fn insert(
             created_at: now,
             attachments,
         })
-        .returning(columns::<MessageRow>())
+        .returning(messages::id)
         .get_result(conn)?;
+    let row = MessageRow {
+        id,
+        conversation_id: conversation.id.0,
+        sender_id: sender.0,
+        content: content.as_str().to_owned(),
+        client_id: client_id.map(|c| c.as_str().to_owned()),
+        created_at: now,
+        read_at: None,
+        delivered_at: None,
+        reactions: "[]".to_owned(),
+        attachments: attachments.to_owned(),
+    };
     diesel::update(target)
         .set((
             conversations::updated_at.eq(now),

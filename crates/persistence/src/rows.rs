@@ -8,6 +8,7 @@ use chat_domain::{
 };
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamp};
 
 /// Storage keeps UTC as a naive timestamp on both backends.
 pub(crate) fn to_naive(t: DateTime<Utc>) -> NaiveDateTime {
@@ -160,10 +161,30 @@ pub(crate) struct MessageRow {
     pub client_id: Option<String>,
     pub created_at: NaiveDateTime,
     pub read_at: Option<NaiveDateTime>,
+    #[diesel(select_expression = diesel::dsl::sql::<Nullable<Timestamp>>(DELIVERED_AT))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Nullable<Timestamp>>)]
     pub delivered_at: Option<NaiveDateTime>,
     pub reactions: String,
     pub attachments: String,
 }
+
+/// A message's delivery time: stamped on it (before migration 000017), or
+/// that of the first delivery mark of its conversation and sender at or
+/// above its id (one index probe; marks only move forward).
+pub(crate) const DELIVERED_AT: &str = "coalesce(messages.delivered_at, \
+    (SELECT d.at FROM delivery_marks d WHERE d.conversation_id = messages.conversation_id \
+     AND d.sender_id = messages.sender_id AND d.up_to >= messages.id ORDER BY d.up_to LIMIT 1))";
+
+/// [`DELIVERED_AT`] for statements that name the messages table `m`, as a
+/// literal for `concat!`.
+macro_rules! m_delivered_at {
+    () => {
+        "coalesce(m.delivered_at, \
+         (SELECT d.at FROM delivery_marks d WHERE d.conversation_id = m.conversation_id \
+          AND d.sender_id = m.sender_id AND d.up_to >= m.id ORDER BY d.up_to LIMIT 1)) AS delivered_at"
+    };
+}
+pub(crate) use m_delivered_at;
 
 impl MessageRow {
     pub fn into_message(self) -> Message {

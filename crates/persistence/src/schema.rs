@@ -142,7 +142,17 @@ diesel::table! {
 diesel::joinable!(conversations -> connections (connection_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
+diesel::table! {
+    delivery_marks (conversation_id, sender_id, up_to) {
+        conversation_id -> BigInt,
+        sender_id -> BigInt,
+        up_to -> BigInt,
+        at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    delivery_marks,
     users,
     connections,
     conversations,

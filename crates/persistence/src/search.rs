@@ -41,7 +41,9 @@ macro_rules! pg_search {
     ($where:literal) => {
         concat!(
             "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-                    m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
+                    m.created_at, m.read_at, ",
+            crate::rows::m_delivered_at!(),
+            ", m.reactions, m.attachments \
              FROM messages m WHERE ",
             $where,
             " AND m.id < $3 \
@@ -70,9 +72,11 @@ const PG_SEARCH_ONE: &str = pg_search!(
                  WHERE c.id = $2 AND (c.user_low = $1 OR c.user_high = $1))"
 );
 
-const SQLITE_SEARCH: &str = "\
-SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-       m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
+const SQLITE_SEARCH: &str = concat!(
+    "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
+       m.created_at, m.read_at, ",
+    crate::rows::m_delivered_at!(),
+    ", m.reactions, m.attachments \
 FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
 WHERE messages_fts MATCH ?1 \
   AND messages_fts.rowid < ?2 \
@@ -80,7 +84,8 @@ WHERE messages_fts MATCH ?1 \
         SELECT c.id FROM conversations c \
         WHERE (c.user_low = ?3 OR c.user_high = ?3) AND (?4 IS NULL OR c.id = ?4)) \
 ORDER BY messages_fts.rowid DESC \
-LIMIT ?5";
+LIMIT ?5"
+);
 
 /// Up to `scope.limit` messages matching `query` in the viewer's
 /// conversations, newest first, and whether more match beyond them.

@@ -356,14 +356,16 @@ fn store_batch_pg(
     let mut originals: HashMap<(ConversationId, UserId, String), Message> = HashMap::new();
     if !keyed.is_empty() {
         let found: Vec<MessageRow> = prepared(
-            diesel::sql_query(
+            diesel::sql_query(concat!(
                 "SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_id, \
-                    m.created_at, m.read_at, m.delivered_at, m.reactions, m.attachments \
+                    m.created_at, m.read_at, ",
+                crate::rows::m_delivered_at!(),
+                ", m.reactions, m.attachments \
              FROM messages m \
              JOIN unnest($1, $2, $3) AS k(conversation_id, sender_id, client_id) \
                ON m.conversation_id = k.conversation_id AND m.sender_id = k.sender_id \
-              AND m.client_id = k.client_id",
-            )
+              AND m.client_id = k.client_id"
+            ))
             .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.conversation.0).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(keyed.iter().map(|r| r.sender.0).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(

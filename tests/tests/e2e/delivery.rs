@@ -349,3 +349,49 @@ async fn an_ack_taken_while_redis_is_down_is_kept_and_resumed_on_the_other_node(
     assert_eq!(e["up_to_message_id"], m["id"]);
     assert_eq!(message(&api1, &ta, &m["id"]).await["status"], "delivered");
 }
+
+/// Each message's `delivered_at` is the time of the first ack that
+/// reached it (one ack covering many gives them all its time), and a
+/// message read before it was acked was delivered when it was read.
+#[tokio::test]
+async fn delivered_at_is_the_time_of_the_first_ack_that_reached_the_message() {
+    let (_server, api, ta, tb, conv, _a, _b) = pair_server().await;
+    let m1 = api.send_message(&ta, conv, "one").await;
+    let m2 = api.send_message(&ta, conv, "two").await;
+    let (status, body) = delivered(&api, &tb, conv, json!({"message_id": m2["id"]})).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let m3 = api.send_message(&ta, conv, "three").await;
+    let (status, body) = delivered(&api, &tb, conv, json!({"message_id": m3["id"]})).await;
+    assert_eq!(status, 200, "{body}");
+    // Acking again, later, changes no one's time.
+    let (status, _) = delivered(&api, &tb, conv, json!({"message_id": m3["id"]})).await;
+    assert_eq!(status, 200);
+    let at = |m: &Value| m["delivered_at"].as_str().expect("delivered_at").to_owned();
+    let (d1, d2, d3) = (
+        message(&api, &ta, &m1["id"]).await,
+        message(&api, &ta, &m2["id"]).await,
+        message(&api, &ta, &m3["id"]).await,
+    );
+    for m in [&d1, &d2, &d3] {
+        assert_eq!(m["status"], "delivered", "{m}");
+        assert_timestamp(&m["delivered_at"]);
+    }
+    assert_eq!(at(&d1), at(&d2), "one ack, one time");
+    let parse = |s: String| chrono::DateTime::parse_from_rfc3339(&s).expect("rfc3339");
+    assert!(
+        parse(at(&d2)) < parse(at(&d3)),
+        "the later ack's time: {d2} {d3}"
+    );
+
+    // Read first, acked after: delivered when read.
+    let m4 = api.send_message(&ta, conv, "four").await;
+    api.mark_read(&tb, conv).await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (status, _) = delivered(&api, &tb, conv, json!({"message_id": m4["id"]})).await;
+    assert_eq!(status, 200);
+    let d4 = message(&api, &ta, &m4["id"]).await;
+    assert_eq!(d4["status"], "read");
+    assert_eq!(d4["delivered_at"], d4["read_at"], "{d4}");
+    assert_eq!(at(&message(&api, &ta, &m3["id"]).await), at(&d3), "{d3}");
+}
