@@ -378,10 +378,9 @@ impl Inflight {
 }
 
 /// What the acks being stored gave (never resolves when none are).
-async fn acks_stored(
+async fn stored_acks(
     storing: &mut Option<AckStore>,
-) -> Result<Vec<(ConversationId, MessageId, Result<(), ApiError>)>, actix_web::rt::task::JoinError>
-{
+) -> Result<AckResults, actix_web::rt::task::JoinError> {
     match storing {
         Some(store) => store.await,
         None => std::future::pending().await,
@@ -479,7 +478,7 @@ impl Socket<'_> {
                 _ = tokio::time::sleep_until(acks_due.unwrap_or_else(Instant::now).into()), if acks_due.is_some() => {
                     self.start_storing_acks();
                 }
-                stored = acks_stored(&mut self.acks.storing), if self.acks.storing.is_some() => {
+                stored = stored_acks(&mut self.acks.storing), if self.acks.storing.is_some() => {
                     self.acks.storing = None;
                     Box::pin(self.acks_stored(stored)).await;
                 }
