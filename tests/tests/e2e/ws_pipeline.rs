@@ -579,3 +579,79 @@ async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
         got.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_answers_every_send_it_took_before_closing_with_1012() {
+    if chat_tests::pg_base_url().is_none() || chat_tests::redis_url().is_none() {
+        eprintln!("skipped: needs TEST_DATABASE_URL and TEST_REDIS_URL");
+        return;
+    }
+    let db = std::sync::Arc::new(chat_tests::TestDb::new().await);
+    let options = node_options(chat_tests::redis_url().expect("checked"));
+    let mut node_a =
+        chat_tests::NodeProcess::start(&db, &options, "ws_pipeline::pipeline_node_process").await;
+    let node_b = TestServer::start_on(db, options).await;
+    let api = Api::new(&node_b);
+    let (ta, _tb, conv, a, _) = api.pair("alice", "bob").await;
+    let alice = join(&node_a.ws_url(""), conv, &ta).await;
+    let (mut write, mut read) = alice.split();
+    // Alice records her echoes and how her socket ends.
+    let reader = tokio::spawn(async move {
+        let (mut echoed, mut close) = (Vec::new(), None);
+        while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(10), read.next()).await
+        {
+            match frame {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("json frame");
+                    if v["type"] == "chat_message" && v["sender_id"] == a {
+                        echoed.push(v["message_id"].as_i64().expect("message_id"));
+                    }
+                }
+                Ok(Message::Close(c)) => {
+                    close = c.map(|c| u16::from(c.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (echoed, close)
+    });
+    let writer = tokio::spawn(async move {
+        let mut n = 0;
+        'bursts: for _ in 0..1000 {
+            for _ in 0..20 {
+                let f = json!({"type": "chat_message", "content": format!("d{n}")});
+                if write
+                    .feed(Message::Text(f.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break 'bursts;
+                }
+                n += 1;
+            }
+            if write.flush().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        n
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    node_a.terminate().await;
+    let n = writer.await.expect("alice's writer");
+    let (echoed, close) = reader.await.expect("alice's reader");
+    assert_eq!(close, Some(1012), "the drain closes with 1012");
+    let stored = ids(&history(&api, &ta, conv).await);
+    assert!(!stored.is_empty());
+    // Every send the node took was stored and answered before the close;
+    // what it did not take was neither (the client retries those).
+    assert_eq!(echoed, stored, "answered exactly what was stored, in order");
+    let written: Vec<String> = (0..stored.len()).map(|i| format!("d{i}")).collect();
+    assert_eq!(contents(&history(&api, &ta, conv).await), written);
+    eprintln!(
+        "{n} written, {} stored and answered before 1012",
+        stored.len()
+    );
+}
