@@ -402,20 +402,8 @@ async fn back_to_back_sends_across_a_redis_kill_reach_the_other_node_once_each_i
     // Alice on node 1 writes bursts of 20 frames without waiting, reading
     // her echoes (the acknowledgements) all along.
     let alice = join(&node1.ws_url(""), conv, &ta).await;
-    let (mut write, mut read) = alice.split();
-    let echoes = tokio::spawn(async move {
-        let mut acked: Vec<i64> = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), read.next()).await
-        {
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).expect("json frame");
-                if v["type"] == "chat_message" && v["sender_id"] == a {
-                    acked.push(v["message_id"].as_i64().expect("message_id"));
-                }
-            }
-        }
-        acked
-    });
+    let (mut write, read) = alice.split();
+    let echoes = record_echoes(read, a, Duration::from_secs(5));
     let started = tokio::time::Instant::now();
     let (mut killed, mut restarted) = (false, false);
     let mut n = 0;
@@ -441,7 +429,7 @@ async fn back_to_back_sends_across_a_redis_kill_reach_the_other_node_once_each_i
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(restarted);
-    let acked = echoes.await.expect("alice's reader");
+    let (acked, _) = echoes.await.expect("alice's reader");
     assert!(
         acked.len() > 100,
         "alice's sends were answered: {}",
@@ -475,48 +463,46 @@ async fn back_to_back_sends_across_a_redis_kill_reach_the_other_node_once_each_i
     );
 }
 
-/// Not a test: the body of the node process of
-/// [`back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged`].
-#[test]
-fn pipeline_node_process() {
-    chat_tests::node_process_main();
-}
+type Writer = futures_util::stream::SplitSink<Ws, Message>;
+type Reader = futures_util::stream::SplitStream<Ws>;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
-    if chat_tests::pg_base_url().is_none() || chat_tests::redis_url().is_none() {
-        eprintln!("skipped: needs TEST_DATABASE_URL and TEST_REDIS_URL");
-        return;
-    }
-    let db = std::sync::Arc::new(chat_tests::TestDb::new().await);
-    let options = node_options(chat_tests::redis_url().expect("checked"));
-    let mut node_a =
-        chat_tests::NodeProcess::start(&db, &options, "ws_pipeline::pipeline_node_process").await;
-    let node_b = TestServer::start_on(db, options).await;
-    let api = Api::new(&node_b);
-    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
-    let mut bob = join(&node_b.ws_url(""), conv, &tb).await;
-    let alice = join(&node_a.ws_url(""), conv, &ta).await;
-    let (mut write, mut read) = alice.split();
-    let echoes = tokio::spawn(async move {
-        let mut acked: Vec<i64> = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), read.next()).await
-        {
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).expect("json frame");
-                if v["type"] == "chat_message" && v["sender_id"] == a {
-                    acked.push(v["message_id"].as_i64().expect("message_id"));
+/// Records the ids of `sender`'s own echoes on `read` and the close code,
+/// until the socket ends or stays silent for `quiet`.
+fn record_echoes(
+    mut read: Reader,
+    sender: i64,
+    quiet: Duration,
+) -> tokio::task::JoinHandle<(Vec<i64>, Option<u16>)> {
+    tokio::spawn(async move {
+        let (mut echoed, mut close) = (Vec::new(), None);
+        while let Ok(Some(frame)) = tokio::time::timeout(quiet, read.next()).await {
+            match frame {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("json frame");
+                    if v["type"] == "chat_message" && v["sender_id"] == sender {
+                        echoed.push(v["message_id"].as_i64().expect("message_id"));
+                    }
                 }
+                Ok(Message::Close(c)) => {
+                    close = c.map(|c| u16::from(c.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
-        acked
-    });
-    // Bursts of 20 until the node, killed mid-burst, takes no more.
-    let writer = tokio::spawn(async move {
+        (echoed, close)
+    })
+}
+
+/// Writes bursts of 20 sends (`{tag}0`, `{tag}1` …) 5 ms apart until the
+/// socket takes no more; returns how many were written.
+fn write_bursts(mut write: Writer, tag: &'static str) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
         let mut n = 0;
         'bursts: for _ in 0..1000 {
             for _ in 0..20 {
-                let f = json!({"type": "chat_message", "content": format!("k{n}")});
+                let f = json!({"type": "chat_message", "content": format!("{tag}{n}")});
                 if write
                     .feed(Message::Text(f.to_string().into()))
                     .await
@@ -532,11 +518,48 @@ async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         n
-    });
+    })
+}
+
+/// A node in a process of its own (to kill or drain) and one in this
+/// process, on one database and Redis; `None` (with a note) without
+/// PostgreSQL and Redis.
+async fn process_and_node() -> Option<(chat_tests::NodeProcess, TestServer)> {
+    if chat_tests::pg_base_url().is_none() || chat_tests::redis_url().is_none() {
+        eprintln!("skipped: needs TEST_DATABASE_URL and TEST_REDIS_URL");
+        return None;
+    }
+    let db = std::sync::Arc::new(chat_tests::TestDb::new().await);
+    let options = node_options(chat_tests::redis_url().expect("checked"));
+    let process =
+        chat_tests::NodeProcess::start(&db, &options, "ws_pipeline::pipeline_node_process").await;
+    Some((process, TestServer::start_on(db, options).await))
+}
+
+/// Not a test: the body of the node process of
+/// [`back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged`].
+#[test]
+fn pipeline_node_process() {
+    chat_tests::node_process_main();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
+    let Some((mut node_a, node_b)) = process_and_node().await else {
+        return;
+    };
+    let api = Api::new(&node_b);
+    let (ta, tb, conv, a, _) = api.pair("alice", "bob").await;
+    let mut bob = join(&node_b.ws_url(""), conv, &tb).await;
+    let alice = join(&node_a.ws_url(""), conv, &ta).await;
+    let (write, read) = alice.split();
+    let echoes = record_echoes(read, a, Duration::from_secs(5));
+    // Bursts until the node, killed mid-burst, takes no more.
+    let writer = write_bursts(write, "k");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     node_a.kill().await;
     let n = writer.await.expect("alice's writer");
-    let acked = echoes.await.expect("alice's reader");
+    let (acked, _) = echoes.await.expect("alice's reader");
     assert!(
         !acked.is_empty(),
         "some sends were answered before the kill"
@@ -582,62 +605,16 @@ async fn back_to_back_sends_on_a_killed_node_are_stored_if_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_answers_every_send_it_took_before_closing_with_1012() {
-    if chat_tests::pg_base_url().is_none() || chat_tests::redis_url().is_none() {
-        eprintln!("skipped: needs TEST_DATABASE_URL and TEST_REDIS_URL");
+    let Some((mut node_a, node_b)) = process_and_node().await else {
         return;
-    }
-    let db = std::sync::Arc::new(chat_tests::TestDb::new().await);
-    let options = node_options(chat_tests::redis_url().expect("checked"));
-    let mut node_a =
-        chat_tests::NodeProcess::start(&db, &options, "ws_pipeline::pipeline_node_process").await;
-    let node_b = TestServer::start_on(db, options).await;
+    };
     let api = Api::new(&node_b);
     let (ta, _tb, conv, a, _) = api.pair("alice", "bob").await;
     let alice = join(&node_a.ws_url(""), conv, &ta).await;
-    let (mut write, mut read) = alice.split();
+    let (write, read) = alice.split();
     // Alice records her echoes and how her socket ends.
-    let reader = tokio::spawn(async move {
-        let (mut echoed, mut close) = (Vec::new(), None);
-        while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(10), read.next()).await
-        {
-            match frame {
-                Ok(Message::Text(t)) => {
-                    let v: Value = serde_json::from_str(&t).expect("json frame");
-                    if v["type"] == "chat_message" && v["sender_id"] == a {
-                        echoed.push(v["message_id"].as_i64().expect("message_id"));
-                    }
-                }
-                Ok(Message::Close(c)) => {
-                    close = c.map(|c| u16::from(c.code));
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        (echoed, close)
-    });
-    let writer = tokio::spawn(async move {
-        let mut n = 0;
-        'bursts: for _ in 0..1000 {
-            for _ in 0..20 {
-                let f = json!({"type": "chat_message", "content": format!("d{n}")});
-                if write
-                    .feed(Message::Text(f.to_string().into()))
-                    .await
-                    .is_err()
-                {
-                    break 'bursts;
-                }
-                n += 1;
-            }
-            if write.flush().await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        n
-    });
+    let reader = record_echoes(read, a, Duration::from_secs(10));
+    let writer = write_bursts(write, "d");
     tokio::time::sleep(Duration::from_millis(800)).await;
     node_a.terminate().await;
     let n = writer.await.expect("alice's writer");
