@@ -168,20 +168,29 @@ pub(crate) struct MessageRow {
     pub attachments: String,
 }
 
-/// A message's delivery time: stamped on it (before migration 000017), or
-/// that of the first delivery mark of its conversation and sender at or
-/// above its id (one index probe; marks only move forward).
-pub(crate) const DELIVERED_AT: &str = "coalesce(messages.delivered_at, \
-    (SELECT d.at FROM delivery_marks d WHERE d.conversation_id = messages.conversation_id \
-     AND d.sender_id = messages.sender_id AND d.up_to >= messages.id ORDER BY d.up_to LIMIT 1))";
+/// A message's delivery time, as SQL over the messages table named `$t`:
+/// stamped on it (before migration 000017), or that of the first delivery
+/// mark of its conversation and sender at or above its id (one index probe;
+/// marks only move forward). A literal, for `concat!`.
+macro_rules! delivered_at_of {
+    ($t:literal) => {
+        concat!(
+            "coalesce(", $t, ".delivered_at, (SELECT d.at FROM delivery_marks d \
+             WHERE d.conversation_id = ", $t, ".conversation_id AND d.sender_id = ",
+            $t, ".sender_id AND d.up_to >= ", $t, ".id ORDER BY d.up_to LIMIT 1))"
+        )
+    };
+}
 
-/// [`DELIVERED_AT`] for statements that name the messages table `m`, as a
-/// literal for `concat!`.
+pub(crate) use delivered_at_of;
+
+/// [`MessageRow::delivered_at`] in diesel's selections.
+pub(crate) const DELIVERED_AT: &str = delivered_at_of!("messages");
+
+/// The `delivered_at` column of statements that name the messages table `m`.
 macro_rules! m_delivered_at {
     () => {
-        "coalesce(m.delivered_at, \
-         (SELECT d.at FROM delivery_marks d WHERE d.conversation_id = m.conversation_id \
-          AND d.sender_id = m.sender_id AND d.up_to >= m.id ORDER BY d.up_to LIMIT 1)) AS delivered_at"
+        concat!($crate::rows::delivered_at_of!("m"), " AS delivered_at")
     };
 }
 pub(crate) use m_delivered_at;
