@@ -175,9 +175,16 @@ pub(crate) struct MessageRow {
 macro_rules! delivered_at_of {
     ($t:literal) => {
         concat!(
-            "coalesce(", $t, ".delivered_at, (SELECT d.at FROM delivery_marks d \
-             WHERE d.conversation_id = ", $t, ".conversation_id AND d.sender_id = ",
-            $t, ".sender_id AND d.up_to >= ", $t, ".id ORDER BY d.up_to LIMIT 1))"
+            "coalesce(",
+            $t,
+            ".delivered_at, (SELECT d.at FROM delivery_marks d \
+             WHERE d.conversation_id = ",
+            $t,
+            ".conversation_id AND d.sender_id = ",
+            $t,
+            ".sender_id AND d.up_to >= ",
+            $t,
+            ".id ORDER BY d.up_to LIMIT 1))"
         )
     };
 }
