@@ -21,6 +21,9 @@
 #   BENCH_COMPARE_OUT       the JSON to write (default $target/bench-compare.json)
 #   BENCH_NO_BUILD=1        the work tree's release binaries are built already
 #   BENCH_QUIET_LOAD=0.8    wait for a 1-minute load below this first (see lib.sh)
+#   BENCH_DJANGO_URL, BENCH_DJANGO_PID  a running Django reference (run.sh
+#                           starts one with BENCH_DJANGO_DIR): a run against it
+#                           before the first round and after the last, label django
 #   BENCH_PG_BASE, REDIS_URL as for run.sh
 set -euo pipefail
 
@@ -72,6 +75,10 @@ labels=(before after)
 runs=""
 status=0
 n=0
+if [[ -n "${BENCH_DJANGO_URL:-}" ]]; then
+  n=$((n + 1))
+  bench_django_run "$n"
+fi
 for round in $(seq 1 "$rounds"); do
   for label in "${labels[@]}"; do
     n=$((n + 1))
@@ -85,6 +92,11 @@ for round in $(seq 1 "$rounds"); do
     bench_throughput_run "$n" "$label" "$binary" bench_prepare_nothing "bench_cmp_${ts}" "${extra[@]}"
   done
 done
+
+if [[ -n "${BENCH_DJANGO_URL:-}" ]]; then
+  n=$((n + 1))
+  bench_django_run "$n"
+fi
 
 "$bench_bin" compare --runs "$runs" --before-rev "$sha" --after-rev "$after_rev" \
   --json-out "$out" || { s=$?; [[ $status -eq 0 ]] && status=$s; }

@@ -205,6 +205,61 @@ bench_stop_server() {
   server_pid=""
 }
 
+# bench_start_django DIR PORT LOG: the Django Channels stack this service
+# replaces (its services.sh up, then run.sh: one Daphne process on PORT,
+# cheap password hashing for the setup, as ours gets), waited for until it
+# answers; sets django_pid and django_url. Its virtualenv is created on the
+# first start (pip, needs the network once).
+django_pid=""
+django_dir=""
+bench_start_django() {
+  django_dir=$1
+  local port=$2 log=$3
+  echo "== starting the Django reference ($django_dir) on 127.0.0.1:$port"
+  (cd "$django_dir" && ./services.sh up) >>"$log" 2>&1
+  (cd "$django_dir" && PORT=$port PBKDF2_ITERATIONS=1000 LOG_LEVEL=WARNING exec ./run.sh) >>"$log" 2>&1 &
+  django_pid=$!
+  django_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "$django_url/api/chat/conversations/" && return 0
+    kill -0 "$django_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "the Django reference did not start; its log:" >&2
+  tail -n 30 "$log" >&2
+  bench_stop_django
+  return 1
+}
+
+bench_stop_django() {
+  if [[ -n "$django_pid" ]] && kill -0 "$django_pid" 2>/dev/null; then
+    kill -TERM "$django_pid"
+    wait "$django_pid" 2>/dev/null || true
+  fi
+  django_pid=""
+  if [[ -n "$django_dir" ]]; then
+    (cd "$django_dir" && ./services.sh down) >/dev/null 2>&1 || true
+  fi
+  django_dir=""
+}
+
+# bench_django_run N: one throughput run (tp_args) against the running
+# Django reference (BENCH_DJANGO_URL, BENCH_DJANGO_PID); its JSON joins
+# $runs as label django. It loses messages under this load, so its run
+# "fails" the integrity check: that is its figure, not a broken run.
+bench_django_run() {
+  local n=$1
+  echo "== run $n: django ($(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bench_bin" throughput "${tp_args[@]}" \
+    --url "$BENCH_DJANGO_URL" \
+    --ready-path /api/chat/conversations/ \
+    --server-pid "$BENCH_DJANGO_PID" \
+    --json-out "$work/run-$n.json" >"$work/run-$n.out" || true
+  grep -v '^{' "$work/run-$n.out" || true
+  runs+="${runs:+,}django=$work/run-$n.json"
+  sleep 2
+}
+
 # bench_check_server LOG: says so when the server died during a run.
 bench_check_server() {
   if ! kill -0 "$server_pid" 2>/dev/null; then

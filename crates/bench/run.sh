@@ -18,7 +18,11 @@
 #   BENCH_OUT       the markdown to write (default BENCHMARKS.md at the repository root)
 #   BENCH_QUICK=1   same as --quick
 #   BENCH_BEFORE    a revision to compare throughput with (compare.sh; BENCH_ROUNDS,
-#                   BENCH_USER_STREAMS as there)
+#                   BENCH_USER_STREAMS as there); default 8ea6d49, empty: none
+#   BENCH_DJANGO_DIR  the Django Channels reference (default
+#                   ../shared/peers/django_chat beside the repository; empty:
+#                   none): started for the comparison, run before its first
+#                   round and after its last
 #   BENCH_QUIET_LOAD=0.8  before measuring, wait (at most BENCH_QUIET_TIMEOUT s,
 #                   default 1500) until the 1-minute load average is below this
 #   BENCH_SERVER_BIN  the chat-server binary to measure (default the work
@@ -28,8 +32,8 @@
 #                   "--users 32000 --rate 1500")
 #   BENCH_KEEP_SEARCH_DB=1  keep the search scenario's database (to study plans)
 #   BENCH_ONLY      a comma list of the parts to run (default all of them):
-#                   standard (chat-bench all and idle), acks and index
-#                   (variants.sh), presence, search. Without standard the
+#                   standard (chat-bench all and idle), acks, acks-each and
+#                   index (variants.sh), heap (heap.sh), presence, search. Without standard the
 #                   report goes to crates/bench/BENCHMARKS-partial.md unless
 #                   BENCH_OUT says otherwise (and the raw results to
 #                   bench-results-partial.json), so BENCHMARKS.md keeps its figures.
@@ -52,7 +56,10 @@ else
 fi
 redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
 target="${CARGO_TARGET_DIR:-$root/target}"
-before="${BENCH_BEFORE:-}"
+# The server before the event log, the baseline of issues 11 and 18;
+# BENCH_BEFORE= (empty) skips the comparison.
+before="${BENCH_BEFORE-8ea6d49}"
+django_dir="${BENCH_DJANGO_DIR-$root/../shared/peers/django_chat}"
 # shellcheck source=crates/bench/lib.sh
 source "$root/crates/bench/lib.sh"
 bench_raise_nofile
@@ -71,6 +78,7 @@ search_db=""
 cleanup() {
   set +e
   bench_stop_server
+  bench_stop_django
   bench_stop_redis
   bench_drop_db "$db"
   [[ -n "$search_db" ]] && bench_drop_db "$search_db"
@@ -85,13 +93,19 @@ started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 status=0
 extra=()
 if [[ -n "$before" ]]; then
+  django_env=()
+  if [[ -n "$django_dir" && -x "$django_dir/run.sh" ]] \
+    && bench_start_django "$django_dir" "$(bench_free_port)" "$work/django.log"; then
+    django_env=(BENCH_DJANGO_URL="$django_url" BENCH_DJANGO_PID="$django_pid")
+  fi
   echo "== throughput before ($before) and after, alternately (compare.sh)"
-  BENCH_NO_BUILD=1 BENCH_QUIET_LOAD="" BENCH_COMPARE_OUT="$work/compare.json" \
+  env "${django_env[@]}" BENCH_NO_BUILD=1 BENCH_QUIET_LOAD="" BENCH_COMPARE_OUT="$work/compare.json" \
     "$root/crates/bench/compare.sh" "$before" $quick || status=$?
+  bench_stop_django
   [[ -s "$work/compare.json" ]] && extra+=("$work/compare.json")
 fi
 
-for kind in acks index; do
+for kind in acks acks-each index; do
   want "$kind" || continue
   echo "== throughput: the cost of $kind (variants.sh $kind)"
   BENCH_NO_BUILD=1 BENCH_QUIET_LOAD="" BENCH_VARIANTS_OUT="$work/$kind.json" \
@@ -145,6 +159,17 @@ if want standard; then
 else
   printf '{"scenario":"all","quick":%s,"started_at":"%s","finished_at":"%s","results":{},"failed":false}\n' \
     "$([[ -n "$quick" ]] && echo true || echo false)" "$started_at" "$started_at" >"$work/all.json"
+fi
+
+if want heap; then
+  if command -v heaptrack >/dev/null; then
+    echo "== what an idle socket holds (heap.sh)"
+    BENCH_NO_BUILD=1 BENCH_HEAP_OUT="$work/heap.md" BENCH_HEAP_JSON="$work/heap.json" \
+      "$root/crates/bench/heap.sh" || status=$?
+    [[ -s "$work/heap.json" ]] && extra+=("$work/heap.json")
+  else
+    echo "== heaptrack is not installed: no heap profile (apt-get install heaptrack)"
+  fi
 fi
 
 if want presence; then
@@ -244,11 +269,12 @@ if [[ -n "$before" ]]; then
 EOF
 fi
 
-if want acks || want index; then
+if want acks || want acks-each || want index; then
   cat >>"$work/settings.md" <<EOF
-- Costs of a feature (\`crates/bench/variants.sh acks|index\`, run first): the throughput scenario
+- Costs of a feature (\`crates/bench/variants.sh acks|acks-each|index\`, run first): the throughput scenario
   as above, ${BENCH_ROUNDS:-3} rounds of baseline then variant, each on a fresh database and a freshly
-  started server: acks off / every receiver socket acking each message; the search column and
+  started server: acks off / every receiver socket acking what it got every 100 ms (acks) or
+  each message as it arrives (acks-each); the search column and
   GIN index dropped after migrating / as migrated.
 EOF
 fi
@@ -272,6 +298,10 @@ notes_args=()
 BENCH_NOTES="${BENCH_NOTES:-$root/crates/bench/analysis.md}"
 if [[ -f "${BENCH_NOTES}" ]]; then
   notes_args=(--notes "$BENCH_NOTES")
+fi
+BENCH_HISTORY="${BENCH_HISTORY:-$root/crates/bench/history.md}"
+if [[ -f "${BENCH_HISTORY}" ]]; then
+  notes_args+=(--history "$BENCH_HISTORY")
 fi
 "$target/release/chat-bench" report --input "$work/all.json" "${extra_args[@]}" --out "$out" \
   --merged-out "$results_json" \

@@ -3,7 +3,11 @@
 # machine: the cost of that feature.
 #
 #   crates/bench/variants.sh acks     acks_off (baseline), then acks_on: every
-#                                     receiver socket acks each message it gets
+#                                     receiver socket acks what it gets as the web
+#                                     client does (the highest id, at most every
+#                                     100 ms)
+#   crates/bench/variants.sh acks-each  acks_off, then acks_each: an ack frame
+#                                     for every message, as soon as it arrives
 #   crates/bench/variants.sh index    without_index (baseline: a database where the
 #                                     search column and GIN index were dropped),
 #                                     then with_index (as migrated)
@@ -38,13 +42,14 @@ kind=${1:-}
 mode=${2:-}
 case $kind in
   acks) baseline=acks_off variant=acks_on ;;
+  acks-each) baseline=acks_off variant=acks_each ;;
   index) baseline=without_index variant=with_index ;;
   sql)
     baseline=as_migrated variant=with_sql
     [[ -n "${BENCH_VARIANT_SQL:-}" ]] || { echo "sql needs BENCH_VARIANT_SQL" >&2; exit 2; }
     ;;
   *)
-    echo "usage: crates/bench/variants.sh acks|index|sql [--quick]" >&2
+    echo "usage: crates/bench/variants.sh acks|acks-each|index|sql [--quick]" >&2
     exit 2
     ;;
 esac
@@ -82,8 +87,9 @@ for round in $(seq 1 "$rounds"); do
     prepare=bench_prepare_nothing
     binary=$server_bin
     case $label in
-      acks_on) extra=(--acks) ;;
-      acks_on_before) extra=(--acks) binary=$before_bin ;;
+      acks_on) extra=(--acks-batched-ms 100) ;;
+      acks_each) extra=(--acks) ;;
+      acks_on_before) extra=(--acks-batched-ms 100) binary=$before_bin ;;
       without_index) prepare=bench_prepare_without_index ;;
       with_sql) prepare=bench_prepare_with_sql ;;
     esac

@@ -52,6 +52,7 @@ scenarios:
   throughput  --pairs 100 --window 16 --duration 10 --warmup 2 [--sockets-per-user 2] [--drain 10]
               [--user-streams: each user also holds one /ws/chat/ stream, reported apart]
               [--acks: every socket of the receiving user acks each message it gets]
+              [--acks-batched-ms 100: ... acks the highest id it got, at most once per period]
   latency     --rate 2000 --pairs 50 --duration 10 [--warmup 1] [--sockets-per-user 2] [--drain 10]
   idle        --sockets 20000 --server-pid PID [--pairs 500] [--concurrency 64] [--idle 5] [--ramp-timeout 180]
               [--source-ips 16: spread sockets over 127.0.0.1..N]
@@ -129,6 +130,18 @@ fn secs(v: f64) -> Result<Duration> {
     }
 }
 
+fn ack_mode(args: &mut Args) -> Result<pairs::Acks> {
+    let each = args.flag("acks")?;
+    let batched: u64 = args.get("acks-batched-ms", 0)?;
+    Ok(match (each, batched) {
+        (true, 0) => pairs::Acks::EachMessage,
+        (false, 0) => pairs::Acks::Off,
+        (false, ms) if ms <= 60_000 => pairs::Acks::Batched(Duration::from_millis(ms)),
+        (true, _) => return Err("--acks and --acks-batched-ms exclude each other".into()),
+        (false, _) => return Err("--acks-batched-ms must be at most 60000".into()),
+    })
+}
+
 fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Config> {
     let window: usize = args.get("window", 16)?;
     Ok(pairs::Config {
@@ -136,7 +149,7 @@ fn throughput_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::
         pairs: args.get("pairs", if quick { 10 } else { 100 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
         user_streams: args.flag("user-streams")?,
-        acks: args.flag("acks")?,
+        acks: ack_mode(args)?,
         warmup: secs(args.get("warmup", if quick { 1.0 } else { 2.0 })?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,
@@ -156,7 +169,7 @@ fn latency_config(args: &mut Args, c: &Common, quick: bool) -> Result<pairs::Con
         pairs: args.get("pairs", if quick { 10 } else { 50 })?,
         sockets_per_user: args.get("sockets-per-user", 2)?,
         user_streams: false,
-        acks: false,
+        acks: pairs::Acks::Off,
         warmup: secs(args.get("warmup", 1.0)?)?,
         duration: secs(args.get("duration", if quick { 3.0 } else { 10.0 })?)?,
         drain: secs(args.get("drain", 10.0)?)?,

@@ -34,6 +34,18 @@ pub enum Mode {
     Open { rate: f64 },
 }
 
+/// How a receiving socket acknowledges delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    Off,
+    /// An `ack` frame for every message, as soon as it arrives: the flood
+    /// the server must coalesce.
+    EachMessage,
+    /// As the web client does: the highest id received, at most once per
+    /// period (the first message after a quiet spell starts the period).
+    Batched(Duration),
+}
+
 /// Settings shared by both scenarios.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -42,9 +54,9 @@ pub struct Config {
     pub sockets_per_user: usize,
     /// Each user also holds one user stream `/ws/chat/` open.
     pub user_streams: bool,
-    /// Each socket of the receiving user acks every message it gets (the
-    /// `ack` client frame, API.md "Delivery status").
-    pub acks: bool,
+    /// How each socket of the receiving user acks what it gets (the `ack`
+    /// client frame, API.md "Delivery status").
+    pub acks: Acks,
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
@@ -335,24 +347,36 @@ async fn open_sender(
 }
 
 /// A socket that receives: checks the sender's stream arrives exactly
-/// once and in order, and times each message; with `ack`, acknowledges
-/// each one as a client would (on the conversation socket).
+/// once and in order, and times each message; acknowledges what it gets
+/// as `acks` says (on the conversation socket).
 async fn receiver(
     mut ws: Ws,
     sender: i64,
-    ack: bool,
+    acks: Acks,
     state: Arc<PairState>,
     tl: Timeline,
 ) -> ReceiverOutcome {
     let mut out = ReceiverOutcome::default();
     let mut seen: Vec<bool> = Vec::new();
     let mut highest: Option<u64> = None;
+    // Batched acks: the highest id not yet acked, and when it is due.
+    let mut unacked: Option<(i64, Instant)> = None;
     let result: Result<()> = async {
         loop {
             if state.finished_with(out.distinct) {
                 return Ok(());
             }
-            let step = Instant::now() + Duration::from_millis(100);
+            if let Some((id, due)) = unacked
+                && Instant::now() >= due
+            {
+                send_ack(&mut ws, id).await?;
+                out.acks_sent += 1;
+                unacked = None;
+            }
+            let mut step = Instant::now() + Duration::from_millis(100);
+            if let Some((_, due)) = unacked {
+                step = step.min(due);
+            }
             let frame = match timeout_at(step.min(tl.drain_deadline), ws.next()).await {
                 Err(_) if Instant::now() >= tl.drain_deadline => return Ok(()),
                 Err(_) => continue,
@@ -361,7 +385,7 @@ async fn receiver(
             };
             let Message::Text(text) = frame else { continue };
             let Some((stamp, message_id)) = stamped(text.as_str(), sender) else {
-                if ack {
+                if acks != Acks::Off {
                     let event = serde_json::from_str::<Event<'_>>(text.as_str());
                     let kind = event.as_ref().map(|e| e.kind.as_ref()).unwrap_or("");
                     out.delivered_events += u64::from(kind == "messages_delivered");
@@ -370,12 +394,17 @@ async fn receiver(
                 continue;
             };
             let now = now_ns();
-            if ack && let Some(id) = message_id {
-                ws.send(Message::text(format!(
-                    r#"{{"type":"ack","message_id":{id}}}"#
-                )))
-                .await?;
-                out.acks_sent += 1;
+            match (acks, message_id) {
+                (Acks::EachMessage, Some(id)) => {
+                    send_ack(&mut ws, id).await?;
+                    out.acks_sent += 1;
+                }
+                (Acks::Batched(period), Some(id)) => {
+                    let due = unacked.map_or_else(|| Instant::now() + period, |(_, due)| due);
+                    let id = unacked.map_or(id, |(acked, _)| acked.max(id));
+                    unacked = Some((id, due));
+                }
+                _ => {}
             }
             let idx = usize::try_from(stamp.seq).map_err(|_| "sequence number out of range")?;
             if idx >= seen.len() {
@@ -412,6 +441,12 @@ async fn receiver(
     out.error = result.err().map(|e| e.to_string());
     close_quietly(ws).await;
     out
+}
+
+async fn send_ack(ws: &mut Ws, message_id: i64) -> Result<()> {
+    let frame = format!(r#"{{"type":"ack","message_id":{message_id}}}"#);
+    ws.send(Message::text(frame)).await?;
+    Ok(())
 }
 
 /// The open-loop schedule: message `g` is due at `start + g / rate`, for
@@ -548,8 +583,8 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
             }
             Role::SenderOther | Role::Receiver => {
                 let is_receiver = matches!(role, Role::Receiver);
-                let ack = cfg.acks && is_receiver;
-                let task = tokio::spawn(receiver(socket, pair.a.id, ack, state, tl));
+                let acks = if is_receiver { cfg.acks } else { Acks::Off };
+                let task = tokio::spawn(receiver(socket, pair.a.id, acks, state, tl));
                 receivers.push((is_receiver, task));
             }
         }
@@ -561,7 +596,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         stream_tasks.push(tokio::spawn(receiver(
             socket,
             pair.a.id,
-            false,
+            Acks::Off,
             states[p].clone(),
             tl,
         )));
@@ -674,8 +709,12 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "first_sender_errors": sender_errors.iter().take(3).collect::<Vec<_>>(),
         "error_events": sent.error_events,
         "user_streams": user_streams,
-        "acks": if cfg.acks {
+        "acks": if cfg.acks != Acks::Off {
             json!({
+                "mode": match cfg.acks {
+                    Acks::Batched(p) => format!("batched every {} ms", p.as_millis()),
+                    _ => "each message".into(),
+                },
                 "acks_sent": acks_sent,
                 "messages_delivered_events": delivered_events,
                 "error_events": ack_errors,

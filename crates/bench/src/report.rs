@@ -134,14 +134,19 @@ fn targets(r: &Value) -> Vec<Row> {
         rows.push((
             "≤ 10 KiB per idle socket at 20,000 sockets".into(),
             format!(
-                "{} KiB per socket with {} sockets open{}",
+                "{} KiB per socket with {} sockets open{}{}",
                 num(&id["kib_per_socket"], 2),
                 f(&id["sockets_opened"]).map_or("?".into(), thousands),
                 if clamped {
                     " (fewer than requested: see details)"
                 } else {
                     ""
-                }
+                },
+                f(&r["heap"]["bytes_per_socket"]).map_or(String::new(), |b| format!(
+                    "; live heap {:.1} KiB per socket, by allocation site in \"what an idle \
+                     socket holds\"",
+                    b / 1024.0
+                )),
             ),
             verdict(kib.map(|k| k <= 10.0)),
         ));
@@ -219,6 +224,8 @@ fn targets(r: &Value) -> Vec<Row> {
     rows.push(resume_target(&r["resume"]));
     if r["compare"].is_object() {
         rows.push(compare_target(&r["compare"]));
+        rows.push(full_feature_target(&r["compare"]));
+        rows.push(cpu_per_message_row(&r["compare"]));
     }
     rows.extend(crate::report_features::targets(r));
     rows
@@ -313,6 +320,86 @@ fn compare_target(c: &Value) -> Row {
         measured.push_str("; SOME RUNS FAILED (see details)");
     }
     (target, measured, verdict(Some(ratio >= 1.0 && !failed)))
+}
+
+const FULL_FEATURE_TARGET: &str = "≥ 16,000 persisted msgs/s (100 pairs, window 16) with the user stream and \
+     the event log on, and ≥ 100x the Django stack on the same scenario in the same run";
+
+/// Issue 18's throughput target: the after server with every user's
+/// stream open, against its floor and against the Django reference.
+fn full_feature_target(c: &Value) -> Row {
+    let persisted = |label: &str| f(&c["by_label"][label]["persisted_median"]);
+    let Some(streams) = persisted("after_streams") else {
+        return (
+            FULL_FEATURE_TARGET.into(),
+            "no run with user streams (BENCH_USER_STREAMS=0?)".into(),
+            verdict(None),
+        );
+    };
+    let mut measured = format!(
+        "{} persisted msgs/s with one user stream per user open (median of {} runs; {} without)",
+        thousands(streams),
+        c["by_label"]["after_streams"]["runs"],
+        persisted("after").map_or("n/a".into(), thousands),
+    );
+    let django = persisted(crate::compare::DJANGO);
+    let ratio = f(&c["ratio_after_streams_django"]);
+    match (django, ratio) {
+        (Some(d), Some(r)) => measured.push_str(&format!(
+            "; Django {} persisted msgs/s ({} runs, {} messages lost in all): {r:.0}x with streams, \
+             {}x without (ratio of deliveries/s)",
+            thousands(d),
+            c["by_label"][crate::compare::DJANGO]["runs"],
+            c["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["label"] == crate::compare::DJANGO)
+                .filter_map(|r| r["integrity_missing"].as_u64())
+                .sum::<u64>(),
+            num(&c["ratio_after_django"], 0),
+        )),
+        _ => measured.push_str("; Django not run (BENCH_DJANGO_DIR)"),
+    }
+    let failed = c["failed"].as_bool() == Some(true);
+    if failed {
+        measured.push_str("; SOME RUNS FAILED (see details)");
+    }
+    let ok = ratio.map(|r| r >= 100.0 && streams >= 16_000.0 && !failed);
+    (FULL_FEATURE_TARGET.into(), measured, verdict(ok))
+}
+
+/// Server and PostgreSQL CPU per 1,000 messages, before and after.
+fn cpu_per_message_row(c: &Value) -> Row {
+    let cell = |label: &str| {
+        let l = &c["by_label"][label];
+        format!(
+            "server {} / PostgreSQL {}",
+            num(&l["server_core_ms_per_1k"], 1),
+            num(&l["postgres_core_ms_per_1k"], 1)
+        )
+    };
+    let mut measured = format!(
+        "core-ms per 1,000 persisted messages (each delivered to 4 conversation sockets), medians: \
+         before ({}) {}; after {}",
+        rev(&c["before_rev"]),
+        cell("before"),
+        cell("after")
+    );
+    if c["by_label"]["after_streams"].is_object() {
+        measured.push_str(&format!(
+            "; after with user streams {}",
+            cell("after_streams")
+        ));
+    }
+    if c["by_label"][crate::compare::DJANGO].is_object() {
+        measured.push_str(&format!("; Django {}", cell(crate::compare::DJANGO)));
+    }
+    (
+        "server and PostgreSQL CPU per 1,000 delivered messages, before and after".into(),
+        measured,
+        "recorded",
+    )
 }
 
 pub(crate) fn error_of(v: &Value) -> String {
@@ -896,8 +983,17 @@ fn observations(r: &Value) -> Vec<String> {
     out
 }
 
+/// Hand-written parts beside the figures: `notes` (what bounds the targets
+/// not met) after the settings, `history` (earlier sessions' measured
+/// changes, kept verbatim) at the end.
+pub struct Prose<'a> {
+    pub notes: &'a str,
+    pub history: &'a str,
+}
+
 /// Builds the markdown from the combined JSON.
-pub fn render(all: &Value, machine: &str, settings: &str, notes: &str) -> Result<String> {
+pub fn render(all: &Value, machine: &str, settings: &str, prose: &Prose<'_>) -> Result<String> {
+    let notes = prose.notes;
     let r = &all["results"];
     let mut out = String::new();
     writeln!(out, "# Benchmarks\n")?;
@@ -936,10 +1032,14 @@ pub fn render(all: &Value, machine: &str, settings: &str, notes: &str) -> Result
         out,
         "Raw results: the JSON line printed by `chat-bench all` (kept beside this file as `bench-results.json` by run.sh)."
     )?;
+    if !prose.history.trim().is_empty() {
+        writeln!(out, "\n{}", prose.history.trim())?;
+    }
     Ok(out)
 }
 
-/// `chat-bench report --input all.json --out BENCHMARKS.md [--machine F] [--settings F] [--notes F]`.
+/// `chat-bench report --input all.json --out BENCHMARKS.md [--machine F] [--settings F] [--notes F]
+/// [--history F]`.
 pub fn run(mut args: Args) -> Result<()> {
     let input = args
         .take("input")
@@ -956,6 +1056,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let machine = read(args.take("machine"))?;
     let settings = read(args.take("settings"))?;
     let notes = read(args.take("notes"))?;
+    let history = read(args.take("history"))?;
     let extra = args.take("extra");
     let merged_out = args.take("merged-out");
     args.finish()?;
@@ -989,7 +1090,11 @@ pub fn run(mut args: Args) -> Result<()> {
         std::fs::write(&path, format!("{}\n", serde_json::to_string(&all)?))
             .map_err(|e| format!("cannot write {path}: {e}"))?;
     }
-    let md = render(&all, &machine, &settings, &notes)?;
+    let prose = Prose {
+        notes: &notes,
+        history: &history,
+    };
+    let md = render(&all, &machine, &settings, &prose)?;
     std::fs::write(&out_path, md).map_err(|e| format!("cannot write {out_path}: {e}"))?;
     println!("wrote {out_path}");
     Ok(())
@@ -1025,7 +1130,11 @@ mod tests {
                 ], "8ea6d49fa8", "1670a3f00"),
             }
         });
-        let md = render(&all, "m", "s", "")?;
+        let none = Prose {
+            notes: "",
+            history: "",
+        };
+        let md = render(&all, "m", "s", &none)?;
         assert!(
             md.contains("| replaying 1,000 missed events on resume p99 < 50 ms | p99 12.500 ms")
         );

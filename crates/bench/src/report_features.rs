@@ -8,8 +8,10 @@ use std::fmt::Write as _;
 
 const PRESENCE_TARGET: &str = "presence with 10,000 users × 20 connections, user streams churning at 500/s: \
      presence events/s, Redis commands/s and server CPU recorded";
-const ACKS_TARGET: &str =
-    "throughput with every receiver acking what it gets within 10 % of without acks";
+const ACKS_TARGET: &str = "throughput with every receiver acking what it gets within 10 % of without acks \
+     (each socket acks the highest id it got, at most every 100 ms, as the web client does)";
+const ACKS_EACH_TARGET: &str = "the same with an ack frame for every message, as soon as it arrives (the \
+     flood the server coalesces)";
 const SEARCH_TARGET: &str = "search p99 ≤ 50 ms, a user with 100 conversations holding 1,000,000 messages \
      (5,000,000 in the database)";
 const INDEX_TARGET: &str = "the search index cuts sends (persisted msgs/s) by ≤ 15 %";
@@ -22,6 +24,14 @@ pub fn targets(r: &Value) -> Vec<Row> {
     }
     if r["compare_acks"].is_object() {
         rows.push(ratio_target(&r["compare_acks"], ACKS_TARGET, 0.90, false));
+    }
+    if r["compare_acks-each"].is_object() {
+        rows.push(ratio_target(
+            &r["compare_acks-each"],
+            ACKS_EACH_TARGET,
+            0.90,
+            false,
+        ));
     }
     if r["search"].is_object() {
         rows.push(search_target(&r["search"]));
@@ -143,12 +153,27 @@ pub fn details(r: &Value, out: &mut String) -> std::fmt::Result {
             "throughput with acks on and off",
             "`crates/bench/variants.sh acks`: the throughput scenario (settings above) against one \
              release server, alternately without acks (`acks_off`) and with every socket of the \
-             receiving user acking each message it gets (`acks_on`: an `ack` frame with the \
-             message's id on the conversation socket; the server coalesces them per 100 ms and \
-             sends `messages_delivered` to the conversation's sockets and both user streams), \
-             each run on a fresh database and a freshly started server.",
+             receiving user acking what it gets as the web client does (`acks_on`: an `ack` frame \
+             with the highest id received, at most every 100 ms, on the conversation socket; the \
+             server stores them per socket at most every 100 ms and sends `messages_delivered` to \
+             the conversation's sockets and both user streams), each run on a fresh database and \
+             a freshly started server.",
             out,
         )?;
+    }
+    if r["compare_acks-each"].is_object() {
+        crate::report::runs_table(
+            &r["compare_acks-each"],
+            "throughput with an ack frame per message",
+            "`crates/bench/variants.sh acks-each`: as above, but each receiving socket sends an \
+             `ack` frame for every message as soon as it arrives (`acks_each`), the flood a client \
+             may send; the server still stores them at most every 100 ms per socket, so what \
+             this costs beyond `acks_on` is reading and parsing one frame per delivered message.",
+            out,
+        )?;
+    }
+    if r["heap"].is_object() {
+        heap_details(&r["heap"], out)?;
     }
     if r["search"].is_object() {
         search_details(&r["search"], out)?;
@@ -311,5 +336,55 @@ fn load_line(v: &Value) -> String {
         "Load average (1, 5, 15 min) {} at the start, {} at the end.",
         l("load_avg_start"),
         l("load_avg_end")
+    )
+}
+
+/// `heap.sh`: the live heap per idle socket by allocation site.
+fn heap_details(h: &Value, out: &mut String) -> std::fmt::Result {
+    writeln!(
+        out,
+        "### what an idle socket holds
+"
+    )?;
+    let sockets: Vec<String> = h["sockets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| thousands(n.as_f64().unwrap_or(0.0)))
+        .collect();
+    writeln!(
+        out,
+        "`crates/bench/heap.sh`: the release server under heaptrack (PostgreSQL + Redis, the \
+         settings above) with {} idle sockets, killed while they were open; live heap bytes of \
+         the second run minus the first, divided by the difference in sockets, grouped by the \
+         first frame that is not allocator plumbing. RSS per socket (the idle scenario) is \
+         higher than the live heap: the allocator's own overhead and the pages it keeps.\n",
+        sockets.join(" and ")
+    )?;
+    writeln!(
+        out,
+        "| bytes per socket | allocated in | reached from (our code) |"
+    )?;
+    writeln!(out, "|---|---|---|")?;
+    for site in h["sites"].as_array().into_iter().flatten() {
+        let via = site["via"].as_str().unwrap_or("");
+        writeln!(
+            out,
+            "| {} | `{}` | {} |",
+            num(&site["bytes_per_socket"], 0),
+            site["site"].as_str().unwrap_or("?").replace('|', "\\|"),
+            if via.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`", via.replace('|', "\\|"))
+            }
+        )?;
+    }
+    writeln!(
+        out,
+        "| {} | everything else | |\n| **{}** | **live heap per idle socket ({:.1} KiB)** | |\n",
+        num(&h["other_bytes_per_socket"], 0),
+        num(&h["bytes_per_socket"], 0),
+        f(&h["bytes_per_socket"]).unwrap_or(0.0) / 1024.0
     )
 }
