@@ -126,9 +126,9 @@ PLUMBING = {
     "aligned_alloc", "aligned_malloc", "CRYPTO_malloc", "CRYPTO_zalloc", "CRYPTO_realloc",
     # Spawning a task: the site is the code that spawned it.
     "bind", "new_task", "spawn", "spawn_inner", "spawn_local", "spawn_local_inner",
-    "spawn_with_id", "spawn_local_on",
+    "spawn_with_id", "spawn_local_on", "with_current", "try_with",
 }
-PLUMBING_FILES = {"alloc.rs", "boxed.rs", "raw_vec.rs", "unix.rs"}
+PLUMBING_FILES = {"alloc.rs", "boxed.rs", "raw_vec.rs", "unix.rs", "current.rs", "local.rs", "option.rs"}
 ours = re.compile(r"chat_(api|realtime|persistence|domain|server)")
 
 def parse(frame):

@@ -123,6 +123,17 @@ async function register(page, url, username, firstName) {
   return Number(await page.textContent('#me-id'));
 }
 
+/** An access token of `username`, from the API (for requests the test makes itself). */
+async function accessToken(url, username) {
+  const login = await fetch(`${url}/api/auth/token/`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username, password: PASSWORD }),
+  });
+  assert.equal(login.status, 200);
+  return (await login.json()).access;
+}
+
 async function send(page, text) {
   await page.fill('#composer-input', text);
   await page.press('#composer-input', 'Enter');
@@ -313,14 +324,43 @@ test('two people use the web client', { timeout: 240000 }, async (t) => {
     await shot(bob, 'back-online');
   });
 
+  await t.test('a steady stream is acknowledged while it lasts', async () => {
+    const conversationId = Number(/#\/c\/(\d+)/.exec(alice.url())[1]);
+    const access = await accessToken(server.url, 'alice');
+    // Bob's page records the ack frames it sends.
+    await bob.evaluate(() => {
+      window.sentAcks = [];
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        try {
+          const frame = JSON.parse(data);
+          if (frame.type === 'ack') window.sentAcks.push(Date.now());
+        } catch { /* not JSON */ }
+        return send.call(this, data);
+      };
+    });
+    // One message every 40 ms for a second: never a 100 ms pause.
+    let last = 0;
+    for (let i = 1; i <= 25; i++) {
+      const res = await fetch(`${server.url}/api/chat/messages/`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${access}` },
+        body: JSON.stringify({ conversation_id: conversationId, content: `Stream ${i}`, client_id: `stream-${i}` }),
+      });
+      assert.equal(res.status, 201);
+      conversation.push(`Stream ${i}`);
+      last = Date.now();
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await showsExactly(alice, conversation);
+    const acks = await bob.evaluate(() => window.sentAcks);
+    assert.ok(acks.filter((at) => at < last).length >= 2,
+      `Bob's client acked ${acks.length} times, ${acks.filter((at) => at < last).length} before the stream ended`);
+  });
+
   await t.test('scroll-back through the history (cursor paging)', async () => {
     const conversationId = Number(/#\/c\/(\d+)/.exec(alice.url())[1]);
-    const login = await fetch(`${server.url}/api/auth/token/`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username: 'alice', password: PASSWORD }),
-    });
-    const { access } = await login.json();
+    const access = await accessToken(server.url, 'alice');
     for (let i = 1; i <= 60; i++) {
       const post = () => fetch(`${server.url}/api/chat/messages/`, {
         method: 'POST',

@@ -146,11 +146,16 @@ async function reload() {
 const acks = new Map();
 let ackTimer = 0;
 
-/** Acknowledges delivery of the other user's messages up to `messageId` (batched). */
+/**
+ * Acknowledges delivery of the other user's messages up to `messageId`:
+ * the highest id per conversation, at most every 100 ms (a throttle, not a
+ * debounce, so a steady stream of messages is still acknowledged).
+ */
 function ack(conversationId, messageId) {
   acks.set(conversationId, Math.max(acks.get(conversationId) || 0, messageId));
-  clearTimeout(ackTimer);
+  if (ackTimer) return;
   ackTimer = setTimeout(() => {
+    ackTimer = 0;
     for (const [conversation_id, message_id] of acks) {
       if (stream?.send({ type: 'ack', conversation_id, message_id })) acks.delete(conversation_id);
     }

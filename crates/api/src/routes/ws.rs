@@ -223,76 +223,94 @@ async fn close_within(session: Session, reason: Closing, deadline: Duration) {
     let _ = tokio::time::timeout(deadline, session.close(reason)).await;
 }
 
-async fn run(state: AppState, ask: Ask, kind: Kind, session: Session, mut stream: Frames) {
-    let write_timeout = Duration::from_secs(state.settings.websocket.write_timeout_seconds);
-    let (user, conversation) = match admit(&state, ask.token, kind).await {
-        Ok(admitted) => admitted,
-        Err(reason) => return close_within(session, reason, write_timeout).await,
-    };
-    let Ok(cursor) = ask.cursor else {
-        let reason = close_reason(
-            CLOSE_BAD_CURSOR,
-            "The resume cursor must be a non-negative integer.",
-        );
-        return close_within(session, reason, write_timeout).await;
-    };
-    // Held until the socket ends; frees the user's slot when dropped.
-    let Some(slot) = state.limits.open_socket(user.id) else {
-        state.metrics.limited("sockets");
-        let reason = close_reason(CLOSE_TOO_MANY_SOCKETS, "Too many open connections.");
-        return close_within(session, reason, write_timeout).await;
-    };
-    let topic = match &conversation {
-        Some(conv) => Topic::Conversation(conv.id),
-        None => Topic::User(user.id),
-    };
-    let Registration {
-        socket,
-        mut outbound,
-        dropped,
-    } = match state.realtime.join(topic, user.id).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "realtime join failed");
-            return close_within(session, unavailable(), write_timeout).await;
-        }
-    };
-    let presence = state.realtime.presence().clone();
-    presence.opened(user.id).await;
-    let user_id = user.id;
-    let scope = match conversation {
-        Some(conversation) => Scope::Conversation {
-            position: conversation.message_count,
-            anchor: conversation.last_message_id.map_or(0, |m| m.0),
-            last_frame: None,
-            conversation,
-        },
-        None => Scope::Stream {
-            seq: 0,
-            verified: Vec::new(),
-        },
-    };
-    let mut socket_task = Socket {
-        state: &state,
-        user,
-        session: session.clone(),
-        scope,
-        acks: Acks::default(),
-        dropped,
-        write_timeout,
-        failed: None,
-        inflight: Inflight::default(),
-    };
-    let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
-    // Acks the client sent are stored even when it leaves within the window.
-    socket_task.store_acks().await;
-    state.realtime.leave(topic, socket);
-    presence.closed(user_id);
-    drop(slot);
-    // A client too slow to read would not take the close frame either.
-    let slow = close.as_ref().is_some_and(|c| c.code == CloseCode::Again);
-    let wait = if slow { Duration::ZERO } else { write_timeout };
-    close_within(session, close, wait).await;
+/// The socket's task. Not an `async fn`: its arguments would be stored
+/// twice in the future (rustc keeps the arguments and their moved copies),
+/// and every idle socket holds that future for as long as it is open.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice in every idle socket's task"
+)]
+fn run(
+    state: AppState,
+    ask: Ask,
+    kind: Kind,
+    session: Session,
+    mut stream: Frames,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let write_timeout = Duration::from_secs(state.settings.websocket.write_timeout_seconds);
+        // Every await but `serve` is boxed: a task's future is as large as its
+        // largest await, and that size is held by every idle socket for as
+        // long as it is open (heap.sh measures it).
+        let (user, conversation) = match Box::pin(admit(&state, ask.token, kind)).await {
+            Ok(admitted) => admitted,
+            Err(reason) => return Box::pin(close_within(session, reason, write_timeout)).await,
+        };
+        let Ok(cursor) = ask.cursor else {
+            let reason = close_reason(
+                CLOSE_BAD_CURSOR,
+                "The resume cursor must be a non-negative integer.",
+            );
+            return Box::pin(close_within(session, reason, write_timeout)).await;
+        };
+        // Held until the socket ends; frees the user's slot when dropped.
+        let Some(slot) = state.limits.open_socket(user.id) else {
+            state.metrics.limited("sockets");
+            let reason = close_reason(CLOSE_TOO_MANY_SOCKETS, "Too many open connections.");
+            return Box::pin(close_within(session, reason, write_timeout)).await;
+        };
+        let topic = match &conversation {
+            Some(conv) => Topic::Conversation(conv.id),
+            None => Topic::User(user.id),
+        };
+        let Registration {
+            socket,
+            mut outbound,
+            dropped,
+        } = match Box::pin(state.realtime.join(topic, user.id)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "realtime join failed");
+                return Box::pin(close_within(session, unavailable(), write_timeout)).await;
+            }
+        };
+        let presence = state.realtime.presence().clone();
+        Box::pin(presence.opened(user.id)).await;
+        let user_id = user.id;
+        let scope = match conversation {
+            Some(conversation) => Scope::Conversation {
+                position: conversation.message_count,
+                anchor: conversation.last_message_id.map_or(0, |m| m.0),
+                last_frame: None,
+                conversation,
+            },
+            None => Scope::Stream {
+                seq: 0,
+                verified: Vec::new(),
+            },
+        };
+        let mut socket_task = Socket {
+            state: &state,
+            user,
+            session: session.clone(),
+            scope,
+            acks: Acks::default(),
+            dropped,
+            write_timeout,
+            failed: None,
+            inflight: Inflight::default(),
+        };
+        let close = socket_task.serve(cursor, &mut stream, &mut outbound).await;
+        // Acks the client sent are stored even when it leaves within the window.
+        Box::pin(socket_task.store_acks()).await;
+        state.realtime.leave(topic, socket);
+        presence.closed(user_id);
+        drop(slot);
+        // A client too slow to read would not take the close frame either.
+        let slow = close.as_ref().is_some_and(|c| c.code == CloseCode::Again);
+        let wait = if slow { Duration::ZERO } else { write_timeout };
+        Box::pin(close_within(session, close, wait)).await;
+    }
 }
 
 /// What a socket carries, and the last position it delivered.
@@ -499,11 +517,11 @@ impl Socket<'_> {
                             Box::pin(self.handle_frame(&text)).await
                         }
                         Some(Ok(Incoming::Binary)) => {
-                            self.error("Binary frames are not supported; send JSON text.", None).await;
+                            Box::pin(self.error("Binary frames are not supported; send JSON text.", None)).await;
                         }
                         Some(Ok(Incoming::Ping(bytes))) => {
                             let pong = self.session.pong(&bytes);
-                            if let Err(close) = bounded(self.write_timeout, &mut self.dropped, pong).await {
+                            if let Err(close) = Box::pin(bounded(self.write_timeout, &mut self.dropped, pong)).await {
                                 return close;
                             }
                         }
@@ -548,7 +566,7 @@ impl Socket<'_> {
                         return Some(CloseReason { code: CloseCode::Policy, description: Some("Heartbeat timeout.".into()) });
                     }
                     let ping = self.session.ping(b"");
-                    if let Err(close) = bounded(self.write_timeout, &mut self.dropped, ping).await {
+                    if let Err(close) = Box::pin(bounded(self.write_timeout, &mut self.dropped, ping)).await {
                         return close;
                     }
                 }
