@@ -164,8 +164,10 @@ fi
 if want heap; then
   if command -v heaptrack >/dev/null; then
     echo "== what an idle socket holds (heap.sh)"
+    heap_sockets=${BENCH_HEAP_SOCKETS:-1000 3000}
+    [[ -n "$quick" ]] && heap_sockets=${BENCH_HEAP_SOCKETS:-200 600}
     BENCH_NO_BUILD=1 BENCH_HEAP_OUT="$work/heap.md" BENCH_HEAP_JSON="$work/heap.json" \
-      "$root/crates/bench/heap.sh" || status=$?
+      BENCH_HEAP_SOCKETS="$heap_sockets" "$root/crates/bench/heap.sh" || status=$?
     [[ -s "$work/heap.json" ]] && extra+=("$work/heap.json")
   else
     echo "== heaptrack is not installed: no heap profile (apt-get install heaptrack)"
