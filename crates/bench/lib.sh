@@ -211,13 +211,13 @@ bench_stop_server() {
 # answers; sets django_pid and django_url. Its virtualenv is created on the
 # first start (pip, needs the network once).
 django_pid=""
-django_dir=""
+django_home=""
 bench_start_django() {
-  django_dir=$1
+  django_home=$1
   local port=$2 log=$3
-  echo "== starting the Django reference ($django_dir) on 127.0.0.1:$port"
-  (cd "$django_dir" && ./services.sh up) >>"$log" 2>&1
-  (cd "$django_dir" && PORT=$port PBKDF2_ITERATIONS=1000 LOG_LEVEL=WARNING exec ./run.sh) >>"$log" 2>&1 &
+  echo "== starting the Django reference ($django_home) on 127.0.0.1:$port"
+  (cd "$django_home" && ./services.sh up) >>"$log" 2>&1
+  (cd "$django_home" && PORT=$port PBKDF2_ITERATIONS=1000 LOG_LEVEL=WARNING exec ./run.sh) >>"$log" 2>&1 &
   django_pid=$!
   django_url="http://127.0.0.1:$port"
   for _ in $(seq 1 600); do
@@ -237,10 +237,10 @@ bench_stop_django() {
     wait "$django_pid" 2>/dev/null || true
   fi
   django_pid=""
-  if [[ -n "$django_dir" ]]; then
-    (cd "$django_dir" && ./services.sh down) >/dev/null 2>&1 || true
+  if [[ -n "$django_home" ]]; then
+    (cd "$django_home" && ./services.sh down) >/dev/null 2>&1 || true
   fi
-  django_dir=""
+  django_home=""
 }
 
 # bench_django_run N: one throughput run (tp_args) against the running
