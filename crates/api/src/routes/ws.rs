@@ -462,7 +462,12 @@ struct Acks {
 type AckResults = Vec<(ConversationId, MessageId, Result<(), ApiError>)>;
 type AckStore = actix_web::rt::task::JoinHandle<AckResults>;
 
-const ACK_WINDOW: Duration = Duration::from_millis(100);
+/// Half a second: in a busy conversation the sender's "delivered" lags by
+/// at most this; the first ack after a quiet spell is stored at once. Each
+/// store is a `messages_delivered` event to every socket of the
+/// conversation and a log row for each user, which at 100 ms cost a fifth
+/// of the throughput scenario's sends (BENCHMARKS.md, acks).
+const ACK_WINDOW: Duration = Duration::from_millis(500);
 
 impl Socket<'_> {
     /// Runs until the client leaves, stops answering, or falls behind;
