@@ -61,20 +61,36 @@ pub fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
 /// The statement that fills `conversation` with `count` messages,
 /// alternating senders, ids and times increasing together, all read but
 /// the last few; then sets the conversation row consistently.
-fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64, has_message_count: bool) -> String {
+fn bulk_sql(
+    conversation: i64,
+    (a, b): (i64, i64),
+    count: u64,
+    has_message_count: bool,
+    writes_vector: bool,
+) -> String {
     let message_count = if has_message_count {
         "message_count = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),"
     } else {
         ""
     };
+    let content = "'history message ' || g || ': the quick brown fox jumps over the lazy dog'";
+    let (vector_column, vector) = if writes_vector {
+        (
+            ", search_vector",
+            format!(", chat_search_vector({content}, {a}, {b})"),
+        )
+    } else {
+        ("", String::new())
+    };
     format!(
-        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at)
+        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at{vector_column})
          SELECT {conversation},
                 CASE WHEN g % 2 = 0 THEN {a} ELSE {b} END,
-                'history message ' || g || ': the quick brown fox jumps over the lazy dog',
+                {content},
                 NULL,
                 (now() AT TIME ZONE 'UTC') - ({count} - g) * interval '1 millisecond',
                 CASE WHEN g > {count} - {UNREAD_TAIL} THEN NULL ELSE (now() AT TIME ZONE 'UTC') END
+                {vector}
          FROM generate_series(1, {count}) AS g
          ORDER BY g;
          UPDATE conversations c SET
@@ -89,6 +105,21 @@ fn bulk_sql(conversation: i64, a: i64, b: i64, count: u64, has_message_count: bo
                FROM messages WHERE conversation_id = {conversation}) s
          WHERE c.id = {conversation};"
     )
+}
+
+/// Whether rows are written with their search vector (since migration
+/// `000018_search_terms`; before it the column was generated, and a
+/// benchmark variant drops it): SQL loads then compute it with the
+/// database's `chat_search_vector`, as the server would.
+pub(crate) fn writes_search_vector(database_url: &str) -> Result<bool> {
+    let out = psql(
+        database_url,
+        &["SELECT count(*) FROM information_schema.columns \
+           WHERE table_schema = current_schema() AND table_name = 'messages' \
+             AND column_name = 'search_vector' AND is_generated = 'NEVER' \
+             AND data_type = 'tsvector'"],
+    )?;
+    Ok(out.trim() == "1")
 }
 
 /// (min id, max id) of a conversation's messages.
@@ -125,8 +156,12 @@ async fn fill_with_psql(
                WHERE table_schema = current_schema() AND table_name = 'conversations'"],
         )?;
         let has_message_count = columns.lines().any(|c| c.trim() == "message_count");
+        let vector = writes_search_vector(&url)?;
         for (conv, a, b, n) in jobs {
-            psql(&url, &[&bulk_sql(conv, a, b, n, has_message_count)])?;
+            psql(
+                &url,
+                &[&bulk_sql(conv, (a, b), n, has_message_count, vector)],
+            )?;
         }
         psql(&url, &["VACUUM ANALYZE messages", "ANALYZE conversations"])?;
         Ok([id_range(&url, jobs[0].0)?, id_range(&url, jobs[1].0)?])

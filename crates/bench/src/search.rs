@@ -91,28 +91,39 @@ const SC: &str = "bench_search_conversations";
 /// interleave the conversations as live traffic does (looked up in arrays:
 /// a join would write them conversation by conversation), senders
 /// alternating, times increasing with `g`, everything read.
-fn messages_sql(count: u64, convs: usize, part: u64, sessions: u64) -> String {
+fn messages_sql(count: u64, convs: usize, part: u64, sessions: u64, vector: bool) -> String {
     let cw = sql_array(&COMMON);
     let sy = sql_array(&SYLLABLES);
     let nc = COMMON.len();
     let ln_v = (VOCABULARY as f64).ln();
+    let (vector_column, vector) = if vector {
+        (
+            ", search_vector",
+            ", chat_search_vector(s.content, s.low, s.high)",
+        )
+    } else {
+        ("", "")
+    };
     format!(
-        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at)
-         SELECT a.ids[g % {convs} + 1],
-                CASE WHEN (g / {convs}) % 2 = 0 THEN a.lows[g % {convs} + 1] ELSE a.highs[g % {convs} + 1] END,
+        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at{vector_column})
+         SELECT s.conversation_id, s.sender_id, s.content, NULL, s.created_at, s.read_at{vector}
+         FROM (SELECT a.ids[g % {convs} + 1] AS conversation_id,
+                CASE WHEN (g / {convs}) % 2 = 0 THEN a.lows[g % {convs} + 1] ELSE a.highs[g % {convs} + 1] END
+                  AS sender_id,
+                a.lows[g % {convs} + 1] AS low, a.highs[g % {convs} + 1] AS high,
                 (SELECT string_agg(CASE WHEN z.r < {nc} THEN ({cw})[z.r + 1]
                                    ELSE ({sy})[(z.r - {nc}) % 40 + 1]
                                      || ({sy})[(z.r - {nc}) / 40 % 40 + 1]
                                      || ({sy})[(z.r - {nc}) / 1600 % 40 + 1] END, ' ')
                  FROM (SELECT least(floor(exp(random() * {ln_v}))::int - 1 + 0 * w, {max_rank}) AS r
-                       FROM generate_series(1, 4 + (g % 13)::int) AS w) z),
-                NULL,
-                (now() AT TIME ZONE 'UTC') - ({count} - g) * interval '1 millisecond',
-                (now() AT TIME ZONE 'UTC')
+                       FROM generate_series(1, 4 + (g % 13)::int) AS w) z) AS content,
+                (now() AT TIME ZONE 'UTC') - ({count} - g) * interval '1 millisecond' AS created_at,
+                (now() AT TIME ZONE 'UTC') AS read_at
          FROM generate_series(1, {count}) AS g,
               (SELECT array_agg(id ORDER BY k) AS ids, array_agg(user_low ORDER BY k) AS lows,
                       array_agg(user_high ORDER BY k) AS highs FROM {SC}) AS a
-         WHERE g % {sessions} = {part}",
+         WHERE g % {sessions} = {part}
+         OFFSET 0) AS s",
         max_rank = VOCABULARY - 1,
     )
 }
@@ -202,10 +213,11 @@ fn load(url: &str, name: &str, searcher: i64, cfg: &Config, convs: usize) -> Res
     if !before.is_empty() {
         psql(url, &["DROP INDEX messages_search"])?;
     }
+    let vector = crate::history::writes_search_vector(url)?;
     let parts: Vec<std::thread::JoinHandle<Result<String>>> = (0..LOAD_SESSIONS)
         .map(|part| {
             let url = url.to_owned();
-            let sql = messages_sql(cfg.messages, convs, part, LOAD_SESSIONS);
+            let sql = messages_sql(cfg.messages, convs, part, LOAD_SESSIONS, vector);
             std::thread::spawn(move || psql(&url, &[&sql]))
         })
         .collect();
@@ -432,7 +444,9 @@ mod tests {
         assert_eq!(word(0), "the");
         assert_eq!(word(100), "bababa");
         assert_eq!(word(101), "bebaba");
-        let sql = messages_sql(1000, 500, 1, 3);
+        let sql = messages_sql(1000, 500, 1, 3, true);
+        assert!(sql.contains("chat_search_vector(s.content, s.low, s.high)"));
+        assert!(!messages_sql(1000, 500, 1, 3, false).contains("search_vector"));
         assert!(sql.contains("a.ids[g % 500 + 1]"));
         assert!(sql.contains("FROM bench_search_conversations) AS a"));
         assert!(sql.contains("WHERE g % 3 = 1"));

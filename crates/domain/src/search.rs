@@ -73,6 +73,11 @@ impl Word {
         &self.text
     }
 
+    /// The word as it is compared: [`fold`]ed (never empty).
+    pub fn folded(&self) -> &str {
+        &self.folded
+    }
+
     /// Whether it matches any word that starts with it (`hel*`).
     pub fn is_prefix(&self) -> bool {
         self.prefix
@@ -240,6 +245,20 @@ fn term_of(text: &str) -> Option<Term> {
         .filter(|w| !w.folded.is_empty())
         .collect();
     (!words.is_empty()).then_some(Term { words })
+}
+
+/// The words of `text` in order, [`fold`]ed: what an index stores for it,
+/// so that a [`Word`] matches a word of `text` when their folded forms are
+/// equal (or, for a prefix, when one starts with the other).
+///
+/// ```
+/// let words: Vec<String> = chat_domain::search::index_words("L'École, e-mail: ÆON!").collect();
+/// assert_eq!(words, ["l", "ecole", "e", "mail", "aeon"]);
+/// ```
+pub fn index_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    word_spans(text)
+        .map(|r| fold(&text[r]))
+        .filter(|w| !w.is_empty())
 }
 
 /// A letter, a digit or a combining mark.

@@ -321,6 +321,19 @@ impl Database {
         self.run(run_migrations).await
     }
 
+    /// Reverts the newest migration (for tests of a migration on data
+    /// written before it).
+    pub async fn revert_last(&self) -> QueryResult<()> {
+        self.run(|conn| {
+            let reverted = match conn {
+                DbConnection::Pg(c) => c.revert_last_migration(PG_MIGRATIONS).map(drop),
+                DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(drop),
+            };
+            reverted.map_err(|e| PersistenceError::other_with("revert failed", e))
+        })
+        .await
+    }
+
     /// Reverts every migration (for the up-down-up test and `just redo`).
     pub async fn revert_all(&self) -> QueryResult<usize> {
         self.run(|conn| {

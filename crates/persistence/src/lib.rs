@@ -21,6 +21,7 @@ pub mod reactions;
 mod rows;
 pub mod schema;
 pub mod search;
+mod search_terms;
 pub mod tokens;
 pub mod users;
 pub mod writer;

@@ -12,6 +12,7 @@ use chat_domain::{
 use chrono::{DateTime, Utc};
 use diesel::Connection as _;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
 /// A message stored now, with what its publication needs.
 #[derive(Debug, Clone)]
@@ -127,6 +128,12 @@ pub(crate) fn webhook_event(conversation: &Conversation, m: &Message) -> crate::
     }
 }
 
+#[derive(QueryableByName)]
+struct InsertedId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
 /// Inserts the message; returns it, the conversation's (low, high) unread
 /// counts after it, and its position.
 fn insert(
@@ -167,17 +174,42 @@ fn insert(
     // A new message has no reactions and no delivery yet; only its id
     // comes back (SQLite's RETURNING takes no subquery, which the delivery
     // time of a selected message is).
-    let id: i64 = diesel::insert_into(messages::table)
-        .values(NewMessageRow {
-            conversation_id: conversation.id.0,
-            sender_id: sender.0,
-            content: content.as_str(),
-            client_id: client_id.map(ClientId::as_str),
-            created_at: now,
-            attachments,
-        })
-        .returning(messages::id)
-        .get_result(conn)?;
+    let new = NewMessageRow {
+        conversation_id: conversation.id.0,
+        sender_id: sender.0,
+        content: content.as_str(),
+        client_id: client_id.map(ClientId::as_str),
+        created_at: now,
+        attachments,
+    };
+    let id: i64 = match conn {
+        // PostgreSQL's search vector comes with the row (SQLite's FTS5
+        // triggers index it themselves).
+        DbConnection::Pg(pg) => {
+            diesel::sql_query(
+                "INSERT INTO messages \
+                   (conversation_id, sender_id, content, client_id, created_at, attachments, \
+                    search_vector) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::tsvector) RETURNING id",
+            )
+            .bind::<BigInt, _>(new.conversation_id)
+            .bind::<BigInt, _>(new.sender_id)
+            .bind::<Text, _>(new.content)
+            .bind::<Nullable<Text>, _>(new.client_id)
+            .bind::<Timestamp, _>(new.created_at)
+            .bind::<Text, _>(new.attachments)
+            .bind::<Text, _>(crate::search_terms::vector(
+                new.content,
+                [conversation.user_low, conversation.user_high],
+            ))
+            .get_result::<InsertedId>(pg)?
+            .id
+        }
+        DbConnection::Sqlite(_) => diesel::insert_into(messages::table)
+            .values(new)
+            .returning(messages::id)
+            .get_result(conn)?,
+    };
     let row = MessageRow {
         id,
         conversation_id: conversation.id.0,

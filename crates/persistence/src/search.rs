@@ -2,12 +2,11 @@
 //! full-text search (a generated `tsvector` with a GIN index), SQLite FTS5.
 //!
 //! The engine's query is built from the parsed [`SearchQuery`], never from
-//! the user's text: on PostgreSQL the words are bound as arrays and the
-//! database turns each into a tsquery with `phraseto_tsquery` (plain text
-//! in, no operators); on SQLite each word is a quoted FTS5 string, bound
-//! as the `MATCH` parameter. diesel does not cache `sql_query` statements,
-//! so PostgreSQL plans each search with its bound values (see
-//! [`PG_SEARCH`]).
+//! the user's text: on PostgreSQL a `tsquery` literal of quoted, folded
+//! words, their pairs and the viewer ([`crate::search_terms`]); on SQLite
+//! each word is a quoted FTS5 string, bound as the `MATCH` parameter.
+//! diesel does not cache `sql_query` statements, so PostgreSQL plans each
+//! search with its bound values (see [`PG_SEARCH`]).
 //!
 //! The caller's conversations scope the match inside the statement, before
 //! ordering and the limit; results are newest first by id (keyset paging
@@ -19,7 +18,7 @@ use crate::rows::MessageRow;
 use chat_domain::search::SearchQuery;
 use chat_domain::{ConversationId, Message, MessageId, UserId};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 /// Where to search and how much to return.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +35,7 @@ pub struct SearchScope {
 
 /// A PostgreSQL search statement: the message columns, `$where` (which
 /// conversations, binding `$1` viewer and `$2` conversation), then the
-/// cursor `$3`, the words `$4`..`$6` and the limit `$7`.
+/// cursor `$3`, the tsquery `$4` and the limit `$5`.
 macro_rules! pg_search {
     ($where:literal) => {
         concat!(
@@ -47,18 +46,20 @@ macro_rules! pg_search {
              FROM messages m WHERE ",
             $where,
             " AND m.id < $3 \
-              AND m.search_vector @@ chat_search_query($4::int8[], $5::text[], $6::bool[]) \
-             ORDER BY m.id DESC LIMIT $7"
+              AND m.search_vector @@ $4::tsquery \
+             ORDER BY m.id DESC LIMIT $5"
         )
     };
 }
 
-/// All the viewer's conversations. `chat_search_query` of the bound
-/// arrays is folded into a constant while planning (it is IMMUTABLE), so
-/// the planner weighs the real tsquery: reading the newest messages
-/// backwards for a common word, the GIN index for a rare one.
-/// `conversation_id + 0` keeps the planner off the per-conversation index
-/// here: through it, it repeated the GIN scan once per conversation.
+/// All the viewer's conversations. The tsquery requires the viewer's
+/// participant lexeme, so the GIN index yields the viewer's matches only;
+/// the bound tsquery is a constant while planning, so the planner weighs
+/// it: reading the newest messages backwards for a common word, the GIN
+/// index for a rare one. `conversation_id + 0` keeps the planner off the
+/// per-conversation index here: through it, it repeated the GIN scan once
+/// per conversation. The conversations stay in the statement: the
+/// participants' lexemes narrow the search, they do not authorize it.
 const PG_SEARCH: &str = pg_search!(
     "m.conversation_id + 0 IN ( \
         SELECT c.id FROM conversations c WHERE c.user_low = $1 OR c.user_high = $1) \
@@ -103,19 +104,18 @@ pub fn search(
     let fetch = scope.limit.saturating_add(1);
     let mut rows: Vec<MessageRow> = match conn {
         DbConnection::Pg(pg) => {
-            let (terms, words, prefixes) = pg_arrays(query);
-            let statement = if only.is_some() {
-                PG_SEARCH_ONE
+            // One conversation has its own index; the viewer's lexeme would
+            // only skew the estimate there.
+            let (statement, viewer) = if only.is_some() {
+                (PG_SEARCH_ONE, None)
             } else {
-                PG_SEARCH
+                (PG_SEARCH, Some(scope.viewer))
             };
             diesel::sql_query(statement)
                 .bind::<BigInt, _>(scope.viewer.0)
                 .bind::<Nullable<BigInt>, _>(only)
                 .bind::<BigInt, _>(before)
-                .bind::<Array<BigInt>, _>(terms)
-                .bind::<Array<Text>, _>(words)
-                .bind::<Array<Bool>, _>(prefixes)
+                .bind::<Text, _>(crate::search_terms::tsquery(query, viewer))
                 .bind::<BigInt, _>(fetch)
                 .load(pg)?
         }
@@ -133,21 +133,6 @@ pub fn search(
         rows.into_iter().map(MessageRow::into_message).collect(),
         has_more,
     ))
-}
-
-/// The query's words as three parallel arrays for PostgreSQL: the term
-/// each belongs to, the word, whether it is a prefix (in order, so a
-/// phrase's words aggregate in order).
-fn pg_arrays(query: &SearchQuery) -> (Vec<i64>, Vec<String>, Vec<bool>) {
-    let mut out = (Vec::new(), Vec::new(), Vec::new());
-    for (i, term) in (0_i64..).zip(query.terms()) {
-        for word in term.words() {
-            out.0.push(i);
-            out.1.push(word.text().to_owned());
-            out.2.push(word.is_prefix());
-        }
-    }
-    out
 }
 
 /// The FTS5 query of `query`: every word a quoted string (a `"` inside
@@ -187,13 +172,5 @@ mod tests {
             r#""café" AND "hel" * AND "good" + "morn" * AND "NEAR" + "a" AND "b" AND "x" + "y""#
         );
         assert_eq!(fts5_query(&parse("a OR b")), r#""a" AND "OR" AND "b""#);
-    }
-
-    #[test]
-    fn pg_arrays_number_the_terms() {
-        let (terms, words, prefixes) = pg_arrays(&parse(r#"x "good morn*""#));
-        assert_eq!(terms, [0, 1, 1]);
-        assert_eq!(words, ["x", "good", "morn"]);
-        assert_eq!(prefixes, [false, false, true]);
     }
 }

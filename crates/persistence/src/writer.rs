@@ -444,9 +444,23 @@ fn store_batch_pg(
     let DbConnection::Pg(pg) = conn else {
         return Err(PersistenceError::other("batched sends need PostgreSQL"));
     };
+    let vectors = pending
+        .iter()
+        .map(|(s, _)| {
+            let m = &s.message;
+            let c = convs.get(&m.conversation_id).ok_or_else(|| {
+                PersistenceError::other("a batch message without its conversation")
+            })?;
+            Ok(crate::search_terms::vector(
+                m.content.as_str(),
+                [c.user_low, c.user_high],
+            ))
+        })
+        .collect::<QueryResult<Vec<String>>>()?;
     write_batch(
         pg,
         &pending,
+        &vectors,
         &added,
         &changed,
         &events,
@@ -634,6 +648,7 @@ struct Added {
 fn write_batch(
     pg: &mut PgConnection,
     pending: &[Pending],
+    vectors: &[String],
     added: &[Added],
     changed: &[(UserId, StreamState)],
     events: &[UserEvent],
@@ -645,9 +660,11 @@ fn write_batch(
     }
     prepared(diesel::sql_query(
         "WITH m AS ( \
-           INSERT INTO messages (id, conversation_id, sender_id, content, client_id, created_at) \
-           SELECT k.id, k.conversation_id, k.sender_id, k.content, k.client_id, $6 \
-           FROM unnest($1, $2, $3, $4, $5) AS k(id, conversation_id, sender_id, content, client_id)), \
+           INSERT INTO messages (id, conversation_id, sender_id, content, client_id, created_at, \
+                                 search_vector) \
+           SELECT k.id, k.conversation_id, k.sender_id, k.content, k.client_id, $6, k.search::tsvector \
+           FROM unnest($1, $2, $3, $4, $5, $18) \
+             AS k(id, conversation_id, sender_id, content, client_id, search)), \
          c AS ( \
            UPDATE conversations AS c SET \
              unread_for_low = c.unread_for_low + v.low, \
@@ -699,6 +716,7 @@ fn write_batch(
     .bind::<Array<BigInt>, _>(events.iter().map(|e| e.user.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(events.iter().map(|e| e.seq).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(vectors)
     ).execute(pg)?;
     Ok(())
 }

@@ -160,3 +160,74 @@ async fn two_nodes_migrating_at_once_both_succeed() {
     assert!(ra + rb >= 1, "the migrations ran once between them");
     assert_eq!(a.migrate().await.expect("again"), 0);
 }
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Vector {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    vector: String,
+}
+
+fn vectors(conn: &mut DbConnection) -> Result<Vec<Vector>, PersistenceError> {
+    match conn {
+        DbConnection::Pg(c) => Ok(diesel::sql_query(
+            "SELECT id, search_vector::text AS vector FROM messages ORDER BY id",
+        )
+        .load(c)?),
+        DbConnection::Sqlite(_) => Ok(Vec::new()),
+    }
+}
+
+/// PostgreSQL: migration 000018 re-indexes the messages stored before it
+/// with the SQL twin of the server's vectors (the same for text of letters,
+/// digits, punctuation and spaces), and a phrase is then found by its pairs.
+#[tokio::test]
+async fn search_terms_migration_reindexes_older_messages() {
+    if chat_tests::pg_base_url().is_none() {
+        return; // SQLite's FTS5 index is not touched by it.
+    }
+    let test_db = std::sync::Arc::new(TestDb::new().await);
+    let server = chat_tests::TestServer::start_on(test_db.clone(), Default::default()).await;
+    let api = crate::support::Api::new(&server);
+    let (ta, tb, conv, _, _) = api.pair("alice", "bob").await;
+    for content in [
+        "One of the best, e-mail me",
+        "CAFÉ crème at 9?",
+        "the one of them",
+    ] {
+        api.send_message(&ta, conv, content).await;
+    }
+    drop(server);
+
+    let db = Database::new(&test_db.url, &PoolOptions::default()).expect("pool");
+    let written = db.run(vectors).await.expect("vectors");
+    assert_eq!(written.len(), 3);
+    assert!(
+        written[0].vector.contains("' of the'") && written[0].vector.contains("' e mail'"),
+        "{written:?}"
+    );
+    db.revert_last().await.expect("down 000018");
+    let generated = db.run(vectors).await.expect("vectors");
+    assert!(
+        generated.iter().all(|v| !v.vector.contains("' ")),
+        "the generated column has no pairs: {generated:?}"
+    );
+    assert_eq!(db.migrate().await.expect("up 000018"), 1);
+    assert_eq!(db.run(vectors).await.expect("vectors"), written);
+
+    // Bob's token, from the first server (the same secret).
+    let _server = chat_tests::TestServer::start_on(test_db, Default::default()).await;
+    let api = crate::support::Api::new(&_server);
+    let (status, body) = api
+        .call(
+            "GET",
+            "/api/chat/search/?q=%22one%20of%20the%22",
+            Some(&tb),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["content"], "One of the best, e-mail me");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(1), "{body}");
+}

@@ -502,3 +502,91 @@ async fn messages_sent_over_websocket_are_found_too() {
     crate::ws_support::next_of(&mut ws, "chat_message").await;
     assert_eq!(found(&api, &ta, "uber").await, ["über the socket"]);
 }
+
+#[tokio::test]
+async fn a_phrase_of_three_words_needs_them_all_in_order() {
+    let (_server, api, ta, _tb, conv, _, _) = pair_server().await;
+    send_all(
+        &api,
+        &ta,
+        conv,
+        &[
+            "one of the best",
+            "one of them",
+            "of the one",
+            // Both of the phrase's pairs, but not the phrase.
+            "one of x of the",
+            "One, of; THE end",
+        ],
+    )
+    .await;
+    assert_eq!(
+        found(&api, &ta, "\"one of the\"").await,
+        ["One, of; THE end", "one of the best"]
+    );
+    assert_eq!(
+        found(&api, &ta, "\"of the\"").await,
+        [
+            "One, of; THE end",
+            "one of x of the",
+            "of the one",
+            "one of the best"
+        ]
+    );
+    // A prefix first in a phrase: its words in order still.
+    assert_eq!(
+        found(&api, &ta, "\"on* of\"").await,
+        [
+            "One, of; THE end",
+            "one of x of the",
+            "one of them",
+            "one of the best"
+        ]
+    );
+    assert_eq!(found(&api, &ta, "\"of one\"").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn participants_and_word_pairs_are_not_words() {
+    let (_server, api, ta, tb, conv, alice, bob) = pair_server().await;
+    send_all(&api, &ta, conv, &["plain text", "unicorn", "good morning"]).await;
+    assert_eq!(found(&api, &ta, "u*").await, ["unicorn"]);
+    for q in [
+        format!("u{alice}"),
+        format!("u{bob}*"),
+        "good*morning".to_owned(),
+        "\"good\" \"morning\"".to_owned(),
+    ] {
+        let want: Vec<String> = if q.contains("good") {
+            vec!["good morning".into()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(found(&api, &tb, &q).await, want, "q={q}");
+    }
+    assert_eq!(
+        found(&api, &ta, "\"morning good\"").await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn messages_with_files_are_found_by_their_text() {
+    let (_server, api, ta, tb, conv, _, _) = pair_server().await;
+    let file = crate::attachments::uploaded(&api, &ta, "notes.txt", b"plain notes").await;
+    let body = json!({"conversation_id": conv, "content": "Holiday photos, the best ones",
+                      "attachment_ids": [file["id"]]});
+    let (status, m) = api
+        .call("POST", "/api/chat/messages/", Some(&ta), Some(body))
+        .await;
+    assert_eq!(status, 201, "{m}");
+    api.send_message(&ta, conv, "holiday plans").await;
+    assert_eq!(
+        found(&api, &tb, "holiday").await,
+        ["holiday plans", "Holiday photos, the best ones"]
+    );
+    assert_eq!(
+        found(&api, &tb, "\"photos the best\"").await,
+        ["Holiday photos, the best ones"]
+    );
+}
