@@ -8,8 +8,9 @@
 #                                     100 ms)
 #   crates/bench/variants.sh acks-each  acks_off, then acks_each: an ack frame
 #                                     for every message, as soon as it arrives
-#   crates/bench/variants.sh index    without_index (baseline: a database where the
-#                                     search column and GIN index were dropped),
+#   crates/bench/variants.sh index    without_index (baseline: a database without
+#                                     the GIN index; before migration 000018 also
+#                                     without the then generated search column),
 #                                     then with_index (as migrated)
 #   crates/bench/variants.sh sql      as_migrated (baseline), then with_sql: the
 #                                     database migrated, then $BENCH_VARIANT_SQL run
@@ -24,8 +25,8 @@
 # BENCH_ROUNDS times (default 3), runs the throughput scenario for the
 # baseline, then for the variant, each on a fresh database and a freshly
 # started release server of this work tree with run.sh's settings (the
-# `without_index` baseline migrates first, then drops
-# `messages.search_vector`, which takes `messages_search` with it). Writes the combined JSON (every
+# `without_index` baseline migrates first, then drops the search index:
+# bench_drop_search_index in lib.sh). Writes the combined JSON (every
 # run, the medians, the ratio variant / baseline) and prints it.
 #
 # Environment:

@@ -423,8 +423,11 @@ mod tests {
 
     #[test]
     fn bulk_sql_mentions_every_column() {
-        assert!(!bulk_sql(3, 1, 2, 1000, false).contains("message_count"));
-        let sql = bulk_sql(3, 1, 2, 1000, true);
+        let old = bulk_sql(3, (1, 2), 1000, false, false);
+        assert!(!old.contains("message_count") && !old.contains("search_vector"));
+        let sql = bulk_sql(3, (1, 2), 1000, true, true);
+        assert!(sql.contains(", search_vector)"));
+        assert!(sql.contains("chat_search_vector('history message ' || g"));
         assert!(sql.contains("message_count = (SELECT count(*)"));
         for col in [
             "conversation_id",

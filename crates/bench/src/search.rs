@@ -260,6 +260,11 @@ fn load(url: &str, name: &str, searcher: i64, cfg: &Config, convs: usize) -> Res
         "insert_sessions": LOAD_SESSIONS,
         "index_and_counters_s": round3(index_s),
         "vacuum_analyze_s": round3(analyze.elapsed().as_secs_f64()),
+        "vectors_written_by": if vector {
+            "chat_search_vector (the SQL twin of the server's vectors)"
+        } else {
+            "the generated column"
+        },
     });
     for (k, v) in facts.as_object().into_iter().flatten() {
         out[k] = v.clone();

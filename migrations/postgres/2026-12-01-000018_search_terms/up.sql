@@ -33,6 +33,9 @@ DROP INDEX messages_search;
 UPDATE messages m SET search_vector = chat_search_vector(m.content, c.user_low, c.user_high)
 FROM conversations c WHERE c.id = m.conversation_id;
 CREATE INDEX messages_search ON messages USING gin (search_vector);
+-- The planner's statistics of the new lexemes (VACUUM cannot run in the
+-- migration's transaction: run `VACUUM ANALYZE messages` after it).
+ANALYZE messages;
 
 -- The query is built by the server too.
 DROP FUNCTION chat_search_query(int8[], text[], bool[]);
