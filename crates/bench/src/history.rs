@@ -61,12 +61,18 @@ pub fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
 /// The statement that fills `conversation` with `count` messages,
 /// alternating senders, ids and times increasing together, all read but
 /// the last few; then sets the conversation row consistently.
+/// The reactions of every other message of the big conversation (when the
+/// schema has them): the history page then carries reaction summaries.
+pub(crate) const REACTIONS: &str =
+    "every other message: 👍 by both participants and 🎉 by one (3 reactions, 2 emoji)";
+
 fn bulk_sql(
     conversation: i64,
     (a, b): (i64, i64),
     count: u64,
     has_message_count: bool,
     writes_vector: bool,
+    reacted: bool,
 ) -> String {
     let message_count = if has_message_count {
         "message_count = (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id),"
@@ -82,17 +88,36 @@ fn bulk_sql(
     } else {
         ("", String::new())
     };
+    let (lo, hi) = (a.min(b), a.max(b));
+    let (reactions_column, reactions, reaction_rows) = if reacted {
+        (
+            ", reactions",
+            format!(
+                ", CASE WHEN g % 2 = 0 THEN '[{{\"emoji\":\"👍\",\"count\":2,\"user_ids\":[{lo},{hi}]}},\
+                 {{\"emoji\":\"🎉\",\"count\":1,\"user_ids\":[{a}]}}]' ELSE '[]' END"
+            ),
+            format!(
+                "INSERT INTO reactions (message_id, user_id, emoji, created_at)
+                 SELECT m.id, v.user_id, v.emoji, m.created_at
+                 FROM messages m CROSS JOIN (VALUES ({lo}, '👍'), ({hi}, '👍'), ({a}, '🎉')) AS v(user_id, emoji)
+                 WHERE m.conversation_id = {conversation} AND m.reactions <> '[]';"
+            ),
+        )
+    } else {
+        ("", String::new(), String::new())
+    };
     format!(
-        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at{vector_column})
+        "INSERT INTO messages (conversation_id, sender_id, content, client_id, created_at, read_at{vector_column}{reactions_column})
          SELECT {conversation},
                 CASE WHEN g % 2 = 0 THEN {a} ELSE {b} END,
                 {content},
                 NULL,
                 (now() AT TIME ZONE 'UTC') - ({count} - g) * interval '1 millisecond',
                 CASE WHEN g > {count} - {UNREAD_TAIL} THEN NULL ELSE (now() AT TIME ZONE 'UTC') END
-                {vector}
+                {vector}{reactions}
          FROM generate_series(1, {count}) AS g
          ORDER BY g;
+         {reaction_rows}
          UPDATE conversations c SET
            {message_count}
            last_message_id = s.max_id,
@@ -142,7 +167,7 @@ async fn fill_with_psql(
     small: &Pair,
     m: u64,
     s: u64,
-) -> Result<[(i64, i64); 2]> {
+) -> Result<([(i64, i64); 2], bool)> {
     let jobs = [
         (big.conversation, big.a.id, big.b.id, m),
         (small.conversation, small.a.id, small.b.id, s),
@@ -157,14 +182,37 @@ async fn fill_with_psql(
         )?;
         let has_message_count = columns.lines().any(|c| c.trim() == "message_count");
         let vector = writes_search_vector(&url)?;
-        for (conv, a, b, n) in jobs {
-            psql(
-                &url,
-                &[&bulk_sql(conv, (a, b), n, has_message_count, vector)],
-            )?;
+        let reacted = psql(
+            &url,
+            &["SELECT count(*) FROM information_schema.columns \
+               WHERE table_schema = current_schema() AND table_name = 'messages' \
+                 AND column_name = 'reactions'"],
+        )?
+        .trim()
+            == "1";
+        for (i, (conv, a, b, n)) in jobs.into_iter().enumerate() {
+            let sql = bulk_sql(
+                conv,
+                (a, b),
+                n,
+                has_message_count,
+                vector,
+                reacted && i == 0,
+            );
+            psql(&url, &[&sql])?;
         }
-        psql(&url, &["VACUUM ANALYZE messages", "ANALYZE conversations"])?;
-        Ok([id_range(&url, jobs[0].0)?, id_range(&url, jobs[1].0)?])
+        psql(
+            &url,
+            &[
+                "VACUUM ANALYZE messages",
+                "ANALYZE conversations",
+                "ANALYZE reactions",
+            ],
+        )?;
+        Ok((
+            [id_range(&url, jobs[0].0)?, id_range(&url, jobs[1].0)?],
+            reacted,
+        ))
     })
     .await?
 }
@@ -249,17 +297,20 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     let pairs = api.create_pairs("hi", 2, cfg.concurrency).await?;
     let (big, small) = (&pairs[0], &pairs[1]);
     let insert_started = Instant::now();
-    let (method, [(big_lo, big_hi), (small_lo, small_hi)]) = match &cfg.database_url {
+    let (method, ([(big_lo, big_hi), (small_lo, small_hi)], reacted)) = match &cfg.database_url {
         Some(url) => (
             "psql",
             fill_with_psql(url.clone(), big, small, cfg.messages, cfg.small).await?,
         ),
         None => (
             "api",
-            [
-                fill_with_api(api, big, cfg.messages, cfg.concurrency).await?,
-                fill_with_api(api, small, cfg.small, cfg.concurrency).await?,
-            ],
+            (
+                [
+                    fill_with_api(api, big, cfg.messages, cfg.concurrency).await?,
+                    fill_with_api(api, small, cfg.small, cfg.concurrency).await?,
+                ],
+                false,
+            ),
         ),
     };
     let insert_seconds = insert_started.elapsed().as_secs_f64();
@@ -397,6 +448,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "messages_big": cfg.messages,
         "messages_small": cfg.small,
         "insert_method": method,
+        "reactions_big": reacted.then_some(REACTIONS),
         "insert_s": round3(insert_seconds),
         "setup_s": round3(setup_started.elapsed().as_secs_f64()),
         "reads_per_kind": cfg.reads,
@@ -423,10 +475,13 @@ mod tests {
 
     #[test]
     fn bulk_sql_mentions_every_column() {
-        let old = bulk_sql(3, (1, 2), 1000, false, false);
+        let old = bulk_sql(3, (1, 2), 1000, false, false, false);
         assert!(!old.contains("message_count") && !old.contains("search_vector"));
-        let sql = bulk_sql(3, (1, 2), 1000, true, true);
-        assert!(sql.contains(", search_vector)"));
+        assert!(!old.contains("reactions"));
+        let sql = bulk_sql(3, (1, 2), 1000, true, true, true);
+        assert!(sql.contains(", reactions)") && sql.contains("INSERT INTO reactions"));
+        assert!(sql.contains(r#""user_ids":[1,2]"#));
+        assert!(sql.contains(", search_vector, reactions)"));
         assert!(sql.contains("chat_search_vector('history message ' || g"));
         assert!(sql.contains("message_count = (SELECT count(*)"));
         for col in [
