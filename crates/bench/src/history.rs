@@ -321,6 +321,18 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
     // Tokens may have aged during a long insert.
     let tok_big = api.login(&big.a.username).await?;
     let tok_small = api.login(&small.a.username).await?;
+    // What page 1 of the big conversation shows: its messages with reactions.
+    let first_page = api
+        .get_json(
+            &format!("/api/chat/conversations/{}/messages/", big.conversation),
+            &tok_big,
+        )
+        .await?;
+    let with_reactions = first_page["results"].as_array().map(|ms| {
+        ms.iter()
+            .filter(|m| m["reactions"].as_array().is_some_and(|r| !r.is_empty()))
+            .count()
+    });
     let max = Duration::from_secs_f64(cfg.max_seconds_per_kind);
     let ps = cfg.page_size.clamp(1, 100);
 
@@ -449,6 +461,7 @@ pub async fn run(api: &Api, cfg: &Config) -> Result<Value> {
         "messages_small": cfg.small,
         "insert_method": method,
         "reactions_big": reacted.then_some(REACTIONS),
+        "page_1_messages_with_reactions": with_reactions,
         "insert_s": round3(insert_seconds),
         "setup_s": round3(setup_started.elapsed().as_secs_f64()),
         "reads_per_kind": cfg.reads,

@@ -604,7 +604,9 @@ fn details(r: &Value, out: &mut String) -> std::fmt::Result {
             v["reactions_big"]
                 .as_str()
                 .map_or(String::new(), |r| format!(
-                    " Reactions in the big conversation: {r}; none in the small one."
+                    " Reactions in the big conversation: {r} ({} of page 1's messages show \
+                     reactions); none in the small one.",
+                    v["page_1_messages_with_reactions"]
                 ))
         )?;
         out.push_str(LAT_HEAD);
