@@ -4,8 +4,9 @@
 # measured by `chat-bench search` (5,000,000 messages, 1,000,000 of them
 # the searcher's); then migrated by this work tree's server (the migration
 # timed: it re-indexes every row) and measured again with `--existing`,
-# BENCH_SEARCH_ROUNDS times (after `VACUUM ANALYZE messages`, also timed). The first pages' hit counts of both are
-# compared (the same queries must find the same messages).
+# BENCH_SEARCH_ROUNDS times (after `VACUUM ANALYZE messages`, also timed).
+# The first pages' hit counts of both are compared (the same queries must
+# find the same messages).
 #
 #   BENCH_BEFORE_BIN=path     BEFORE's chat-server (required; e.g. built by
 #                             `crates/bench/compare.sh REV --build-only`)

@@ -58,14 +58,15 @@ pub fn psql(database_url: &str, statements: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The statement that fills `conversation` with `count` messages,
-/// alternating senders, ids and times increasing together, all read but
-/// the last few; then sets the conversation row consistently.
 /// The reactions of every other message of the big conversation (when the
 /// schema has them): the history page then carries reaction summaries.
 pub(crate) const REACTIONS: &str =
     "every other message: 👍 by both participants and 🎉 by one (3 reactions, 2 emoji)";
 
+/// The statement that fills `conversation` with `count` messages,
+/// alternating senders, ids and times increasing together, all read but
+/// the last few (with `reacted`, every other one with [`REACTIONS`]); then
+/// sets the conversation row consistently.
 fn bulk_sql(
     conversation: i64,
     (a, b): (i64, i64),
@@ -132,6 +133,19 @@ fn bulk_sql(
     )
 }
 
+/// Whether `table` of the current schema has `column`.
+fn has_column(database_url: &str, table: &str, column: &str) -> Result<bool> {
+    let out = psql(
+        database_url,
+        &[&format!(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{table}' \
+               AND column_name = '{column}'"
+        )],
+    )?;
+    Ok(out.trim() == "1")
+}
+
 /// Whether rows are written with their search vector (since migration
 /// `000018_search_terms`; before it the column was generated, and a
 /// benchmark variant drops it): SQL loads then compute it with the
@@ -173,23 +187,12 @@ async fn fill_with_psql(
         (small.conversation, small.a.id, small.b.id, s),
     ];
     tokio::task::spawn_blocking(move || {
-        // Counters the server maintains on the conversation row vary with
-        // the schema version: set the ones this database has.
-        let columns = psql(
-            &url,
-            &["SELECT column_name FROM information_schema.columns \
-               WHERE table_schema = current_schema() AND table_name = 'conversations'"],
-        )?;
-        let has_message_count = columns.lines().any(|c| c.trim() == "message_count");
+        // Counters the server maintains on the conversation row, and the
+        // columns of messages, vary with the schema version: set the ones
+        // this database has.
+        let has_message_count = has_column(&url, "conversations", "message_count")?;
         let vector = writes_search_vector(&url)?;
-        let reacted = psql(
-            &url,
-            &["SELECT count(*) FROM information_schema.columns \
-               WHERE table_schema = current_schema() AND table_name = 'messages' \
-                 AND column_name = 'reactions'"],
-        )?
-        .trim()
-            == "1";
+        let reacted = has_column(&url, "messages", "reactions")?;
         for (i, (conv, a, b, n)) in jobs.into_iter().enumerate() {
             let sql = bulk_sql(
                 conv,

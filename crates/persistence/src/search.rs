@@ -1,5 +1,6 @@
 //! Message search over the conversations a user is part of: PostgreSQL
-//! full-text search (a generated `tsvector` with a GIN index), SQLite FTS5.
+//! full-text search (a `tsvector` the server writes with each message, with
+//! a GIN index), SQLite FTS5.
 //!
 //! The engine's query is built from the parsed [`SearchQuery`], never from
 //! the user's text: on PostgreSQL a `tsquery` literal of quoted, folded
